@@ -1,0 +1,15 @@
+//! # swerl
+//!
+//! SWE-RL in Rust: reinforcement learning that teaches language models to fix real software
+//! issues, by mining the history of open-source projects and rewarding patches that resemble the
+//! real fix.
+//!
+//! This crate is a facade: it re-exports the workspace's library crates under short names so a
+//! single `cargo add swerl` gives the whole system. Each crate is also usable on its own.
+//!
+//! | module | crate | what it does |
+//! | --- | --- | --- |
+//! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
+//!
+
+pub use swerl_reward as reward;

@@ -1,0 +1,3 @@
+//! One module per subcommand: argument struct plus a `run` function returning the exit code.
+
+pub(crate) mod reward;

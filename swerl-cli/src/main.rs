@@ -1,0 +1,46 @@
+//! The `swerl` binary: parses arguments and calls the library crates. It owns all terminal output
+//! (results on stdout, logs and progress on stderr).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// SWE-RL in Rust: mine software history, score patches, sample and train language models.
+#[derive(Debug, Parser)]
+#[command(name = "swerl", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log filter for stderr (e.g. `info`, `swerl_grpo=debug`); also read from `RUST_LOG`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Score model completions with the SWE-RL reward (JSONL in, JSONL out).
+    Reward(cmd::reward::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let result = match cli.command {
+        Command::Reward(args) => cmd::reward::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

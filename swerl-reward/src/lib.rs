@@ -1,0 +1,1 @@
+//! The SWE-RL reward (work in progress: see issue 2).
