@@ -46,10 +46,12 @@
 //! ## Modules
 //! - [`difflib`]: exact port of CPython's `SequenceMatcher` and `unified_diff`.
 //! - [`pystr`]: Python's `str.splitlines`, `strip`, `count`, `replace`, `isspace`.
+//! - [`batch`]: JSON-lines files of cases scored in parallel (what `swerl reward` runs).
 //! - [`unidiff`]: the second entry point, comparing `git diff` texts ([`unidiff::unidiff_reward`]).
 //! - The crate root: parsing, applying edits, patches, similarity, [`Scorer`] (reuses the
 //!   oracle's work across the completions of a GRPO group) and [`git_diff`] (SWE-bench patches).
 
+pub mod batch;
 pub mod difflib;
 pub mod pystr;
 pub mod unidiff;

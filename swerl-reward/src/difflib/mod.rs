@@ -258,6 +258,11 @@ impl SequenceMatcher {
 
     /// Opcodes grouped into hunks with up to `n` lines of context (Python's
     /// `get_grouped_opcodes(n)`).
+    ///
+    /// CPython trims the first and last `equal` opcodes of the matcher's cached opcode list in
+    /// place, so on the same Python matcher a second call (or a later `get_opcodes()`) sees the
+    /// trimmed list. This port is stateless: every call returns what a fresh matcher's first
+    /// call returns, which is what `unified_diff` (and so the reward) uses.
     pub fn grouped_opcodes(&self, n: usize) -> Vec<Vec<Opcode>> {
         group_opcodes(self.opcodes(), n)
     }

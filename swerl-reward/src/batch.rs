@@ -1,0 +1,349 @@
+//! Scoring JSON-lines files of cases, in parallel, with per-line errors (what `swerl reward`
+//! runs).
+//!
+//! Input: one JSON object per line, either a search/replace case
+//! `{"code_context": {path: text}, "oracle_new_content": {path: text}, "output": "..."}` or a
+//! unified-diff case `{"oracle_patches": ["..."], "pred_patches": ["..."]}`. Other fields are
+//! ignored except `instance_id`, which is copied to the result.
+//!
+//! Output: one JSON object per input line, in input order: `{"reward": r, "similarities":
+//! [{"path", "similarity"}], ...}`, with `"error"` holding the reason when `r` is -1. A line that
+//! is not a valid case gets `{"reward": null, "error": {"kind": "invalid_case", "line": n,
+//! "message": "..."}}` and the rest of the file is still scored.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::FormatError;
+use crate::score::Scorer;
+use crate::similarity::Similarity;
+use crate::unidiff::{Dialect, unidiff_reward};
+
+/// Lines scored per parallel batch: bounds memory on endless inputs while keeping cores busy.
+const CHUNK: usize = 2048;
+
+/// One input line (see [`parse_case`]).
+#[derive(Debug, Clone)]
+pub enum Case {
+    /// A raw completion scored against an oracle's new contents.
+    SearchReplace {
+        /// Instance id, copied to the result.
+        instance_id: Option<String>,
+        /// Path -> original content.
+        code_context: BTreeMap<String, String>,
+        /// Path -> content after the real fix.
+        oracle_new_content: BTreeMap<String, String>,
+        /// The model's completion.
+        output: String,
+    },
+    /// Predicted `git diff` texts scored against oracle ones.
+    Unidiff {
+        /// Instance id, copied to the result.
+        instance_id: Option<String>,
+        /// The oracle's diffs.
+        oracle_patches: Vec<String>,
+        /// The prediction's diffs.
+        pred_patches: Vec<String>,
+    },
+}
+
+/// A per-file similarity, as written to the output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathSimilarity {
+    /// The file.
+    pub path: String,
+    /// Its similarity, in [0, 1].
+    pub similarity: f64,
+}
+
+/// Why a line has no reward or scores -1.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LineError {
+    /// The completion is badly formatted (reward -1).
+    Format {
+        /// The structured reason.
+        #[serde(flatten)]
+        error: FormatError,
+        /// The reason in words.
+        message: String,
+    },
+    /// The line is not a valid case (no reward).
+    Invalid {
+        /// Always `"invalid_case"`.
+        kind: &'static str,
+        /// 1-based line number in the input.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// One output line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineResult {
+    /// The instance id of the case, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The reward; `None` for an invalid line.
+    pub reward: Option<f64>,
+    /// Why the reward is -1, or why there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<LineError>,
+    /// Per-file similarities (empty on errors), sorted by path.
+    pub similarities: Vec<PathSimilarity>,
+    /// The prediction as a `git diff`, when asked for and the completion is well formatted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+}
+
+/// How to score a file of cases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchOptions {
+    /// Worker threads; 0 means one per core.
+    pub jobs: usize,
+    /// Add each well-formatted prediction's `git diff` to its result.
+    pub include_patch: bool,
+    /// The `unidiff` release whose parser unified-diff cases follow.
+    pub dialect: Dialect,
+}
+
+/// Totals of a [`score_jsonl`] run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BatchSummary {
+    /// Lines read.
+    pub lines: usize,
+    /// Lines that were not valid cases.
+    pub invalid: usize,
+    /// Cases scoring -1.
+    pub format_errors: usize,
+    /// Mean reward over valid cases (NaN when there are none).
+    pub mean_reward: f64,
+}
+
+/// Errors reading or writing the case files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// Reading the input failed at a line.
+    #[error("reading line {line}: {source}")]
+    Read {
+        /// 1-based line number.
+        line: usize,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Writing the results failed.
+    #[error("writing results: {0}")]
+    Write(#[source] std::io::Error),
+    /// The worker pool could not start.
+    #[error("starting {jobs} worker threads: {message}")]
+    Threads {
+        /// Threads asked for.
+        jobs: usize,
+        /// The reason.
+        message: String,
+    },
+}
+
+/// Scores one JSON line (1-based `line` for error messages).
+pub fn score_line(line: usize, text: &str, options: &BatchOptions) -> LineResult {
+    let case = match parse_case(text) {
+        Ok(case) => case,
+        Err(message) => return invalid(line, message),
+    };
+    match case {
+        Case::SearchReplace { instance_id, code_context, oracle_new_content, output } => {
+            let scorer = Scorer::new(&code_context, &oracle_new_content);
+            match scorer.score(&output) {
+                Ok(score) => LineResult {
+                    instance_id,
+                    reward: Some(score.reward),
+                    error: None,
+                    similarities: similarities(score.similarities.iter().map(|s| (&s.path, s.similarity))),
+                    patch: options.include_patch.then(|| score.git_patch(&code_context)),
+                },
+                Err(error) => LineResult {
+                    instance_id,
+                    reward: Some(FormatError::REWARD),
+                    error: Some(LineError::Format { message: error.to_string(), error }),
+                    similarities: Vec::new(),
+                    patch: None,
+                },
+            }
+        }
+        Case::Unidiff { instance_id, oracle_patches, pred_patches } => {
+            let Similarity { reward, files } = unidiff_reward(&oracle_patches, &pred_patches, options.dialect);
+            LineResult {
+                instance_id,
+                reward: Some(reward),
+                error: None,
+                similarities: similarities(files.iter().map(|f| (&f.path, f.similarity))),
+                patch: None,
+            }
+        }
+    }
+}
+
+/// Parses a case, with a precise message when the line is not one.
+pub fn parse_case(text: &str) -> Result<Case, String> {
+    if text.trim().is_empty() {
+        return Err("empty line".to_owned());
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(object) = value.as_object() else {
+        return Err("expected a JSON object".to_owned());
+    };
+    #[derive(Deserialize)]
+    struct SearchReplace {
+        #[serde(default)]
+        instance_id: Option<String>,
+        code_context: BTreeMap<String, String>,
+        oracle_new_content: BTreeMap<String, String>,
+        output: String,
+    }
+    #[derive(Deserialize)]
+    struct Unidiff {
+        #[serde(default)]
+        instance_id: Option<String>,
+        oracle_patches: Vec<String>,
+        pred_patches: Vec<String>,
+    }
+    if object.contains_key("output") || object.contains_key("code_context") {
+        let c: SearchReplace = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        Ok(Case::SearchReplace {
+            instance_id: c.instance_id,
+            code_context: c.code_context,
+            oracle_new_content: c.oracle_new_content,
+            output: c.output,
+        })
+    } else if object.contains_key("pred_patches") || object.contains_key("oracle_patches") {
+        let c: Unidiff = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        Ok(Case::Unidiff { instance_id: c.instance_id, oracle_patches: c.oracle_patches, pred_patches: c.pred_patches })
+    } else {
+        Err("expected the fields code_context, oracle_new_content and output, or oracle_patches and pred_patches"
+            .to_owned())
+    }
+}
+
+fn invalid(line: usize, message: String) -> LineResult {
+    let message = format!("line {line}: {message}");
+    LineResult {
+        instance_id: None,
+        reward: None,
+        error: Some(LineError::Invalid { kind: "invalid_case", line, message }),
+        similarities: Vec::new(),
+        patch: None,
+    }
+}
+
+fn similarities<'a>(items: impl Iterator<Item = (&'a String, f64)>) -> Vec<PathSimilarity> {
+    items.map(|(path, similarity)| PathSimilarity { path: path.clone(), similarity }).collect()
+}
+
+/// Scores every line of `input` and writes one JSON result line per input line to `output`, in
+/// input order, `options.jobs` lines at a time in parallel. The results do not depend on the
+/// number of jobs. `progress` is called with the number of lines done after each batch.
+pub fn score_jsonl(
+    input: impl BufRead,
+    mut output: impl Write,
+    options: &BatchOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<BatchSummary, BatchError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.jobs)
+        .build()
+        .map_err(|e| BatchError::Threads { jobs: options.jobs, message: e.to_string() })?;
+    let mut summary = BatchSummary::default();
+    let mut reward_sum = 0.0;
+    let mut lines = input.lines();
+    let mut chunk: Vec<(usize, String)> = Vec::with_capacity(CHUNK);
+    loop {
+        chunk.clear();
+        for line in lines.by_ref() {
+            let number = summary.lines + chunk.len() + 1;
+            chunk.push((number, line.map_err(|source| BatchError::Read { line: number, source })?));
+            if chunk.len() == CHUNK {
+                break;
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let results: Vec<LineResult> =
+            pool.install(|| chunk.par_iter().map(|(n, text)| score_line(*n, text, options)).collect());
+        for result in &results {
+            match result.reward {
+                None => summary.invalid += 1,
+                Some(r) => {
+                    reward_sum += r;
+                    summary.format_errors += usize::from(r == FormatError::REWARD);
+                }
+            }
+            serde_json::to_writer(&mut output, result).map_err(|e| BatchError::Write(e.into()))?;
+            output.write_all(b"\n").map_err(BatchError::Write)?;
+        }
+        summary.lines += chunk.len();
+        progress(summary.lines);
+    }
+    output.flush().map_err(BatchError::Write)?;
+    let valid = summary.lines - summary.invalid;
+    summary.mean_reward = if valid == 0 { f64::NAN } else { reward_sum / valid as f64 };
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"instance_id": "x", "code_context": {"a.py": "x = 1\n"}, "oracle_new_content": {"a.py": "x = 2\n"}, "output": "<think>t</think><solution>\n```\n### a.py\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```\n</solution>"}"#;
+
+    fn run(input: &str, jobs: usize) -> (String, BatchSummary) {
+        let mut out = Vec::new();
+        let options = BatchOptions { jobs, ..Default::default() };
+        let summary = score_jsonl(input.as_bytes(), &mut out, &options, |_| {}).unwrap();
+        (String::from_utf8(out).unwrap(), summary)
+    }
+
+    #[test]
+    fn invalid_lines_are_reported_and_skipped() {
+        let input = format!("{GOOD}\nnot json\n{{\"output\": \"x\"}}\n\n{GOOD}\n");
+        let (out, summary) = run(&input, 2);
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[0]["reward"], 1.0);
+        assert_eq!(lines[0]["instance_id"], "x");
+        assert_eq!(lines[1]["reward"], serde_json::Value::Null);
+        assert_eq!(lines[1]["error"]["line"], 2);
+        assert_eq!(lines[2]["error"]["message"], "line 3: missing field `code_context`");
+        assert_eq!(lines[3]["error"]["line"], 4);
+        assert_eq!(lines[4]["reward"], 1.0);
+        assert_eq!(summary, BatchSummary { lines: 5, invalid: 3, format_errors: 0, mean_reward: 1.0 });
+    }
+
+    #[test]
+    fn results_do_not_depend_on_jobs() {
+        let bad = GOOD.replace("<think>t</think>", "");
+        let input: String = (0..50).map(|i| if i % 3 == 0 { format!("{bad}\n") } else { format!("{GOOD}\n") }).collect();
+        let (one, s1) = run(&input, 1);
+        let (many, s2) = run(&input, 4);
+        assert_eq!(one, many);
+        assert_eq!(s1, s2);
+        assert_eq!(s1.format_errors, 17);
+        let first: serde_json::Value = serde_json::from_str(one.lines().next().unwrap()).unwrap();
+        assert_eq!(first["error"]["kind"], "tag_count");
+        assert_eq!(first["error"]["tag"], "<think>");
+    }
+
+    #[test]
+    fn unidiff_cases_are_scored() {
+        let line = r#"{"oracle_patches": ["--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"], "pred_patches": ["--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"]}"#;
+        let result = score_line(1, line, &BatchOptions::default());
+        assert_eq!(result.reward, Some(1.0));
+        assert_eq!(result.similarities[0].path, "x");
+    }
+}
