@@ -177,7 +177,8 @@ pub fn score_line(line: usize, text: &str, options: &BatchOptions) -> LineResult
             }
         }
         Case::Unidiff { instance_id, oracle_patches, pred_patches } => {
-            let Similarity { reward, files } = unidiff_reward(&oracle_patches, &pred_patches, options.dialect);
+            let Similarity { reward, files } =
+                unidiff_reward(&oracle_patches, &pred_patches, options.dialect);
             LineResult {
                 instance_id,
                 reward: Some(reward),
@@ -223,7 +224,11 @@ pub fn parse_case(text: &str) -> Result<Case, String> {
         })
     } else if object.contains_key("pred_patches") || object.contains_key("oracle_patches") {
         let c: Unidiff = serde_json::from_value(value).map_err(|e| e.to_string())?;
-        Ok(Case::Unidiff { instance_id: c.instance_id, oracle_patches: c.oracle_patches, pred_patches: c.pred_patches })
+        Ok(Case::Unidiff {
+            instance_id: c.instance_id,
+            oracle_patches: c.oracle_patches,
+            pred_patches: c.pred_patches,
+        })
     } else {
         Err("expected the fields code_context, oracle_new_content and output, or oracle_patches and pred_patches"
             .to_owned())
@@ -328,7 +333,8 @@ mod tests {
     #[test]
     fn results_do_not_depend_on_jobs() {
         let bad = GOOD.replace("<think>t</think>", "");
-        let input: String = (0..50).map(|i| if i % 3 == 0 { format!("{bad}\n") } else { format!("{GOOD}\n") }).collect();
+        let input: String =
+            (0..50).map(|i| if i % 3 == 0 { format!("{bad}\n") } else { format!("{GOOD}\n") }).collect();
         let (one, s1) = run(&input, 1);
         let (many, s2) = run(&input, 4);
         assert_eq!(one, many);

@@ -12,10 +12,12 @@ use swerl_reward::unidiff::Dialect;
 
 /// Arguments of `swerl reward`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Each input line is {\"code_context\": {path: text}, \"oracle_new_content\": {path: text}, \
+#[command(
+    after_help = "Each input line is {\"code_context\": {path: text}, \"oracle_new_content\": {path: text}, \
 \"output\": \"<completion>\"} (or {\"oracle_patches\": [...], \"pred_patches\": [...]} for the unified-diff reward). \
 Each output line, in input order, is {\"reward\": r, \"similarities\": [...]} with \"error\" when r is -1. \
-Invalid lines get an error naming the line; the rest is still scored and the exit status is 1.")]
+Invalid lines get an error naming the line; the rest is still scored and the exit status is 1."
+)]
 pub(crate) struct Args {
     /// Cases to score, one JSON object per line (`-` for stdin).
     #[arg(long, short, default_value = "-")]
@@ -83,7 +85,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.invalid
     );
     if summary.invalid > 0 {
-        eprintln!("error: {} input lines were not valid cases (see their \"error\" in the output)", summary.invalid);
+        eprintln!(
+            "error: {} input lines were not valid cases (see their \"error\" in the output)",
+            summary.invalid
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

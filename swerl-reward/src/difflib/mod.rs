@@ -19,6 +19,7 @@
 //! ```
 
 mod longest;
+mod sam;
 mod unified;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 pub(crate) use unified::diff_lines;
 pub use unified::{UnifiedDiffOptions, format_range_unified, unified_diff};
 
-use longest::Scratch;
+use longest::{Algorithm, Scratch};
 
 /// A matching block: `a[a..a + size] == b[b..b + size]` (Python's `Match(a, b, size)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -103,6 +104,11 @@ pub struct SequenceMatcher {
     junk: Vec<bool>,
     /// Whether each id is popular (autojunk).
     popular: Vec<bool>,
+    /// No junk and no popular element: the suffix-automaton search is exact.
+    automaton_allowed: bool,
+    /// Fraction of (i, j) pairs with equal, searchable elements: estimates the dynamic
+    /// programme's cost on a pair of ranges.
+    collision: f64,
 }
 
 impl SequenceMatcher {
@@ -167,8 +173,26 @@ impl SequenceMatcher {
                 fill[id] += 1;
             }
         }
-        let a_ids = a.iter().map(|elt| ids.get(elt).copied().unwrap_or(ABSENT)).collect();
-        SequenceMatcher { a: a_ids, b: b_ids, b2j_start, b2j_pos, junk, popular }
+        let a_ids: Vec<u32> = a.iter().map(|elt| ids.get(elt).copied().unwrap_or(ABSENT)).collect();
+        let mut pairs = 0f64;
+        for &id in &a_ids {
+            if id != ABSENT {
+                pairs += f64::from(b2j_start[id as usize + 1] - b2j_start[id as usize]);
+            }
+        }
+        let collision =
+            if a.is_empty() || b.is_empty() { 0.0 } else { pairs / (a.len() as f64 * b.len() as f64) };
+        let automaton_allowed = !junk.iter().chain(&popular).any(|&x| x);
+        SequenceMatcher {
+            a: a_ids,
+            b: b_ids,
+            b2j_start,
+            b2j_pos,
+            junk,
+            popular,
+            automaton_allowed,
+            collision,
+        }
     }
 
     /// Length of the first sequence.
@@ -191,6 +215,12 @@ impl SequenceMatcher {
         self.popular[self.b[j] as usize]
     }
 
+    /// Whether `id` takes part in the junk-free search (it occurs in `b` and is neither junk nor
+    /// popular).
+    fn searchable(&self, id: u32) -> bool {
+        id != ABSENT && !self.junk[id as usize] && !self.popular[id as usize]
+    }
+
     /// Positions in `b` of the element with id `id`, ascending (empty for junk and popular ids).
     fn b2j(&self, id: u32) -> &[u32] {
         if id == ABSENT {
@@ -209,18 +239,22 @@ impl SequenceMatcher {
         assert!(alo <= ahi && ahi <= self.a.len(), "a range {alo}..{ahi} out of bounds");
         assert!(blo <= bhi && bhi <= self.b.len(), "b range {blo}..{bhi} out of bounds");
         let mut scratch = Scratch::new(self.b.len());
-        self.longest_match(&mut scratch, alo, ahi, blo, bhi)
+        self.longest_match(&mut scratch, Algorithm::Auto, alo, ahi, blo, bhi)
     }
 
     /// Matching blocks, sorted and with adjacent blocks merged, ending with the sentinel
     /// `Match { a: len(a), b: len(b), size: 0 }` (Python's `get_matching_blocks()`).
     pub fn matching_blocks(&self) -> Vec<Match> {
+        self.matching_blocks_with(Algorithm::Auto)
+    }
+
+    fn matching_blocks_with(&self, algorithm: Algorithm) -> Vec<Match> {
         let (la, lb) = (self.a.len(), self.b.len());
         let mut scratch = Scratch::new(lb);
         let mut queue = vec![(0, la, 0, lb)];
         let mut blocks = Vec::new();
         while let Some((alo, ahi, blo, bhi)) = queue.pop() {
-            let m = self.longest_match(&mut scratch, alo, ahi, blo, bhi);
+            let m = self.longest_match(&mut scratch, algorithm, alo, ahi, blo, bhi);
             if m.size > 0 {
                 blocks.push(m);
                 if alo < m.a && blo < m.b {
@@ -484,6 +518,51 @@ mod tests {
         assert_eq!(s.matching_blocks(), [Match { a: 0, b: 0, size: 0 }]);
         assert!(s.opcodes().is_empty());
         assert!(s.grouped_opcodes(3).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn automaton_and_dynamic_programme_agree(
+            a in proptest::collection::vec(0u8..5, 0..400),
+            b in proptest::collection::vec(0u8..5, 0..400),
+            a_start in 0usize..50,
+            b_start in 0usize..50,
+        ) {
+            let m = SequenceMatcher::with_autojunk(&a, &b, false);
+            let dp = m.matching_blocks_with(Algorithm::DynamicProgramme);
+            proptest::prop_assert_eq!(&m.matching_blocks_with(Algorithm::Automaton), &dp);
+            proptest::prop_assert_eq!(&m.matching_blocks_with(Algorithm::Dense), &dp);
+            proptest::prop_assert_eq!(&m.matching_blocks(), &dp);
+            let (alo, blo) = (a_start.min(a.len()), b_start.min(b.len()));
+            let mut scratch = Scratch::new(b.len());
+            let want = m.longest_match(&mut scratch, Algorithm::DynamicProgramme, alo, a.len(), blo, b.len());
+            let got = m.longest_match(&mut scratch, Algorithm::Automaton, alo, a.len(), blo, b.len());
+            proptest::prop_assert_eq!(got, want);
+            let got = m.longest_match(&mut scratch, Algorithm::Dense, alo, a.len(), blo, b.len());
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn dense_and_dynamic_programme_agree_with_junk(
+            a in proptest::collection::vec(0u8..6, 0..300),
+            b in proptest::collection::vec(0u8..6, 0..300),
+        ) {
+            // autojunk on: with 200+ elements some are popular; 0 is junk.
+            let m = SequenceMatcher::with_junk(&a, &b, true, |x| *x == 0);
+            proptest::prop_assert_eq!(
+                m.matching_blocks_with(Algorithm::Dense),
+                m.matching_blocks_with(Algorithm::DynamicProgramme)
+            );
+        }
+    }
+
+    #[test]
+    fn automaton_is_used_on_long_repetitive_text() {
+        let a: Vec<char> = "    x = 1\n".repeat(200).chars().collect();
+        let b: Vec<char> = "    x = 2\n".repeat(200).chars().collect();
+        let m = SequenceMatcher::with_autojunk(&a, &b, false);
+        assert!(m.automaton_allowed && m.collision > 0.1);
+        assert_eq!(m.matching_blocks(), m.matching_blocks_with(Algorithm::DynamicProgramme));
     }
 
     #[test]

@@ -56,14 +56,27 @@ fn search_replace_rewards_match_python() {
             let at = format!("{id}/{name}");
             match scorer.score(output) {
                 Ok(score) => {
-                    assert!(case["error"].is_null(), "{at}: expected {}, got reward {}", case["error"], score.reward);
-                    assert!((score.reward - want).abs() <= TOLERANCE, "{at}: reward {} != {want}", score.reward);
+                    assert!(
+                        case["error"].is_null(),
+                        "{at}: expected {}, got reward {}",
+                        case["error"],
+                        score.reward
+                    );
+                    assert!(
+                        (score.reward - want).abs() <= TOLERANCE,
+                        "{at}: reward {} != {want}",
+                        score.reward
+                    );
                     let sims: BTreeMap<String, f64> =
                         score.similarities.iter().map(|s| (s.path.clone(), s.similarity)).collect();
                     let want_sims = float_map(&case["similarities"]);
                     assert_eq!(sims.keys().collect::<Vec<_>>(), want_sims.keys().collect::<Vec<_>>(), "{at}");
                     for (path, s) in &sims {
-                        assert!((s - want_sims[path]).abs() <= TOLERANCE, "{at}: {path}: {s} != {}", want_sims[path]);
+                        assert!(
+                            (s - want_sims[path]).abs() <= TOLERANCE,
+                            "{at}: {path}: {s} != {}",
+                            want_sims[path]
+                        );
                     }
                 }
                 Err(err) => {
@@ -126,7 +139,11 @@ fn python_text_semantics_and_change_texts() {
         if case["kind"] == "text" {
             let text = case["text"].as_str().unwrap();
             let lines: Vec<&str> = pystr::splitlines(text).collect();
-            assert_eq!(serde_json::to_value(&lines).unwrap(), case["lines"], "case {i}: splitlines({text:?})");
+            assert_eq!(
+                serde_json::to_value(&lines).unwrap(),
+                case["lines"],
+                "case {i}: splitlines({text:?})"
+            );
             assert_eq!(pystr::strip(text), case["strip"].as_str().unwrap(), "case {i}: strip({text:?})");
         } else {
             let old = BTreeMap::from([("f", case["old"].as_str().unwrap())]);
@@ -150,8 +167,13 @@ fn unidiff_rewards_match_both_releases() {
             let want = &case["expected"][key];
             let got = unidiff_reward(&oracle, &pred, dialect);
             let want_reward = want["reward"].as_f64().unwrap();
-            assert!((got.reward - want_reward).abs() <= TOLERANCE, "{at} ({key}): {} != {want_reward}", got.reward);
-            let sims: BTreeMap<String, f64> = got.files.iter().map(|f| (f.path.clone(), f.similarity)).collect();
+            assert!(
+                (got.reward - want_reward).abs() <= TOLERANCE,
+                "{at} ({key}): {} != {want_reward}",
+                got.reward
+            );
+            let sims: BTreeMap<String, f64> =
+                got.files.iter().map(|f| (f.path.clone(), f.similarity)).collect();
             let want_sims = float_map(&want["similarities"]);
             assert_eq!(sims.keys().collect::<Vec<_>>(), want_sims.keys().collect::<Vec<_>>(), "{at} ({key})");
             for (path, s) in &sims {

@@ -31,7 +31,9 @@ fn file() -> impl Strategy<Value = String> {
 }
 
 fn completion(path: &str, search: &str, replace: &str) -> String {
-    format!("<think>t</think>\n<solution>\n```python\n### {path}\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n</solution>")
+    format!(
+        "<think>t</think>\n<solution>\n```python\n### {path}\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n</solution>"
+    )
 }
 
 /// Applies a `git diff` made by [`git_diff`] to `old` (one file), the way `git apply` would.

@@ -28,8 +28,19 @@ impl Rng {
 }
 
 const LINES: &[&str] = &[
-    "", "    pass", "}", "def f(x):", "    return x", "    return x + 1", "x = 1", "y = x", "# é 😀", "\tz\r", "a\u{2028}b",
-    "    if x:", "        x -= 1",
+    "",
+    "    pass",
+    "}",
+    "def f(x):",
+    "    return x",
+    "    return x + 1",
+    "x = 1",
+    "y = x",
+    "# é 😀",
+    "\tz\r",
+    "a\u{2028}b",
+    "    if x:",
+    "        x -= 1",
 ];
 
 fn file(rng: &mut Rng, max_lines: usize) -> String {
@@ -104,8 +115,10 @@ fn random_cases_agree_with_python() {
     for (i, (req, want)) in requests.iter().zip(&answers).enumerate() {
         match req["kind"].as_str().unwrap() {
             "reward" => {
-                let ctx: BTreeMap<String, String> = serde_json::from_value(req["code_context"].clone()).unwrap();
-                let orc: BTreeMap<String, String> = serde_json::from_value(req["oracle_new_content"].clone()).unwrap();
+                let ctx: BTreeMap<String, String> =
+                    serde_json::from_value(req["code_context"].clone()).unwrap();
+                let orc: BTreeMap<String, String> =
+                    serde_json::from_value(req["oracle_new_content"].clone()).unwrap();
                 let got = Scorer::new(&ctx, &orc).reward(req["output"].as_str().unwrap());
                 let want = want["reward"].as_f64().unwrap();
                 assert!((got - want).abs() <= 1e-9, "case {i}: {got} != {want}\n{req}");
@@ -115,7 +128,8 @@ fn random_cases_agree_with_python() {
                 let a: Vec<char> = req["a"].as_str().unwrap().chars().collect();
                 let b: Vec<char> = req["b"].as_str().unwrap().chars().collect();
                 let m = SequenceMatcher::with_autojunk(&a, &b, req["autojunk"].as_bool().unwrap());
-                let blocks: Vec<[usize; 3]> = m.matching_blocks().iter().map(|x| [x.a, x.b, x.size]).collect();
+                let blocks: Vec<[usize; 3]> =
+                    m.matching_blocks().iter().map(|x| [x.a, x.b, x.size]).collect();
                 assert_eq!(json!(blocks), want["blocks"], "case {i}");
                 assert_eq!(m.ratio(), want["ratio"].as_f64().unwrap(), "case {i}");
             }
