@@ -266,9 +266,10 @@ pub(crate) fn parse_line(line: &[u8], validate_all: bool) -> Result<Parsed, Line
             let p: ReviewPayload<'_> = serde_json::from_str(json).map_err(err)?;
             let number = p.pull_request.number.ok_or("review event without PR number")?;
             let (mut pr, _) = pr_fields(p.pull_request, stamp, false);
-            // Review payloads lack `merged`; they must not count as evidence about state.
+            // Review payloads lack `merged`: a PR seen only through reviews has an unknown merge
+            // state, to be completed from git like a trimmed one (merge evidence is sticky, so
+            // a later review never un-merges a PR).
             pr.trimmed = true;
-            pr.last_event = EventStamp::default();
             let mut t = Thread::new(repo, number);
             t.is_pull_request = true;
             t.pr = Some(pr);

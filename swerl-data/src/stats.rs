@@ -93,7 +93,8 @@ pub struct PrStats {
     pub prs: u64,
     /// Of those, merged.
     pub merged: u64,
-    /// PRs whose only PullRequestEvents were trimmed.
+    /// PRs without a complete PullRequestEvent (only trimmed payloads or only review events):
+    /// their merge state, title and body are completed from git when a clone is given.
     pub trimmed: u64,
     /// Trimmed PRs completed from git (merge state, title, body).
     pub completed_from_git: u64,

@@ -154,7 +154,15 @@ pub fn mine_pr(
     let head = resolve_head(repo, spec);
     let merge = find_commit(repo, &spec.merge_commit_sha);
     let base_tip = find_commit(repo, &spec.base_sha)
-        .or_else(|| merge.as_ref().and_then(|m| m.parent(0).ok()));
+        .or_else(|| merge.as_ref().and_then(|m| m.parent(0).ok()))
+        .or_else(|| {
+            // Last resort for a head without base or merge commit (git-only mode): the default
+            // branch tip, unless it already contains the head (the diff would be empty).
+            let h = head.as_ref()?;
+            let tip = repo.head().ok()?.peel_to_commit().ok()?;
+            let contains = tip.id() == h.id() || repo.graph_descendant_of(tip.id(), h.id()).unwrap_or(false);
+            (!contains).then_some(tip)
+        });
     let (base, after, kind) = match (&head, &base_tip, &merge) {
         (Some(h), Some(b), _) => {
             let mb = repo.merge_base(b.id(), h.id()).map_err(gerr(format!("merge-base {}..{}", b.id(), h.id())))?;
@@ -237,6 +245,10 @@ pub fn mine_pr(
             (None, None)
         } else {
             (old.and_then(|r| r.ok()), new.and_then(|r| r.ok()))
+        };
+        let patch = match &old_path {
+            Some(p) if !binary => crate::git::funcname::rewrite_hunk_headers(p, old_content.as_deref(), &patch),
+            _ => patch,
         };
         files.push(FileChange { old_path, new_path, status, binary, old_content, new_content, patch, additions, deletions });
     }

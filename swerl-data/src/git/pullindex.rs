@@ -52,8 +52,9 @@ fn split_message(msg: &str) -> (&str, &str) {
 }
 
 impl PullIndex {
-    /// Lists `refs/pull/*/head` and walks the first-parent history of `HEAD` (at most
-    /// `max_commits` commits) for GitHub merge and squash messages.
+    /// Lists `refs/pull/*/head` and walks the first-parent history of `HEAD` and then of every
+    /// other branch (at most `max_commits` commits in all) for GitHub merge and squash
+    /// messages; a PR merged into a maintenance branch is found too.
     pub fn build(repo: &Repository, name: &str, max_commits: usize) -> Result<PullIndex> {
         let mut index = PullIndex::default();
         let gerr = |step: &str| {
@@ -74,11 +75,43 @@ impl PullIndex {
             return Ok(index);
         };
         index.default_tip = Some(head.id().to_string());
-        let mut walk = repo.revwalk().map_err(gerr("revwalk"))?;
-        walk.simplify_first_parent().map_err(gerr("revwalk"))?;
-        walk.push(head.id()).map_err(gerr("revwalk"))?;
-        for oid in walk.take(max_commits) {
-            let oid = oid.map_err(gerr("revwalk"))?;
+        let mut tips = vec![head.id()];
+        if let Ok(branches) = repo.references_glob("refs/heads/*") {
+            let mut others: Vec<(String, Oid)> = branches
+                .flatten()
+                .filter_map(|r| Some((r.name()?.to_owned(), r.peel_to_commit().ok()?.id())))
+                .collect();
+            others.sort();
+            tips.extend(others.into_iter().map(|(_, id)| id).filter(|id| *id != head.id()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut budget = max_commits;
+        for tip in tips {
+            budget = index.scan_branch(repo, tip, budget, &mut seen).map_err(gerr("revwalk"))?;
+        }
+        Ok(index)
+    }
+
+    fn scan_branch(
+        &mut self,
+        repo: &Repository,
+        tip: Oid,
+        mut budget: usize,
+        seen: &mut std::collections::HashSet<Oid>,
+    ) -> std::result::Result<usize, git2::Error> {
+        let mut walk = repo.revwalk()?;
+        walk.simplify_first_parent()?;
+        walk.push(tip)?;
+        for oid in walk {
+            if budget == 0 {
+                break;
+            }
+            let oid = oid?;
+            if !seen.insert(oid) {
+                // The rest of this first-parent chain was scanned from another branch.
+                break;
+            }
+            budget -= 1;
             let Ok(c) = repo.find_commit(oid) else { continue };
             let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
             let (first, rest) = split_message(&msg);
@@ -94,8 +127,8 @@ impl PullIndex {
                 })
             };
             if let Some((n, kind, title, body)) = found {
-                // The walk goes newest first: keep the first (newest) merge of a number.
-                index.merges.entry(n).or_insert(MergeInfo {
+                // Default branch first, each walk newest first: keep the first merge found.
+                self.merges.entry(n).or_insert(MergeInfo {
                     sha: oid.to_string(),
                     kind,
                     title,
@@ -104,7 +137,7 @@ impl PullIndex {
                 });
             }
         }
-        Ok(index)
+        Ok(budget)
     }
 
     /// Whether `sha` is contained in the default branch (fast-forward or rebase without new
