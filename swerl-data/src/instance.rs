@@ -87,7 +87,7 @@ pub struct Instance {
     pub oracle_new_content: BTreeMap<String, String>,
     /// The code part of the PR's diff (git style).
     pub patch: String,
-    /// The test part (SWE-bench's rule: path contains test/tests/e2e/testing).
+    /// The test part (see [`crate::lang::is_test_path`]).
     pub test_patch: String,
     /// Documentation and changelog changes, kept apart unless configured otherwise.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -139,7 +139,7 @@ pub enum Part {
     Doc,
 }
 
-/// Classifies a file: tests first (SWE-bench's substring rule), then documentation.
+/// Classifies a file: tests first ([`lang::is_test_path`]), then documentation.
 pub fn part_of(file: &FileChange, config: &InstanceConfig) -> Part {
     let p = file.path();
     if lang::is_test_path(p) {
@@ -298,12 +298,12 @@ mod tests {
                 change("src/m.py", Some("old"), Some("new")),
                 change("src/gone.py", Some("bye"), None),
                 change("tests/test_m.py", Some("t"), Some("t2")),
-                change("src/contest.py", None, Some("c")),
+                change("src/test_new.py", None, Some("c")),
             ],
         };
         let a = assemble(&mined, &InstanceConfig::default());
         assert_eq!(a.patch, "diff --git a/src/m.py b/src/m.py\ndiff --git a/src/gone.py b/src/gone.py\n");
-        assert!(a.test_patch.contains("tests/test_m.py") && a.test_patch.contains("src/contest.py"));
+        assert!(a.test_patch.contains("tests/test_m.py") && a.test_patch.contains("src/test_new.py"));
         assert!(a.doc_patch.contains("CHANGELOG.rst"));
         assert_eq!(a.code_context.keys().collect::<Vec<_>>(), ["src/gone.py", "src/m.py"]);
         assert_eq!(a.oracle_new_content.get("src/gone.py").map(String::as_str), Some(""));

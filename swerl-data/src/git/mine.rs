@@ -198,7 +198,7 @@ pub fn mine_pr(
     let base_tree = repo.find_commit(base).and_then(|c| c.tree()).map_err(gerr(format!("tree of {base}")))?;
     let after_tree = repo.find_commit(after).and_then(|c| c.tree()).map_err(gerr(format!("tree of {after}")))?;
     let mut opts = DiffOptions::new();
-    opts.context_lines(3);
+    opts.context_lines(3).indent_heuristic(true);
     let mut diff = repo
         .diff_tree_to_tree(Some(&base_tree), Some(&after_tree), Some(&mut opts))
         .map_err(gerr(format!("diff {base}..{after}")))?;
@@ -279,18 +279,24 @@ fn list_commits(repo: &Repository, name: &str, base: Oid, after: Oid) -> Result<
     Ok(out)
 }
 
-/// Drops `index abc..def` lines from a diff header (SWE-bench patches carry none).
+/// Makes libgit2's per-file diff read like git's (and GitHub's): no `index abc..def` line
+/// (SWE-bench patches carry none), and no `---`/`+++` lines for a file without hunks (an empty
+/// new or deleted file, a pure rename or mode change), where git prints the header alone.
 fn strip_index_lines(patch: &str) -> String {
+    let has_hunks = patch.lines().any(|l| l.starts_with("@@") || l.starts_with("Binary files"));
     let mut out = String::with_capacity(patch.len());
     let mut in_header = false;
     for line in patch.split_inclusive('\n') {
         if line.starts_with("diff --git ") {
             in_header = true;
-        } else if line.starts_with("@@") || line.starts_with("--- ") || line.starts_with("Binary files") {
+        } else if line.starts_with("@@") || line.starts_with("Binary files") {
             in_header = false;
         }
-        if in_header && line.starts_with("index ") {
+        if in_header && (line.starts_with("index ") || (!has_hunks && (line.starts_with("--- ") || line.starts_with("+++ ")))) {
             continue;
+        }
+        if line.starts_with("+++ ") {
+            in_header = false;
         }
         out.push_str(line);
     }
@@ -333,6 +339,12 @@ pub fn list_files(repo: &Repository, commit: &str) -> Vec<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_new_file_has_the_header_only() {
+        let p = "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\nindex 0000000..e69de29\n--- /dev/null\n+++ b/e/x.py\n";
+        assert_eq!(strip_index_lines(p), "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\n");
+    }
 
     #[test]
     fn index_lines_are_removed_from_headers_only() {
