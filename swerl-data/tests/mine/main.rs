@@ -2,5 +2,5 @@
 
 mod fixtures;
 mod gharchive;
-
+mod robustness;
 mod swebench_shape;
