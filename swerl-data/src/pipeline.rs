@@ -22,11 +22,16 @@ use crate::git::clones::CloneIndex;
 use crate::git::history::co_changes;
 use crate::git::mine::{PrSpec, Unmined, list_files, mine_pr, read_file_at};
 use crate::git::pullindex::{PullIndex, rfc3339};
-use crate::instance::{Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement};
+use crate::instance::{
+    Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement,
+};
 use crate::links::linked_issues;
 use crate::relevant::{HeuristicPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor};
 use crate::stats::{Funnel, PrStats, ScanStats, Summary};
-use crate::store::{ByRepo, JsonlWriter, MergedThreads, merge_thread_files, tmp_path, write_json_atomic, write_threads};
+use crate::store::{
+    ByRepo, JsonlWriter, MergedThreads, merge_thread_files, tmp_path, write_json_atomic,
+    write_threads,
+};
 use crate::thread::{PullRequest, Thread};
 
 /// Options of the git side.
@@ -40,7 +45,9 @@ pub struct GitConfig {
 
 impl Default for GitConfig {
     fn default() -> Self {
-        Self { max_index_commits: 1_000_000 }
+        Self {
+            max_index_commits: 1_000_000,
+        }
     }
 }
 
@@ -154,10 +161,19 @@ impl MinerBuilder {
         for f in &self.swebench {
             decontam.load_swebench(f)?;
         }
-        let predictor = self
-            .predictor
-            .unwrap_or_else(|| Arc::new(HeuristicPredictor { config: self.config.relevant.clone() }));
-        Ok(Miner { config: self.config, clones, decontam, predictor, progress: self.progress, repo_shard: self.repo_shard })
+        let predictor = self.predictor.unwrap_or_else(|| {
+            Arc::new(HeuristicPredictor {
+                config: self.config.relevant.clone(),
+            })
+        });
+        Ok(Miner {
+            config: self.config,
+            clones,
+            decontam,
+            predictor,
+            progress: self.progress,
+            repo_shard: self.repo_shard,
+        })
     }
 }
 
@@ -185,7 +201,10 @@ pub struct RepoOutput {
 }
 
 fn part_name(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.to_string_lossy().bytes() {
         h ^= u64::from(b);
@@ -213,11 +232,18 @@ impl Miner {
     /// `out/parts`, in parallel, then merges them into `out/threads.jsonl`.
     pub fn scan(&self, inputs: &EventInputs, out: &Path) -> Result<ScanStats> {
         let all = discover(&inputs.paths, inputs.range.as_ref())?;
-        let files: Vec<PathBuf> =
-            all.into_iter().enumerate().filter(|(i, _)| inputs.shard.owns_position(*i)).map(|(_, p)| p).collect();
+        let files: Vec<PathBuf> = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| inputs.shard.owns_position(*i))
+            .map(|(_, p)| p)
+            .collect();
         let parts_dir = out.join("parts");
         mkdir(&parts_dir)?;
-        let total: u64 = files.iter().map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let total: u64 = files
+            .iter()
+            .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
         self.progress.scan_started(files.len(), total);
         let on_bytes = |n: u64| self.progress.scan_bytes(n);
         let results: Vec<Result<(PathBuf, ScanStats)>> = files
@@ -227,7 +253,8 @@ impl Miner {
                 let threads_path = stem.with_extension("threads.jsonl");
                 let stats_path = stem.with_extension("stats.json");
                 if inputs.resume && stats_path.is_file() && threads_path.is_file() {
-                    let text = fs_err::read_to_string(&stats_path).map_err(|e| Error::io(&stats_path, e))?;
+                    let text = fs_err::read_to_string(&stats_path)
+                        .map_err(|e| Error::io(&stats_path, e))?;
                     if let Ok(stats) = serde_json::from_str::<ScanStats>(&text) {
                         self.progress.scan_bytes(stats.compressed_bytes);
                         self.progress.file_done(path);
@@ -257,7 +284,10 @@ impl Miner {
     pub fn run(&self, inputs: &EventInputs, out: &Path) -> Result<Summary> {
         mkdir(out)?;
         let scan = self.scan(inputs, out)?;
-        let mut summary = Summary { scan, ..Summary::default() };
+        let mut summary = Summary {
+            scan,
+            ..Summary::default()
+        };
         if !inputs.shard.is_whole() {
             summary.shard = Some(inputs.shard.to_string());
             write_json_atomic(&out.join("summary.json"), &summary)?;
@@ -276,7 +306,10 @@ impl Miner {
         for d in shard_dirs {
             let s = d.join("summary.json");
             let text = fs_err::read_to_string(&s).map_err(|e| Error::io(&s, e))?;
-            let shard: Summary = serde_json::from_str(&text).map_err(|e| Error::Json { path: s.clone(), source: e })?;
+            let shard: Summary = serde_json::from_str(&text).map_err(|e| Error::Json {
+                path: s.clone(),
+                source: e,
+            })?;
             summary.scan.add(&shard.scan);
             inputs.push(d.join("threads.jsonl"));
         }
@@ -293,7 +326,11 @@ impl Miner {
     /// commits of its default branch, without archives.
     pub fn run_git_only(&self, out: &Path) -> Result<Summary> {
         mkdir(out)?;
-        let clones = self.clones.as_ref().map(|c| c.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>()).unwrap_or_default();
+        let clones = self
+            .clones
+            .as_ref()
+            .map(|c| c.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>())
+            .unwrap_or_default();
         let groups = clones.into_iter().map(|r| Ok((r, BTreeMap::new())));
         self.build(groups, out, Summary::default(), true)
     }
@@ -309,9 +346,14 @@ impl Miner {
         let inst_path = out.join("instances.jsonl");
         let (prs_tmp, inst_tmp) = (tmp_path(&prs_path), tmp_path(&inst_path));
         let mut prs_out = JsonlWriter::create(&prs_tmp)?;
-        let mut inst_out = if self.clones.is_some() { Some(JsonlWriter::create(&inst_tmp)?) } else { None };
+        let mut inst_out = if self.clones.is_some() {
+            Some(JsonlWriter::create(&inst_tmp)?)
+        } else {
+            None
+        };
         let mut funnel = Funnel::default();
-        self.progress.build_started(git_only.then(|| self.clones.as_ref().map_or(0, CloneIndex::len)));
+        self.progress
+            .build_started(git_only.then(|| self.clones.as_ref().map_or(0, CloneIndex::len)));
         if !self.repo_shard.is_whole() {
             summary.shard = Some(format!("repos {}", self.repo_shard));
         }
@@ -326,8 +368,10 @@ impl Miner {
                 }
             }
             if batch.len() >= 64 || (done && !batch.is_empty()) {
-                let outputs: Vec<RepoOutput> =
-                    batch.par_drain(..).map(|(repo, threads)| self.process_repo(&repo, threads, git_only)).collect();
+                let outputs: Vec<RepoOutput> = batch
+                    .par_drain(..)
+                    .map(|(repo, threads)| self.process_repo(&repo, threads, git_only))
+                    .collect();
                 for o in outputs {
                     for p in &o.prs {
                         prs_out.write(p)?;
@@ -358,7 +402,12 @@ impl Miner {
 
     /// Builds the PR records and instances of one repository from its threads (and its clone,
     /// when there is one). Deterministic.
-    pub fn process_repo(&self, repo: &str, mut threads: BTreeMap<u64, Thread>, git_only: bool) -> RepoOutput {
+    pub fn process_repo(
+        &self,
+        repo: &str,
+        mut threads: BTreeMap<u64, Thread>,
+        git_only: bool,
+    ) -> RepoOutput {
         let mut out = RepoOutput::default();
         let clone_path = self.clones.as_ref().and_then(|c| c.get(repo));
         let git = clone_path.and_then(|p| match git2::Repository::open(p) {
@@ -369,7 +418,10 @@ impl Miner {
                 None
             }
         });
-        let needs_index = git_only || threads.values().any(|t| t.pr.as_ref().is_some_and(|p| p.trimmed));
+        let needs_index = git_only
+            || threads
+                .values()
+                .any(|t| t.pr.as_ref().is_some_and(|p| p.trimmed));
         let index = match (&git, needs_index) {
             (Some(g), true) => match PullIndex::build(g, repo, self.config.git.max_index_commits) {
                 Ok(i) => Some(i),
@@ -384,8 +436,12 @@ impl Miner {
         let mut from_git: Vec<u64> = Vec::new();
         if let (Some(g), Some(index)) = (&git, &index) {
             if git_only {
-                let numbers: std::collections::BTreeSet<u64> =
-                    index.heads.keys().chain(index.merges.keys()).copied().collect();
+                let numbers: std::collections::BTreeSet<u64> = index
+                    .heads
+                    .keys()
+                    .chain(index.merges.keys())
+                    .copied()
+                    .collect();
                 for n in numbers {
                     let t = threads.entry(n).or_insert_with(|| Thread::new(repo, n));
                     t.is_pull_request = true;
@@ -417,8 +473,16 @@ impl Miner {
         let mut merged: Vec<u64> = Vec::new();
         for (n, t) in &threads {
             let Some(pr) = &t.pr else { continue };
-            let title = if pr.title.is_empty() { t.title() } else { &pr.title };
-            let body = if pr.body.is_empty() { t.body() } else { &pr.body };
+            let title = if pr.title.is_empty() {
+                t.title()
+            } else {
+                &pr.title
+            };
+            let body = if pr.body.is_empty() {
+                t.body()
+            } else {
+                &pr.body
+            };
             let links = linked_issues([title, body], repo, *n);
             out.pr_stats.prs += 1;
             out.pr_stats.trimmed += u64::from(pr.trimmed);
@@ -457,12 +521,14 @@ impl Miner {
         out.pr_stats.completed_from_git = from_git.len() as u64;
         if self.clones.is_some() {
             for n in merged {
-                if let Some(i) = self.instance_for(repo, n, &threads, git.as_ref(), &mut out.funnel) {
+                if let Some(i) = self.instance_for(repo, n, &threads, git.as_ref(), &mut out.funnel)
+                {
                     out.instances.push(i);
                 }
             }
         }
-        self.progress.repo_done(repo, out.prs.len() as u64, out.instances.len() as u64);
+        self.progress
+            .repo_done(repo, out.prs.len() as u64, out.instances.len() as u64);
         out
     }
 
@@ -535,7 +601,11 @@ impl Miner {
         }
         funnel.after_filters += 1;
         let messages: Vec<&str> = mined.commits.iter().map(|c| c.message.as_str()).collect();
-        let links = linked_issues([title, body].into_iter().chain(messages.iter().copied()), repo, number);
+        let links = linked_issues(
+            [title, body].into_iter().chain(messages.iter().copied()),
+            repo,
+            number,
+        );
         if links.is_empty() && f.require_linked_issue {
             funnel.dropped_no_linked_issue += 1;
             return None;
@@ -549,7 +619,11 @@ impl Miner {
             funnel.dropped_issue_text_missing += 1;
             return None;
         }
-        if f.require_bug_fix && !issues.iter().any(|t| f.is_bug_report(t.title(), t.body(), t.labels())) {
+        if f.require_bug_fix
+            && !issues
+                .iter()
+                .any(|t| f.is_bug_report(t.title(), t.body(), t.labels()))
+        {
             funnel.dropped_not_bug_fix += 1;
             return None;
         }
@@ -561,7 +635,12 @@ impl Miner {
         let first_commit = mined.commits.iter().map(|c| c.time).min();
         let mut code_context = assembled.code_context;
         let files = list_files(git, &mined.base_commit);
-        let co = co_changes(git, &mined.base_commit, &assembled.code_paths, self.config.relevant.co_change_commits);
+        let co = co_changes(
+            git,
+            &mined.base_commit,
+            &assembled.code_paths,
+            self.config.relevant.co_change_commits,
+        );
         let query = RelevanceQuery {
             instance_id: &id,
             title,
@@ -615,7 +694,12 @@ impl Miner {
 /// Completes a trimmed PR from the clone: merge state, merge commit, title, body and merge
 /// time from GitHub's merge or squash commit on the default branch, or merge state alone when
 /// the head is contained in the default branch. Returns whether anything was learned.
-pub fn complete_from_git(repo: &git2::Repository, index: &PullIndex, number: u64, pr: &mut PullRequest) -> bool {
+pub fn complete_from_git(
+    repo: &git2::Repository,
+    index: &PullIndex,
+    number: u64,
+    pr: &mut PullRequest,
+) -> bool {
     if pr.head_sha.is_empty()
         && let Some(h) = index.heads.get(&number)
     {

@@ -90,7 +90,10 @@ pub struct FileChange {
 impl FileChange {
     /// The path SWE-bench's splitter looks at: the old path of a deleted file, else the new one.
     pub fn path(&self) -> &str {
-        self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or("")
+        self.new_path
+            .as_deref()
+            .or(self.old_path.as_deref())
+            .unwrap_or("")
     }
 }
 
@@ -132,14 +135,19 @@ fn find_commit<'r>(repo: &'r Repository, sha: &str) -> Option<git2::Commit<'r>> 
 /// Resolves the PR head: the given sha when present, else `refs/pull/N/head`.
 pub fn resolve_head<'r>(repo: &'r Repository, spec: &PrSpec) -> Option<git2::Commit<'r>> {
     find_commit(repo, &spec.head_sha).or_else(|| {
-        let r = repo.find_reference(&format!("refs/pull/{}/head", spec.number)).ok()?;
+        let r = repo
+            .find_reference(&format!("refs/pull/{}/head", spec.number))
+            .ok()?;
         r.peel_to_commit().ok()
     })
 }
 
 /// Whether a commit message's first line ends with GitHub's squash suffix ` (#N)`.
 pub fn is_squash_message(message: &str, number: u64) -> bool {
-    message.lines().next().is_some_and(|l| l.trim_end().ends_with(&format!("(#{number})")))
+    message
+        .lines()
+        .next()
+        .is_some_and(|l| l.trim_end().ends_with(&format!("(#{number})")))
 }
 
 /// Locates the PR and extracts its change. `name` is used in errors; `max_files` bounds the
@@ -160,33 +168,58 @@ pub fn mine_pr(
             // branch tip, unless it already contains the head (the diff would be empty).
             let h = head.as_ref()?;
             let tip = repo.head().ok()?.peel_to_commit().ok()?;
-            let contains = tip.id() == h.id() || repo.graph_descendant_of(tip.id(), h.id()).unwrap_or(false);
+            let contains =
+                tip.id() == h.id() || repo.graph_descendant_of(tip.id(), h.id()).unwrap_or(false);
             (!contains).then_some(tip)
         });
     let (base, after, kind) = match (&head, &base_tip, &merge) {
         (Some(h), Some(b), _) => {
-            let mb = repo.merge_base(b.id(), h.id()).map_err(gerr(format!("merge-base {}..{}", b.id(), h.id())))?;
+            let mb = repo.merge_base(b.id(), h.id()).map_err(gerr(format!(
+                "merge-base {}..{}",
+                b.id(),
+                h.id()
+            )))?;
             (mb, h.id(), MergeKind::Head)
         }
         (_, _, Some(m)) if m.parent_count() >= 2 => {
             let (p0, p1) = (m.parent_id(0), m.parent_id(1));
-            let (p0, p1) = (p0.map_err(gerr("parents".into()))?, p1.map_err(gerr("parents".into()))?);
-            let mb = repo.merge_base(p0, p1).map_err(gerr(format!("merge-base {p0}..{p1}")))?;
+            let (p0, p1) = (
+                p0.map_err(gerr("parents".into()))?,
+                p1.map_err(gerr("parents".into()))?,
+            );
+            let mb = repo
+                .merge_base(p0, p1)
+                .map_err(gerr(format!("merge-base {p0}..{p1}")))?;
             (mb, p1, MergeKind::MergeCommit)
         }
         (_, _, Some(m)) if m.parent_count() == 1 => {
             let squash = is_squash_message(m.message().unwrap_or(""), spec.number);
-            let k = if squash { 1 } else { spec.commits.unwrap_or(1).max(1) };
+            let k = if squash {
+                1
+            } else {
+                spec.commits.unwrap_or(1).max(1)
+            };
             let mut base = m.clone();
             for _ in 0..k {
                 match base.parent(0) {
                     Ok(p) => base = p,
                     Err(_) => {
-                        return Ok(Err(Unmined::CommitsMissing(format!("{} has fewer than {k} ancestors", m.id()))));
+                        return Ok(Err(Unmined::CommitsMissing(format!(
+                            "{} has fewer than {k} ancestors",
+                            m.id()
+                        ))));
                     }
                 }
             }
-            (base.id(), m.id(), if squash || k == 1 { MergeKind::Squash } else { MergeKind::Rebase })
+            (
+                base.id(),
+                m.id(),
+                if squash || k == 1 {
+                    MergeKind::Squash
+                } else {
+                    MergeKind::Rebase
+                },
+            )
         }
         _ => {
             return Ok(Err(Unmined::CommitsMissing(format!(
@@ -195,8 +228,14 @@ pub fn mine_pr(
             ))));
         }
     };
-    let base_tree = repo.find_commit(base).and_then(|c| c.tree()).map_err(gerr(format!("tree of {base}")))?;
-    let after_tree = repo.find_commit(after).and_then(|c| c.tree()).map_err(gerr(format!("tree of {after}")))?;
+    let base_tree = repo
+        .find_commit(base)
+        .and_then(|c| c.tree())
+        .map_err(gerr(format!("tree of {base}")))?;
+    let after_tree = repo
+        .find_commit(after)
+        .and_then(|c| c.tree())
+        .map_err(gerr(format!("tree of {after}")))?;
     let mut opts = DiffOptions::new();
     opts.context_lines(3).indent_heuristic(true);
     let mut diff = repo
@@ -204,7 +243,8 @@ pub fn mine_pr(
         .map_err(gerr(format!("diff {base}..{after}")))?;
     let mut find = DiffFindOptions::new();
     find.renames(true);
-    diff.find_similar(Some(&mut find)).map_err(gerr("rename detection".into()))?;
+    diff.find_similar(Some(&mut find))
+        .map_err(gerr("rename detection".into()))?;
     if diff.deltas().len() > max_files {
         return Ok(Err(Unmined::TooManyFiles(diff.deltas().len())));
     }
@@ -219,18 +259,36 @@ pub fn mine_pr(
             _ => ChangeStatus::Modified,
         };
         let path_of = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_string_lossy().into_owned());
-        let old_path = (status != ChangeStatus::Added).then(|| path_of(delta.old_file())).flatten();
-        let new_path = (status != ChangeStatus::Deleted).then(|| path_of(delta.new_file())).flatten();
+        let old_path = (status != ChangeStatus::Added)
+            .then(|| path_of(delta.old_file()))
+            .flatten();
+        let new_path = (status != ChangeStatus::Deleted)
+            .then(|| path_of(delta.new_file()))
+            .flatten();
         let blob_text = |id: Oid| -> Option<std::result::Result<String, ()>> {
             if id.is_zero() {
                 return None;
             }
             let blob = repo.find_blob(id).ok()?;
-            Some(if blob.is_binary() { Err(()) } else { String::from_utf8(blob.content().to_vec()).map_err(|_| ()) })
+            Some(if blob.is_binary() {
+                Err(())
+            } else {
+                String::from_utf8(blob.content().to_vec()).map_err(|_| ())
+            })
         };
-        let old = if old_path.is_some() { blob_text(delta.old_file().id()) } else { None };
-        let new = if new_path.is_some() { blob_text(delta.new_file().id()) } else { None };
-        let mut binary = delta.flags().is_binary() || matches!(old, Some(Err(()))) || matches!(new, Some(Err(())));
+        let old = if old_path.is_some() {
+            blob_text(delta.old_file().id())
+        } else {
+            None
+        };
+        let new = if new_path.is_some() {
+            blob_text(delta.new_file().id())
+        } else {
+            None
+        };
+        let mut binary = delta.flags().is_binary()
+            || matches!(old, Some(Err(())))
+            || matches!(new, Some(Err(())));
         let (patch, additions, deletions) = match git2::Patch::from_diff(&diff, idx) {
             Ok(Some(mut p)) => {
                 let (_, a, d) = p.line_stats().map_err(gerr("line stats".into()))?;
@@ -247,26 +305,47 @@ pub fn mine_pr(
             (old.and_then(|r| r.ok()), new.and_then(|r| r.ok()))
         };
         let patch = match &old_path {
-            Some(p) if !binary => crate::git::funcname::rewrite_hunk_headers(p, old_content.as_deref(), &patch),
+            Some(p) if !binary => {
+                crate::git::funcname::rewrite_hunk_headers(p, old_content.as_deref(), &patch)
+            }
             _ => patch,
         };
-        files.push(FileChange { old_path, new_path, status, binary, old_content, new_content, patch, additions, deletions });
+        files.push(FileChange {
+            old_path,
+            new_path,
+            status,
+            binary,
+            old_content,
+            new_content,
+            patch,
+            additions,
+            deletions,
+        });
     }
     let commits = list_commits(repo, name, base, after)?;
-    Ok(Ok(MinedPr { base_commit: base.to_string(), after_commit: after.to_string(), merge_kind: kind, commits, files }))
+    Ok(Ok(MinedPr {
+        base_commit: base.to_string(),
+        after_commit: after.to_string(),
+        merge_kind: kind,
+        commits,
+        files,
+    }))
 }
 
 /// Commits reachable from `after` but not from `base`, oldest first.
 fn list_commits(repo: &Repository, name: &str, base: Oid, after: Oid) -> Result<Vec<CommitInfo>> {
     let gerr = |e| Error::git(name, format!("log {base}..{after}"), e);
     let mut walk = repo.revwalk().map_err(gerr)?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE).map_err(gerr)?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
+        .map_err(gerr)?;
     walk.push(after).map_err(gerr)?;
     walk.hide(base).map_err(gerr)?;
     let mut out = Vec::new();
     for oid in walk {
         let oid = oid.map_err(gerr)?;
-        let Ok(c) = repo.find_commit(oid) else { continue };
+        let Ok(c) = repo.find_commit(oid) else {
+            continue;
+        };
         out.push(CommitInfo {
             sha: oid.to_string(),
             message: String::from_utf8_lossy(c.message_bytes()).into_owned(),
@@ -283,7 +362,9 @@ fn list_commits(repo: &Repository, name: &str, base: Oid, after: Oid) -> Result<
 /// (SWE-bench patches carry none), and no `---`/`+++` lines for a file without hunks (an empty
 /// new or deleted file, a pure rename or mode change), where git prints the header alone.
 fn strip_index_lines(patch: &str) -> String {
-    let has_hunks = patch.lines().any(|l| l.starts_with("@@") || l.starts_with("Binary files"));
+    let has_hunks = patch
+        .lines()
+        .any(|l| l.starts_with("@@") || l.starts_with("Binary files"));
     let mut out = String::with_capacity(patch.len());
     let mut in_header = false;
     for line in patch.split_inclusive('\n') {
@@ -292,7 +373,10 @@ fn strip_index_lines(patch: &str) -> String {
         } else if line.starts_with("@@") || line.starts_with("Binary files") {
             in_header = false;
         }
-        if in_header && (line.starts_with("index ") || (!has_hunks && (line.starts_with("--- ") || line.starts_with("+++ ")))) {
+        if in_header
+            && (line.starts_with("index ")
+                || (!has_hunks && (line.starts_with("--- ") || line.starts_with("+++ "))))
+        {
             continue;
         }
         if line.starts_with("+++ ") {
@@ -320,14 +404,19 @@ pub fn read_file_at(repo: &Repository, commit: &str, path: &str) -> Option<Strin
 /// Every blob path of a commit's tree with its size, sorted.
 pub fn list_files(repo: &Repository, commit: &str) -> Vec<(String, usize)> {
     let mut out = Vec::new();
-    let Some(c) = find_commit(repo, commit) else { return out };
+    let Some(c) = find_commit(repo, commit) else {
+        return out;
+    };
     let Ok(tree) = c.tree() else { return out };
     let Ok(odb) = repo.odb() else { return out };
     let _ = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         if entry.kind() == Some(ObjectType::Blob)
             && let Some(name) = entry.name()
         {
-            let size = odb.read_header(entry.id()).map(|(size, _)| size).unwrap_or(0);
+            let size = odb
+                .read_header(entry.id())
+                .map(|(size, _)| size)
+                .unwrap_or(0);
             out.push((format!("{dir}{name}"), size));
         }
         git2::TreeWalkResult::Ok
@@ -343,13 +432,19 @@ mod tests {
     #[test]
     fn empty_new_file_has_the_header_only() {
         let p = "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\nindex 0000000..e69de29\n--- /dev/null\n+++ b/e/x.py\n";
-        assert_eq!(strip_index_lines(p), "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\n");
+        assert_eq!(
+            strip_index_lines(p),
+            "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\n"
+        );
     }
 
     #[test]
     fn index_lines_are_removed_from_headers_only() {
         let p = "diff --git a/x b/x\nindex 1..2 100644\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-index 3\n+index 4\n";
-        assert_eq!(strip_index_lines(p), "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-index 3\n+index 4\n");
+        assert_eq!(
+            strip_index_lines(p),
+            "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-index 3\n+index 4\n"
+        );
     }
 
     #[test]

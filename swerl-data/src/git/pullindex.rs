@@ -14,7 +14,8 @@ use crate::git::mine::MergeKind;
 
 static MERGE_MSG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^Merge pull request #(\d+) from (\S+)").expect("valid regex"));
-static SQUASH_MSG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*) \(#(\d+)\)\s*$").expect("valid regex"));
+static SQUASH_MSG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^(.*) \(#(\d+)\)\s*$").expect("valid regex"));
 
 /// A PR merge found on the default branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +64,11 @@ impl PullIndex {
         };
         if let Ok(refs) = repo.references_glob("refs/pull/*/head") {
             for r in refs.flatten() {
-                let Some(n) = r.name().and_then(|n| n.strip_prefix("refs/pull/")).and_then(|n| n.strip_suffix("/head")) else {
+                let Some(n) = r
+                    .name()
+                    .and_then(|n| n.strip_prefix("refs/pull/"))
+                    .and_then(|n| n.strip_suffix("/head"))
+                else {
                     continue;
                 };
                 if let (Ok(n), Ok(c)) = (n.parse::<u64>(), r.peel_to_commit()) {
@@ -82,12 +87,19 @@ impl PullIndex {
                 .filter_map(|r| Some((r.name()?.to_owned(), r.peel_to_commit().ok()?.id())))
                 .collect();
             others.sort();
-            tips.extend(others.into_iter().map(|(_, id)| id).filter(|id| *id != head.id()));
+            tips.extend(
+                others
+                    .into_iter()
+                    .map(|(_, id)| id)
+                    .filter(|id| *id != head.id()),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         let mut budget = max_commits;
         for tip in tips {
-            budget = index.scan_branch(repo, tip, budget, &mut seen).map_err(gerr("revwalk"))?;
+            budget = index
+                .scan_branch(repo, tip, budget, &mut seen)
+                .map_err(gerr("revwalk"))?;
         }
         Ok(index)
     }
@@ -112,14 +124,19 @@ impl PullIndex {
                 break;
             }
             budget -= 1;
-            let Ok(c) = repo.find_commit(oid) else { continue };
+            let Ok(c) = repo.find_commit(oid) else {
+                continue;
+            };
             let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
             let (first, rest) = split_message(&msg);
             let found = if c.parent_count() >= 2 {
-                MERGE_MSG.captures(first).and_then(|m| m[1].parse::<u64>().ok()).map(|n| {
-                    let (title, body) = split_message(rest);
-                    (n, MergeKind::MergeCommit, title.to_owned(), body.to_owned())
-                })
+                MERGE_MSG
+                    .captures(first)
+                    .and_then(|m| m[1].parse::<u64>().ok())
+                    .map(|n| {
+                        let (title, body) = split_message(rest);
+                        (n, MergeKind::MergeCommit, title.to_owned(), body.to_owned())
+                    })
             } else {
                 SQUASH_MSG.captures(first).and_then(|m| {
                     let n = m[2].parse::<u64>().ok()?;
@@ -143,8 +160,12 @@ impl PullIndex {
     /// Whether `sha` is contained in the default branch (fast-forward or rebase without new
     /// commits).
     pub fn on_default_branch(&self, repo: &Repository, sha: &str) -> bool {
-        let (Some(tip), Ok(c)) = (self.default_tip.as_deref(), Oid::from_str(sha)) else { return false };
-        let Ok(tip) = Oid::from_str(tip) else { return false };
+        let (Some(tip), Ok(c)) = (self.default_tip.as_deref(), Oid::from_str(sha)) else {
+            return false;
+        };
+        let Ok(tip) = Oid::from_str(tip) else {
+            return false;
+        };
         tip == c || repo.graph_descendant_of(tip, c).unwrap_or(false)
     }
 }
@@ -163,7 +184,12 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS` (then `Z` or an offset, ignored as UTC) into seconds.
@@ -200,7 +226,10 @@ mod tests {
 
     #[test]
     fn messages() {
-        assert_eq!(split_message("Merge pull request #5 from a/b\n\nTitle here\n\nbody"), ("Merge pull request #5 from a/b", "Title here\n\nbody"));
+        assert_eq!(
+            split_message("Merge pull request #5 from a/b\n\nTitle here\n\nbody"),
+            ("Merge pull request #5 from a/b", "Title here\n\nbody")
+        );
         assert!(SQUASH_MSG.is_match("Fix it (#12)"));
     }
 
