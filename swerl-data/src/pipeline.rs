@@ -682,7 +682,8 @@ impl Miner {
             doc_patch: assembled.doc_patch,
             relevant_files,
             languages: assembled.languages,
-            created_at: pr.created_at.clone(),
+            // Trimmed events carry no creation time: the first commit's time stands in.
+            created_at: if pr.created_at.is_empty() { first_commit.map(rfc3339).unwrap_or_default() } else { pr.created_at.clone() },
             title: title.to_owned(),
             linked_issues: links,
             merge_kind: mined.merge_kind,

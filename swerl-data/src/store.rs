@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::thread::{Thread, ThreadKey};
+use crate::thread::Thread;
 
 /// Most files merged at once; more inputs are merged in rounds through temporary files.
 pub const MERGE_FAN_IN: usize = 128;
@@ -301,18 +301,6 @@ impl<I: Iterator<Item = Result<Thread>>> Iterator for ByRepo<I> {
             }
         }
         Some(Ok((repo, group)))
-    }
-}
-
-/// Reduces in-memory fragments into a key-sorted map (used for per-file results).
-pub fn reduce_into(acc: &mut BTreeMap<ThreadKey, Thread>, more: BTreeMap<ThreadKey, Thread>) {
-    for (k, t) in more {
-        match acc.get_mut(&k) {
-            Some(a) => a.absorb(t),
-            None => {
-                acc.insert(k, t);
-            }
-        }
     }
 }
 

@@ -386,6 +386,7 @@ fn merge_rebase_squash_and_trimmed_prs_become_instances() -> anyhow::Result<()> 
     assert_eq!(i11.base_commit, s.r2);
     assert_eq!(i11.title, "Return empty string");
     assert_eq!(i11.linked_issues, vec![10]);
+    assert_eq!(i11.created_at, "2023-11-14T22:14:10Z"); // trimmed: the commit's time
     Ok(())
 }
 
@@ -431,6 +432,16 @@ fn shards_merge_to_the_unsharded_result_and_runs_resume() -> anyhow::Result<()> 
         },
         &whole,
     )?;
+
+    // One worker thread gives the same bytes as all of them.
+    let single = root.join("single");
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()?
+        .install(|| miner.run(&EventInputs { paths: vec![s.archive.clone()], ..Default::default() }, &single))?;
+    for f in ["prs.jsonl", "instances.jsonl", "threads.jsonl", "summary.json"] {
+        assert_eq!(std::fs::read(whole.join(f))?, std::fs::read(single.join(f))?, "{f}");
+    }
 
     let mut shard_dirs = Vec::new();
     for i in 0..2 {
