@@ -683,7 +683,11 @@ impl Miner {
             relevant_files,
             languages: assembled.languages,
             // Trimmed events carry no creation time: the first commit's time stands in.
-            created_at: if pr.created_at.is_empty() { first_commit.map(rfc3339).unwrap_or_default() } else { pr.created_at.clone() },
+            created_at: if pr.created_at.is_empty() {
+                first_commit.map(rfc3339).unwrap_or_default()
+            } else {
+                pr.created_at.clone()
+            },
             title: title.to_owned(),
             linked_issues: links,
             merge_kind: mined.merge_kind,

@@ -221,6 +221,15 @@ pub fn mine_pr(
                 },
             )
         }
+        (Some(h), None, None) => match merged_into_default(repo, h, spec.commits) {
+            Some(found) => found,
+            None => {
+                return Ok(Err(Unmined::CommitsMissing(format!(
+                    "head {} found but no base, merge commit or default-branch merge",
+                    h.id()
+                ))));
+            }
+        },
         _ => {
             return Ok(Err(Unmined::CommitsMissing(format!(
                 "none of head {:?}, refs/pull/{}/head, merge {:?} found with a base",
@@ -330,6 +339,50 @@ pub fn mine_pr(
         commits,
         files,
     }))
+}
+
+/// Most first-parent commits of the default branch searched by [`merged_into_default`].
+const MAX_DEFAULT_WALK: usize = 100_000;
+
+/// For a head already contained in the default branch (merged without GitHub's messages, or
+/// fast-forwarded), finds where it entered: the first-parent commit `M` whose first parent does
+/// not contain the head. A merge of the head itself (`M^2` is the head) gives
+/// `merge-base(M^1, head)..head`; otherwise (a fast-forward, or the head arrived through the
+/// merge of another branch) `head~k..head` with `k` the PR's commit count (1 when unknown).
+fn merged_into_default(
+    repo: &Repository,
+    head: &git2::Commit<'_>,
+    commits: Option<u64>,
+) -> Option<(Oid, Oid, MergeKind)> {
+    let tip = repo.head().ok()?.peel_to_commit().ok()?;
+    let contains =
+        |c: Oid| c == head.id() || repo.graph_descendant_of(c, head.id()).unwrap_or(false);
+    if !contains(tip.id()) {
+        return None;
+    }
+    let linear = || {
+        let mut base = head.clone();
+        for _ in 0..commits.unwrap_or(1).max(1) {
+            base = base.parent(0).ok()?;
+        }
+        Some((base.id(), head.id(), MergeKind::Head))
+    };
+    let mut m = tip;
+    for _ in 0..MAX_DEFAULT_WALK {
+        if m.id() == head.id() {
+            return linear();
+        }
+        let p0 = m.parent(0).ok()?;
+        if !contains(p0.id()) {
+            if m.parent_count() >= 2 && m.parent_id(1).ok() == Some(head.id()) {
+                let mb = repo.merge_base(p0.id(), head.id()).ok()?;
+                return Some((mb, head.id(), MergeKind::MergeCommit));
+            }
+            return linear();
+        }
+        m = p0;
+    }
+    None
 }
 
 /// Commits reachable from `after` but not from `base`, oldest first.

@@ -94,6 +94,7 @@ struct Scenario {
     base0: String,
     m7: String,
     r2: String,
+    s1: String,
 }
 
 fn scenario() -> anyhow::Result<Scenario> {
@@ -209,7 +210,31 @@ fn scenario() -> anyhow::Result<Scenario> {
         "Return empty string (#11)\n\nFixes #10",
         t + 50,
     )?;
-    let _ = s1;
+    // PR #13: merged by a plain `git merge` (no GitHub message), only visible in git-only mode.
+    let h13 = r.commit(
+        Some("refs/pull/13/head"),
+        &[s1],
+        &[("src/extra.py", Some(b"def extra():\n    return 13\n"))],
+        "Add extra",
+        t + 60,
+    )?;
+    let x1 = r.commit(
+        Some("refs/heads/main"),
+        &[s1],
+        &[("README.md", Some(b"hello again\n"))],
+        "docs",
+        t + 61,
+    )?;
+    let mut merged13: Vec<(&str, Option<&[u8]>)> =
+        vec![("src/extra.py", Some(b"def extra():\n    return 13\n"))];
+    merged13.push(("README.md", Some(b"hello again\n")));
+    r.commit(
+        Some("refs/heads/main"),
+        &[x1, h13],
+        &merged13,
+        "Merge branch 'feature'",
+        t + 62,
+    )?;
     let at = |s: i64| swerl_data::git::pullindex::rfc3339(s);
     let repo = "acme/widget";
     let (b0, m1s, c2s, m7s, r2s) = (
@@ -295,6 +320,7 @@ fn scenario() -> anyhow::Result<Scenario> {
         base0: base0.to_string(),
         m7: m7.to_string(),
         r2: r2.to_string(),
+        s1: s1.to_string(),
     })
 }
 
@@ -438,9 +464,26 @@ fn shards_merge_to_the_unsharded_result_and_runs_resume() -> anyhow::Result<()> 
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()?
-        .install(|| miner.run(&EventInputs { paths: vec![s.archive.clone()], ..Default::default() }, &single))?;
-    for f in ["prs.jsonl", "instances.jsonl", "threads.jsonl", "summary.json"] {
-        assert_eq!(std::fs::read(whole.join(f))?, std::fs::read(single.join(f))?, "{f}");
+        .install(|| {
+            miner.run(
+                &EventInputs {
+                    paths: vec![s.archive.clone()],
+                    ..Default::default()
+                },
+                &single,
+            )
+        })?;
+    for f in [
+        "prs.jsonl",
+        "instances.jsonl",
+        "threads.jsonl",
+        "summary.json",
+    ] {
+        assert_eq!(
+            std::fs::read(whole.join(f))?,
+            std::fs::read(single.join(f))?,
+            "{f}"
+        );
     }
 
     let mut shard_dirs = Vec::new();
@@ -525,11 +568,11 @@ fn git_only_mode_mines_refs_pull_and_merge_commits() -> anyhow::Result<()> {
         .run_git_only(&out)?;
     let prs: Vec<PrRecord> = read_jsonl(&out.join("prs.jsonl"))?;
     let numbers: Vec<(u64, bool)> = prs.iter().map(|p| (p.number, p.merged)).collect();
-    assert_eq!(numbers, [(7, true), (11, true)]);
+    assert_eq!(numbers, [(7, true), (11, true), (13, true)]);
     assert!(prs.iter().all(|p| p.from_git));
     assert_eq!(prs[0].title, "Handle None in parse");
     let insts: Vec<Instance> = read_jsonl(&out.join("instances.jsonl"))?;
-    assert_eq!(insts.len(), 2, "{:?}", summary.instances);
+    assert_eq!(insts.len(), 3, "{:?}", summary.instances);
     assert_eq!(insts[0].base_commit, s.base0);
     assert_eq!(insts[0].merge_kind, MergeKind::Head);
     assert_eq!(
