@@ -579,5 +579,11 @@ fn git_only_mode_mines_refs_pull_and_merge_commits() -> anyhow::Result<()> {
         (insts[1].merge_kind, insts[1].base_commit.as_str()),
         (MergeKind::Squash, s.r2.as_str())
     );
+    // Found through the plain merge that brought its head into the default branch.
+    assert_eq!(
+        (insts[2].merge_kind, insts[2].base_commit.as_str()),
+        (MergeKind::MergeCommit, s.s1.as_str())
+    );
+    assert!(insts[2].patch.contains("+    return 13") && !insts[2].patch.contains("README"));
     Ok(())
 }
