@@ -67,7 +67,8 @@ pub use git::pullindex::PullIndex;
 pub use instance::{Instance, InstanceConfig, PrRecord, instance_id};
 pub use links::{IssueRef, find_links, linked_issues};
 pub use pipeline::{
-    EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, Progress, RepoOutput,
+    EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, PrListEntry, Progress,
+    RepoOutput, read_pr_list,
 };
 pub use relevant::{
     Completion, HeuristicPredictor, LlmPredictor, RelevanceQuery, RelevantConfig,

@@ -100,6 +100,53 @@ pub struct EventInputs {
     pub resume: bool,
 }
 
+/// One PR to mine in [`Miner::run_pr_list`] (a line of the `--prs` JSONL file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrListEntry {
+    /// `owner/name`.
+    pub repo: String,
+    /// PR number.
+    pub number: u64,
+    /// Base commit (the base branch tip when the PR was merged, or any commit of it before the
+    /// PR's first commit).
+    #[serde(default)]
+    pub base_sha: String,
+    /// Head commit; `refs/pull/N/head` is used when empty.
+    #[serde(default)]
+    pub head_sha: String,
+    /// Merge, squash or last rebased commit, when the head is not in the clone.
+    #[serde(default)]
+    pub merge_commit_sha: String,
+    /// Number of commits (rebase merges without the head).
+    #[serde(default)]
+    pub commits: Option<u64>,
+    /// Title (searched for issue links).
+    #[serde(default)]
+    pub title: String,
+    /// Description (searched for issue links).
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Reads a JSONL file of [`PrListEntry`]; a malformed line is an error naming it.
+pub fn read_pr_list(path: &Path) -> Result<Vec<PrListEntry>> {
+    let text = fs_err::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(line).map_err(|e| Error::InvalidRecord {
+                path: path.to_path_buf(),
+                line: i as u64 + 1,
+                message: e.to_string(),
+            })?,
+        );
+    }
+    Ok(out)
+}
+
 /// Builds a [`Miner`].
 pub struct MinerBuilder {
     config: MineConfig,
@@ -333,6 +380,37 @@ impl Miner {
             .unwrap_or_default();
         let groups = clones.into_iter().map(|r| Ok((r, BTreeMap::new())));
         self.build(groups, out, Summary::default(), true)
+    }
+
+    /// Git-only mode for given PRs: each [`PrListEntry`] (repository, number, base sha and
+    /// optionally head, merge commit, title and body) is mined from its clone as a merged PR.
+    /// Records naming the same PR are combined.
+    pub fn run_pr_list(&self, entries: &[PrListEntry], out: &Path) -> Result<Summary> {
+        mkdir(out)?;
+        let mut groups: BTreeMap<String, BTreeMap<u64, Thread>> = BTreeMap::new();
+        for e in entries {
+            let mut t = Thread::new(&e.repo, e.number);
+            t.is_pull_request = true;
+            t.pr = Some(PullRequest {
+                title: e.title.clone(),
+                body: e.body.clone(),
+                merged: true,
+                closed: true,
+                base_sha: e.base_sha.clone(),
+                head_sha: e.head_sha.clone(),
+                merge_commit_sha: e.merge_commit_sha.clone(),
+                commits: e.commits,
+                ..PullRequest::default()
+            });
+            let group = groups.entry(e.repo.clone()).or_default();
+            match group.get_mut(&e.number) {
+                Some(g) => g.absorb(t),
+                None => {
+                    group.insert(e.number, t);
+                }
+            }
+        }
+        self.build(groups.into_iter().map(Ok), out, Summary::default(), false)
     }
 
     fn build(

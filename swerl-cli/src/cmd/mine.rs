@@ -38,6 +38,11 @@ pub(crate) struct Args {
     /// Reuse the per-file checkpoints of an interrupted run in `--out`.
     #[arg(long)]
     resume: bool,
+
+    /// Git-only mode for given PRs: a JSONL file of `{"repo", "number", "base_sha"}` (optional
+    /// `head_sha`, `merge_commit_sha`, `commits`, `title`, `body`), mined from `--repos`.
+    #[arg(long, value_name = "FILE", conflicts_with = "events")]
+    prs: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,6 +263,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let miner = miner(common, config, repo_shard.unwrap_or_default(), bars.clone())?;
     let summary = match &args.action {
         Some(Action::Merge(m)) => miner.merge(&m.shards, &m.common.out)?,
+        None if args.prs.is_some() => {
+            if common.repos.is_none() {
+                anyhow::bail!("--prs needs --repos (the clones to mine them from)");
+            }
+            let list = swerl_data::read_pr_list(args.prs.as_deref().expect("checked"))?;
+            miner.run_pr_list(&list, &common.out)?
+        }
         None if args.events.is_empty() => {
             if common.repos.is_none() {
                 anyhow::bail!("give --events (archives) or --repos (git-only mode), or both");

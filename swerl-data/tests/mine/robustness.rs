@@ -579,6 +579,31 @@ fn git_only_mode_mines_refs_pull_and_merge_commits() -> anyhow::Result<()> {
         (insts[1].merge_kind, insts[1].base_commit.as_str()),
         (MergeKind::Squash, s.r2.as_str())
     );
+    // Given PR numbers and base shas instead (`--prs`).
+    let list = s.clones.parent().expect("tmp").join("prs.jsonl");
+    let lines = [
+        format!(
+            r#"{{"repo": "acme/widget", "number": 7, "base_sha": "{}", "title": "t"}}"#,
+            s.base0
+        ),
+        r#"{"repo": "acme/widget", "number": 404, "base_sha": ""}"#.to_string(),
+    ];
+    std::fs::write(&list, lines.join("\n"))?;
+    let mut config = MineConfig::default();
+    config.filters.require_linked_issue = false;
+    config.filters.require_bug_fix = false;
+    let listed = Miner::builder().config(config).clones(&s.clones).build()?;
+    let sum = listed.run_pr_list(&swerl_data::read_pr_list(&list)?, &out.join("list"))?;
+    let f = sum.instances.expect("funnel");
+    assert_eq!(
+        (f.merged_prs, f.selected, f.dropped_commits_missing),
+        (2, 1, 1)
+    );
+    let listed_insts: Vec<Instance> = read_jsonl(&out.join("list").join("instances.jsonl"))?;
+    assert_eq!(listed_insts[0].patch, insts[0].patch);
+    std::fs::write(&list, "{not json")?;
+    let err = swerl_data::read_pr_list(&list).expect_err("malformed");
+    assert!(err.to_string().contains("prs.jsonl:1:"), "{err}");
     // Found through the plain merge that brought its head into the default branch.
     assert_eq!(
         (insts[2].merge_kind, insts[2].base_commit.as_str()),
