@@ -165,7 +165,7 @@ impl std::fmt::Display for Shard {
 }
 
 /// Lists the archive files named by `inputs` (files, or directories searched recursively for
-/// `*.json.gz`), keeps those in `range`, and sorts them by hour then path. Files whose name is
+/// `*.json.gz` or `*.json`), keeps those in `range`, and sorts them by hour then path. Files whose name is
 /// not an hour are kept (and ordered after dated ones) unless a range is given.
 pub fn discover(inputs: &[PathBuf], range: Option<&HourRange>) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
@@ -208,7 +208,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         } else if p
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".json.gz"))
+            .is_some_and(|n| n.ends_with(".json.gz") || n.ends_with(".json"))
         {
             out.push(p);
         }
@@ -248,7 +248,8 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Streams one hour file (multi-member gzip of JSON lines) into thread fragments. Malformed
+/// Streams one hour file (multi-member gzip of JSON lines, or plain JSON lines when the name
+/// ends in `.json`) into thread fragments. Malformed
 /// lines and a truncated or corrupt gzip stream are recorded in the returned statistics with
 /// the file and line; only failing to open the file is an error. `on_bytes` is called with the
 /// number of compressed bytes consumed as reading proceeds (for progress reporting).
@@ -269,10 +270,20 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
     let file = fs_err::File::open(path).map_err(|e| Error::io(path, e))?;
     stats.compressed_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let counting = Counting {
-        inner: BufReader::with_capacity(1 << 17, file),
+        inner: file,
         on_bytes,
     };
-    let mut reader = BufReader::with_capacity(1 << 18, MultiGzDecoder::new(counting));
+    // Hour files are gzip; an already decompressed `.json` file is read as it is.
+    let plain = path.extension().is_some_and(|e| e == "json");
+    let decoder: Box<dyn Read + '_> = if plain {
+        Box::new(counting)
+    } else {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 17,
+            counting,
+        )))
+    };
+    let mut reader = BufReader::with_capacity(1 << 18, decoder);
     let mut line = Vec::with_capacity(1 << 16);
     let mut line_no = 0u64;
     loop {

@@ -52,6 +52,8 @@ fn damaged_archives_are_reported_never_fatal() -> anyhow::Result<()> {
         &[legacy.to_string()],
         1,
     )?;
+    // An already decompressed hour is read as plain lines.
+    std::fs::write(d.path().join("2021-01-01-3.json"), format!("{push}\n"))?;
 
     let out = d.path().join("out");
     let s = Miner::builder().build()?.run(
@@ -62,11 +64,11 @@ fn damaged_archives_are_reported_never_fatal() -> anyhow::Result<()> {
         &out,
     )?;
     let scan = &s.scan;
-    assert_eq!((scan.files, scan.legacy_files), (3, 1));
+    assert_eq!((scan.files, scan.legacy_files), (4, 1));
     assert_eq!(scan.truncated_files, 2, "{scan:?}");
     assert_eq!(scan.malformed_lines, 1);
     assert_eq!(scan.legacy_events, 1);
-    assert_eq!(scan.events, 4, "{scan:?}"); // 3 in the first file, 1 before the cut
+    assert_eq!(scan.events, 5, "{scan:?}"); // 3 in the first file, 1 before the cut, 1 plain
     let p = &scan.problems;
     assert!(
         p.iter()
