@@ -291,7 +291,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             miner.run(&inputs, &common.out)?
         }
     };
-    bars.build.finish();
+    bars.build.finish_and_clear();
     report(&summary, &common.out);
     Ok(ExitCode::SUCCESS)
 }
