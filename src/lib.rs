@@ -9,7 +9,9 @@
 //!
 //! | module | crate | what it does |
 //! | --- | --- | --- |
+//! | [`data`] | `swerl-data` | mining GH Archive events and git clones into RL instances |
 //! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
 //!
 
+pub use swerl_data as data;
 pub use swerl_reward as reward;

@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Mine GH Archive events and git clones into PR records and RL instances.
+    Mine(Box<cmd::mine::Args>),
     /// Score model completions with the SWE-RL reward (JSONL in, JSONL out).
     Reward(cmd::reward::Args),
 }
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let result = match cli.command {
+        Command::Mine(args) => cmd::mine::run(*args),
         Command::Reward(args) => cmd::reward::run(args),
     };
     match result {
