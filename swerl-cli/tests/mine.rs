@@ -17,18 +17,9 @@ fn gharchive() -> PathBuf {
 #[test]
 fn mines_the_real_sample_and_writes_the_outputs() -> anyhow::Result<()> {
     let out = tempfile::tempdir()?;
-    let o = swerl()
-        .args(["mine", "--events"])
-        .arg(gharchive())
-        .arg("--out")
-        .arg(out.path())
-        .output()?;
+    let o = swerl().args(["mine", "--events"]).arg(gharchive()).arg("--out").arg(out.path()).output()?;
     let stdout = String::from_utf8(o.stdout)?;
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("800 events"), "{stdout}");
     assert!(stdout.contains("89 PRs, 25 merged"), "{stdout}");
     let prs = std::fs::read_to_string(out.path().join("prs.jsonl"))?;
@@ -55,10 +46,7 @@ fn bad_arguments_are_clear_errors() -> anyhow::Result<()> {
     let o = swerl().args(["mine", "--out"]).arg(out.path()).output()?;
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--events"));
-    let o = swerl()
-        .args(["mine", "--events", "/nonexistent/dir", "--out"])
-        .arg(out.path())
-        .output()?;
+    let o = swerl().args(["mine", "--events", "/nonexistent/dir", "--out"]).arg(out.path()).output()?;
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/dir"));
     Ok(())
@@ -66,9 +54,7 @@ fn bad_arguments_are_clear_errors() -> anyhow::Result<()> {
 
 #[test]
 fn prints_the_default_configuration() -> anyhow::Result<()> {
-    let o = swerl()
-        .args(["mine", "--out", "unused", "--print-config"])
-        .output()?;
+    let o = swerl().args(["mine", "--out", "unused", "--print-config"]).output()?;
     assert!(o.status.success());
     let config: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     assert_eq!(config["filters"]["max_changed_files"], 50);

@@ -21,17 +21,12 @@ use swerl_data::{CloneIndex, InstanceConfig, Issue, PrSpec, PullRequest, Thread,
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    anyhow::ensure!(
-        args.len() >= 2,
-        "usage: verify_swebench CLONES_DIR SWEBENCH.json [...]"
-    );
+    anyhow::ensure!(args.len() >= 2, "usage: verify_swebench CLONES_DIR SWEBENCH.json [...]");
     let clones = CloneIndex::scan(args[0].as_ref())?;
     let mut rows: Vec<serde_json::Value> = Vec::new();
     for f in &args[1..] {
         let text = std::fs::read_to_string(f).with_context(|| f.clone())?;
-        rows.extend(
-            serde_json::from_str::<Vec<serde_json::Value>>(&text).with_context(|| f.clone())?,
-        );
+        rows.extend(serde_json::from_str::<Vec<serde_json::Value>>(&text).with_context(|| f.clone())?);
     }
     let mut indexes: BTreeMap<String, (git2::Repository, PullIndex)> = BTreeMap::new();
     let (mut checked, mut base_ok, mut patch_ok, mut test_ok, mut ps_ok) = (0, 0, 0, 0, 0);
@@ -41,21 +36,14 @@ fn main() -> anyhow::Result<()> {
         let Some(path) = clones.get(&repo) else {
             continue;
         };
-        let number: u64 = id
-            .rsplit('-')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .context("instance number")?;
+        let number: u64 = id.rsplit('-').next().and_then(|n| n.parse().ok()).context("instance number")?;
         if !indexes.contains_key(&repo) {
             let g = git2::Repository::open(path)?;
             let idx = PullIndex::build(&g, &repo, 1_000_000)?;
             indexes.insert(repo.clone(), (g, idx));
         }
         let (git, index) = &indexes[&repo];
-        let mut pr = PullRequest {
-            trimmed: true,
-            ..PullRequest::default()
-        };
+        let mut pr = PullRequest { trimmed: true, ..PullRequest::default() };
         complete_from_git(git, index, number, &mut pr);
         let spec = PrSpec {
             number,
@@ -103,11 +91,7 @@ fn main() -> anyhow::Result<()> {
             println!("--- ours\n{}--- swe-bench\n{}", a.patch, get("patch"));
         }
         if !test && std::env::var_os("VERBOSE").is_some() {
-            println!(
-                "--- ours\n{}--- swe-bench\n{}",
-                a.test_patch,
-                get("test_patch")
-            );
+            println!("--- ours\n{}--- swe-bench\n{}", a.test_patch, get("test_patch"));
         }
     }
     println!(

@@ -30,28 +30,16 @@ impl Hour {
     /// Parses `YYYY-MM-DD-H` (hour not zero-padded, but accepted padded) or `YYYY-MM-DD`
     /// (hour 0), optionally followed by `.json.gz` / `.json`.
     pub fn parse(text: &str) -> Option<Hour> {
-        let stem = text
-            .strip_suffix(".json.gz")
-            .or_else(|| text.strip_suffix(".json"))
-            .unwrap_or(text);
+        let stem = text.strip_suffix(".json.gz").or_else(|| text.strip_suffix(".json")).unwrap_or(text);
         let mut it = stem.split('-');
-        let year = it
-            .next()?
-            .parse()
-            .ok()
-            .filter(|y: &u32| (1000..=9999).contains(y))?;
+        let year = it.next()?.parse().ok().filter(|y: &u32| (1000..=9999).contains(y))?;
         let month = it.next()?.parse().ok().filter(|m| (1..=12).contains(m))?;
         let day = it.next()?.parse().ok().filter(|d| (1..=31).contains(d))?;
         let hour = match it.next() {
             Some(h) => h.parse().ok().filter(|h| *h < 24)?,
             None => 0,
         };
-        it.next().is_none().then_some(Hour {
-            year,
-            month,
-            day,
-            hour,
-        })
+        it.next().is_none().then_some(Hour { year, month, day, hour })
     }
 
     /// Files before 2015 use the Timeline API schema.
@@ -72,29 +60,19 @@ pub struct HourRange {
 impl HourRange {
     /// Parses `FROM..TO` where each side is `YYYY-MM-DD[-H]` and may be empty.
     pub fn parse(spec: &str) -> Result<HourRange> {
-        let bad = |m: &str| Error::InvalidSpec {
-            what: "date range",
-            value: spec.into(),
-            message: m.into(),
-        };
-        let (a, b) = spec
-            .split_once("..")
-            .ok_or_else(|| bad("expected FROM..TO"))?;
+        let bad = |m: &str| Error::InvalidSpec { what: "date range", value: spec.into(), message: m.into() };
+        let (a, b) = spec.split_once("..").ok_or_else(|| bad("expected FROM..TO"))?;
         let side = |t: &str, end: bool| -> Result<Option<Hour>> {
             if t.is_empty() {
                 return Ok(None);
             }
-            let mut h =
-                Hour::parse(t).ok_or_else(|| bad("dates are YYYY-MM-DD or YYYY-MM-DD-H"))?;
+            let mut h = Hour::parse(t).ok_or_else(|| bad("dates are YYYY-MM-DD or YYYY-MM-DD-H"))?;
             if end && t.split('-').count() == 3 {
                 h.hour = 23;
             }
             Ok(Some(h))
         };
-        Ok(HourRange {
-            from: side(a, false)?,
-            to: side(b, true)?,
-        })
+        Ok(HourRange { from: side(a, false)?, to: side(b, true)? })
     }
 
     /// Whether `h` lies in the range.
@@ -121,14 +99,8 @@ impl Default for Shard {
 impl Shard {
     /// Parses `i/n` with `0 <= i < n`.
     pub fn parse(spec: &str) -> Result<Shard> {
-        let bad = |m: &str| Error::InvalidSpec {
-            what: "shard",
-            value: spec.into(),
-            message: m.into(),
-        };
-        let (i, n) = spec
-            .split_once('/')
-            .ok_or_else(|| bad("expected i/n, e.g. 0/8"))?;
+        let bad = |m: &str| Error::InvalidSpec { what: "shard", value: spec.into(), message: m.into() };
+        let (i, n) = spec.split_once('/').ok_or_else(|| bad("expected i/n, e.g. 0/8"))?;
         let index: u32 = i.trim().parse().map_err(|_| bad("i is not a number"))?;
         let count: u32 = n.trim().parse().map_err(|_| bad("n is not a number"))?;
         if count == 0 || index >= count {
@@ -179,12 +151,7 @@ pub fn discover(inputs: &[PathBuf], range: Option<&HourRange>) -> Result<Vec<Pat
     }
     let mut keyed: Vec<(Option<Hour>, PathBuf)> = found
         .into_iter()
-        .map(|p| {
-            (
-                p.file_name().and_then(|n| n.to_str()).and_then(Hour::parse),
-                p,
-            )
-        })
+        .map(|p| (p.file_name().and_then(|n| n.to_str()).and_then(Hour::parse), p))
         .filter(|(h, _)| match (range, h) {
             (None, _) => true,
             (Some(r), Some(h)) => r.contains(*h),
@@ -257,31 +224,20 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
     let mut out = FileScan::default();
     let stats = &mut out.stats;
     stats.files = 1;
-    if path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(Hour::parse)
-        .is_some_and(|h| h.is_legacy())
-    {
+    if path.file_name().and_then(|n| n.to_str()).and_then(Hour::parse).is_some_and(|h| h.is_legacy()) {
         stats.files = 0;
         stats.legacy_files = 1;
         return Ok(out);
     }
     let file = fs_err::File::open(path).map_err(|e| Error::io(path, e))?;
     stats.compressed_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let counting = Counting {
-        inner: file,
-        on_bytes,
-    };
+    let counting = Counting { inner: file, on_bytes };
     // Hour files are gzip; an already decompressed `.json` file is read as it is.
     let plain = path.extension().is_some_and(|e| e == "json");
     let decoder: Box<dyn Read + '_> = if plain {
         Box::new(counting)
     } else {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
-            1 << 17,
-            counting,
-        )))
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 17, counting)))
     };
     let mut reader = BufReader::with_capacity(1 << 18, decoder);
     let mut line = Vec::with_capacity(1 << 16);
@@ -293,11 +249,7 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
             Ok(_) => {}
             Err(e) => {
                 stats.truncated_files += 1;
-                stats.problem(
-                    path.to_path_buf(),
-                    line_no + 1,
-                    format!("gzip stream ends early: {e}"),
-                );
+                stats.problem(path.to_path_buf(), line_no + 1, format!("gzip stream ends early: {e}"));
                 break;
             }
         }
@@ -309,11 +261,7 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
         }
         stats.lines += 1;
         match parse_line(text, config.validate_all) {
-            Ok(Parsed::Thread {
-                kind,
-                thread,
-                trimmed,
-            }) => {
+            Ok(Parsed::Thread { kind, thread, trimmed }) => {
                 stats.events += 1;
                 bump(&mut stats.by_type, &kind);
                 if trimmed {
@@ -324,9 +272,7 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
                     std::collections::btree_map::Entry::Vacant(v) => {
                         v.insert(thread);
                     }
-                    std::collections::btree_map::Entry::Occupied(mut o) => {
-                        o.get_mut().absorb(thread)
-                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => o.get_mut().absorb(thread),
                 }
             }
             Ok(Parsed::Other { kind }) => {
@@ -336,11 +282,8 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
             Ok(Parsed::Legacy) => stats.legacy_events += 1,
             Err(message) => {
                 stats.malformed_lines += 1;
-                let message = if complete {
-                    message
-                } else {
-                    format!("{message} (last line has no newline)")
-                };
+                let message =
+                    if complete { message } else { format!("{message} (last line has no newline)") };
                 stats.problem(path.to_path_buf(), line_no, message);
             }
         }
@@ -372,17 +315,9 @@ mod tests {
     fn hour_names() {
         assert_eq!(
             Hour::parse("2021-07-21-6.json.gz"),
-            Some(Hour {
-                year: 2021,
-                month: 7,
-                day: 21,
-                hour: 6
-            })
+            Some(Hour { year: 2021, month: 7, day: 21, hour: 6 })
         );
-        assert_eq!(
-            Hour::parse("2015-01-01-23.json.gz").map(|h| h.hour),
-            Some(23)
-        );
+        assert_eq!(Hour::parse("2015-01-01-23.json.gz").map(|h| h.hour), Some(23));
         assert_eq!(Hour::parse("2015-01-01-24.json.gz"), None);
         assert_eq!(Hour::parse("notes.json.gz"), None);
         assert!(Hour::parse("2014-12-31-23.json.gz").is_some_and(|h| h.is_legacy()));
@@ -391,18 +326,8 @@ mod tests {
     #[test]
     fn ranges_and_shards() {
         let r = HourRange::parse("2021-07-21-7..2021-07-21").expect("range");
-        assert!(!r.contains(Hour {
-            year: 2021,
-            month: 7,
-            day: 21,
-            hour: 6
-        }));
-        assert!(r.contains(Hour {
-            year: 2021,
-            month: 7,
-            day: 21,
-            hour: 23
-        }));
+        assert!(!r.contains(Hour { year: 2021, month: 7, day: 21, hour: 6 }));
+        assert!(r.contains(Hour { year: 2021, month: 7, day: 21, hour: 23 }));
         assert!(HourRange::parse("2021").is_err());
         assert_eq!(Shard::parse("1/4").ok().map(|s| s.index), Some(1));
         assert!(Shard::parse("4/4").is_err());

@@ -69,18 +69,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     /// Wraps a git error with the repository and step.
     pub fn git(repo: impl Into<String>, step: impl Into<String>, source: git2::Error) -> Self {
-        Self::Git {
-            repo: repo.into(),
-            step: step.into(),
-            source,
-        }
+        Self::Git { repo: repo.into(), step: step.into(), source }
     }
 }

@@ -26,11 +26,7 @@ pub const THREAD_EVENT_TYPES: [&str; 5] = [
 #[derive(Debug)]
 pub(crate) enum Parsed {
     /// A fragment of a thread; `trimmed` when it is a trimmed (October 2025+) PR payload.
-    Thread {
-        kind: String,
-        thread: Box<Thread>,
-        trimmed: bool,
-    },
+    Thread { kind: String, thread: Box<Thread>, trimmed: bool },
     /// A well-formed event of a type that does not feed threads.
     Other { kind: String },
     /// An event in the 2011-2014 Timeline schema.
@@ -193,11 +189,7 @@ fn s(v: Option<Cow<'_, str>>) -> String {
 }
 
 fn labels(v: Option<Vec<Label<'_>>>) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| l.name.into_owned())
-        .collect();
+    let mut out: Vec<String> = v.unwrap_or_default().into_iter().map(|l| l.name.into_owned()).collect();
     out.sort();
     out.dedup();
     out
@@ -222,9 +214,7 @@ pub(crate) fn parse_line(line: &[u8], validate_all: bool) -> Result<Parsed, Line
         } else if line.last() != Some(&b'}') {
             return Err("line is not a complete JSON object".into());
         }
-        return Ok(Parsed::Other {
-            kind: String::from_utf8_lossy(kind).into_owned(),
-        });
+        return Ok(Parsed::Other { kind: String::from_utf8_lossy(kind).into_owned() });
     }
     let env: Envelope<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     let Some(kind) = env.kind else {
@@ -237,20 +227,14 @@ pub(crate) fn parse_line(line: &[u8], validate_all: bool) -> Result<Parsed, Line
         return Err(format!("{kind} event has no `repo`"));
     };
     if !THREAD_EVENT_TYPES.contains(&kind.as_ref()) {
-        return Ok(Parsed::Other {
-            kind: kind.into_owned(),
-        });
+        return Ok(Parsed::Other { kind: kind.into_owned() });
     }
     let Some(payload) = env.payload else {
         return Err(format!("{kind} event has no `payload`"));
     };
     let stamp = EventStamp {
         at: s(env.created_at),
-        id: env
-            .id
-            .as_deref()
-            .and_then(|id| id.parse().ok())
-            .unwrap_or(0),
+        id: env.id.as_deref().and_then(|id| id.parse().ok()).unwrap_or(0),
     };
     let repo = repo.name.into_owned();
     let json = payload.get();
@@ -259,10 +243,7 @@ pub(crate) fn parse_line(line: &[u8], validate_all: bool) -> Result<Parsed, Line
         "PullRequestEvent" => {
             let p: PrPayload<'_> = serde_json::from_str(json).map_err(err)?;
             let closed = p.action.as_deref() == Some("closed");
-            let number = p
-                .number
-                .or(p.pull_request.number)
-                .ok_or("PR event without number")?;
+            let number = p.number.or(p.pull_request.number).ok_or("PR event without number")?;
             let (pr, trimmed) = pr_fields(p.pull_request, stamp, closed);
             let mut t = Thread::new(repo, number);
             t.is_pull_request = true;
@@ -276,17 +257,13 @@ pub(crate) fn parse_line(line: &[u8], validate_all: bool) -> Result<Parsed, Line
         "IssueCommentEvent" => {
             let p: IssueCommentPayload<'_> = serde_json::from_str(json).map_err(err)?;
             let mut t = issue_thread(repo, p.issue, stamp);
-            t.comments
-                .push(comment(p.comment, CommentKind::Conversation));
+            t.comments.push(comment(p.comment, CommentKind::Conversation));
             (t, false)
         }
         _ => {
             // PullRequestReviewEvent and PullRequestReviewCommentEvent.
             let p: ReviewPayload<'_> = serde_json::from_str(json).map_err(err)?;
-            let number = p
-                .pull_request
-                .number
-                .ok_or("review event without PR number")?;
+            let number = p.pull_request.number.ok_or("review event without PR number")?;
             let (mut pr, _) = pr_fields(p.pull_request, stamp, false);
             // Review payloads lack `merged`: a PR seen only through reviews has an unknown merge
             // state, to be completed from git like a trimmed one (merge evidence is sticky, so
@@ -306,11 +283,7 @@ pub(crate) fn parse_line(line: &[u8], validate_all: bool) -> Result<Parsed, Line
     };
     let mut thread = thread;
     thread.events = 1;
-    Ok(Parsed::Thread {
-        kind: kind.into_owned(),
-        thread: Box::new(thread),
-        trimmed,
-    })
+    Ok(Parsed::Thread { kind: kind.into_owned(), thread: Box::new(thread), trimmed })
 }
 
 fn pr_fields(p: PrObject<'_>, stamp: EventStamp, closed: bool) -> (PullRequest, bool) {
@@ -329,11 +302,7 @@ fn pr_fields(p: PrObject<'_>, stamp: EventStamp, closed: bool) -> (PullRequest, 
         head_ref: s(head.branch),
         head_sha: s(head.sha),
         head_repo: head.repo.map(|r| r.name.into_owned()).unwrap_or_default(),
-        merge_commit_sha: if p.merged == Some(true) {
-            s(p.merge_commit_sha)
-        } else {
-            String::new()
-        },
+        merge_commit_sha: if p.merged == Some(true) { s(p.merge_commit_sha) } else { String::new() },
         created_at: s(p.created_at),
         merged_at: s(p.merged_at),
         commits: p.commits,
@@ -379,20 +348,14 @@ mod tests {
 
     #[test]
     fn fast_type_reads_prefix() {
-        assert_eq!(
-            fast_type(br#"{"id":"123","type":"PushEvent","x":1}"#),
-            Some(&b"PushEvent"[..])
-        );
+        assert_eq!(fast_type(br#"{"id":"123","type":"PushEvent","x":1}"#), Some(&b"PushEvent"[..]));
         assert_eq!(fast_type(br#"{"type":"PushEvent"}"#), None);
     }
 
     #[test]
     fn trimmed_pr_event_is_detected() {
         let line = br#"{"id":"5","type":"PullRequestEvent","repo":{"id":1,"name":"o/r"},"created_at":"2025-11-01T00:00:00Z","payload":{"action":"closed","number":7,"pull_request":{"url":"u","id":9,"number":7,"head":{"ref":"f","sha":"aa","repo":{"name":"x/r"}},"base":{"ref":"main","sha":"bb","repo":{"name":"o/r"}}}}}"#;
-        let Ok(Parsed::Thread {
-            thread, trimmed, ..
-        }) = parse_line(line, false)
-        else {
+        let Ok(Parsed::Thread { thread, trimmed, .. }) = parse_line(line, false) else {
             panic!("not parsed")
         };
         assert!(trimmed);

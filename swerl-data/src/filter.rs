@@ -56,9 +56,7 @@ pub struct FilterConfig {
 impl Default for FilterConfig {
     fn default() -> Self {
         Self {
-            bot_patterns: ["[bot]", "dependabot", "renovate", "bump", "automerge"]
-                .map(String::from)
-                .to_vec(),
+            bot_patterns: ["[bot]", "dependabot", "renovate", "bump", "automerge"].map(String::from).to_vec(),
             min_changed_lines: 1,
             max_changed_files: 50,
             max_changed_lines: 2000,
@@ -67,9 +65,7 @@ impl Default for FilterConfig {
             require_linked_issue: true,
             require_bug_fix: true,
             require_code_files: true,
-            bug_labels: ["bug", "defect", "regression", "crash"]
-                .map(String::from)
-                .to_vec(),
+            bug_labels: ["bug", "defect", "regression", "crash"].map(String::from).to_vec(),
         }
     }
 }
@@ -95,9 +91,7 @@ impl FilterConfig {
     pub fn is_bug_report(&self, title: &str, body: &str, labels: &[String]) -> bool {
         labels.iter().any(|l| {
             let l = l.to_lowercase();
-            self.bug_labels
-                .iter()
-                .any(|b| l.contains(&b.to_lowercase()))
+            self.bug_labels.iter().any(|b| l.contains(&b.to_lowercase()))
         }) || BUG_WORDS.is_match(title)
             || BUG_WORDS.is_match(body)
     }
@@ -106,8 +100,7 @@ impl FilterConfig {
     pub fn is_empty(&self, files: &[FileChange]) -> bool {
         let lines: usize = files.iter().map(|f| f.additions + f.deletions).sum();
         let structural = files.iter().any(|f| {
-            !matches!(f.status, crate::git::mine::ChangeStatus::Modified)
-                || (f.binary && !f.patch.is_empty())
+            !matches!(f.status, crate::git::mine::ChangeStatus::Modified) || (f.binary && !f.patch.is_empty())
         });
         lines < self.min_changed_lines && !structural
     }
@@ -137,11 +130,7 @@ pub fn patch_fingerprint(patch: &str) -> u64 {
     let mut files: Vec<(String, Vec<&str>)> = Vec::new();
     for line in patch.lines() {
         if let Some(rest) = line.strip_prefix("diff --git ") {
-            let path = rest
-                .rsplit_once(" b/")
-                .map(|(_, b)| b)
-                .unwrap_or(rest)
-                .to_owned();
+            let path = rest.rsplit_once(" b/").map(|(_, b)| b).unwrap_or(rest).to_owned();
             files.push((path, Vec::new()));
         } else if line.starts_with("+++") || line.starts_with("---") {
             continue;
@@ -184,11 +173,7 @@ impl Decontamination {
     /// The shipped repository list plus `extra` repositories.
     pub fn with_shipped(extra: &[String]) -> Self {
         let mut d = Self::default();
-        for line in SWEBENCH_REPOS
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
+        for line in SWEBENCH_REPOS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             d.repos.insert(line.to_ascii_lowercase());
         }
         for r in extra {
@@ -208,18 +193,12 @@ impl Decontamination {
             })?
         } else {
             let mut rows = Vec::new();
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                rows.push(
-                    serde_json::from_str(line).map_err(|e| Error::InvalidRecord {
-                        path: path.to_path_buf(),
-                        line: i as u64 + 1,
-                        message: e.to_string(),
-                    })?,
-                );
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                rows.push(serde_json::from_str(line).map_err(|e| Error::InvalidRecord {
+                    path: path.to_path_buf(),
+                    line: i as u64 + 1,
+                    message: e.to_string(),
+                })?);
             }
             rows
         };
@@ -270,10 +249,7 @@ mod tests {
         let a = "diff --git a/x.py b/x.py\nindex 1..2 100644\n--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@\n a\n-b\n+c\n d\n";
         let b = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -10,2 +10,2 @@\n-b \n+c\n";
         assert_eq!(patch_fingerprint(a), patch_fingerprint(b));
-        assert_ne!(
-            patch_fingerprint(a),
-            patch_fingerprint(&a.replace("+c", "+e"))
-        );
+        assert_ne!(patch_fingerprint(a), patch_fingerprint(&a.replace("+c", "+e")));
         let d = Decontamination::with_shipped(&["Me/Mine".into()]);
         assert!(d.is_excluded_repo("django/django") && d.is_excluded_repo("me/mine"));
         assert!(!d.matches_gold_patch(a));

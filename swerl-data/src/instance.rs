@@ -124,11 +124,7 @@ pub struct InstanceConfig {
 
 impl Default for InstanceConfig {
     fn default() -> Self {
-        Self {
-            docs_in_patch: false,
-            tests_in_oracle: false,
-            max_file_bytes: 512 * 1024,
-        }
+        Self { docs_in_patch: false, tests_in_oracle: false, max_file_bytes: 512 * 1024 }
     }
 }
 
@@ -171,11 +167,7 @@ pub fn problem_statement<'a>(issues: impl IntoIterator<Item = &'a Thread>) -> St
 pub fn hints<'a>(issues: impl IntoIterator<Item = &'a Thread>, before: Option<i64>) -> String {
     let mut out: Vec<&str> = Vec::new();
     for t in issues {
-        for c in t
-            .comments
-            .iter()
-            .filter(|c| c.kind == CommentKind::Conversation)
-        {
+        for c in t.comments.iter().filter(|c| c.kind == CommentKind::Conversation) {
             let early = match (before, parse_rfc3339(&c.created_at)) {
                 (Some(b), Some(at)) => at < b,
                 _ => false,
@@ -236,8 +228,7 @@ pub fn assemble(mined: &MinedPr, config: &InstanceConfig) -> Assembled {
             if f.binary {
                 continue;
             }
-            let fits =
-                |c: &Option<String>| c.as_ref().is_none_or(|c| c.len() <= config.max_file_bytes);
+            let fits = |c: &Option<String>| c.as_ref().is_none_or(|c| c.len() <= config.max_file_bytes);
             if !fits(&f.old_content) || !fits(&f.new_content) {
                 continue;
             }
@@ -311,22 +302,11 @@ mod tests {
             ],
         };
         let a = assemble(&mined, &InstanceConfig::default());
-        assert_eq!(
-            a.patch,
-            "diff --git a/src/m.py b/src/m.py\ndiff --git a/src/gone.py b/src/gone.py\n"
-        );
-        assert!(
-            a.test_patch.contains("tests/test_m.py") && a.test_patch.contains("src/test_new.py")
-        );
+        assert_eq!(a.patch, "diff --git a/src/m.py b/src/m.py\ndiff --git a/src/gone.py b/src/gone.py\n");
+        assert!(a.test_patch.contains("tests/test_m.py") && a.test_patch.contains("src/test_new.py"));
         assert!(a.doc_patch.contains("CHANGELOG.rst"));
-        assert_eq!(
-            a.code_context.keys().collect::<Vec<_>>(),
-            ["src/gone.py", "src/m.py"]
-        );
-        assert_eq!(
-            a.oracle_new_content.get("src/gone.py").map(String::as_str),
-            Some("")
-        );
+        assert_eq!(a.code_context.keys().collect::<Vec<_>>(), ["src/gone.py", "src/m.py"]);
+        assert_eq!(a.oracle_new_content.get("src/gone.py").map(String::as_str), Some(""));
         assert_eq!(a.languages, ["Python"]);
         assert_eq!(instance_id("o/r", 5), "o__r-5");
     }

@@ -60,19 +60,16 @@ pub use archive::{FileScan, Hour, HourRange, ScanConfig, Shard, discover, scan_f
 pub use error::{Error, Result};
 pub use filter::{Decontamination, FilterConfig, patch_fingerprint};
 pub use git::clones::CloneIndex;
-pub use git::mine::{
-    ChangeStatus, CommitInfo, FileChange, MergeKind, MinedPr, PrSpec, Unmined, mine_pr,
-};
+pub use git::mine::{ChangeStatus, CommitInfo, FileChange, MergeKind, MinedPr, PrSpec, Unmined, mine_pr};
 pub use git::pullindex::PullIndex;
 pub use instance::{Instance, InstanceConfig, PrRecord, instance_id};
 pub use links::{IssueRef, find_links, linked_issues};
 pub use pipeline::{
-    EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, PrListEntry, Progress,
-    RepoOutput, read_pr_list,
+    EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, PrListEntry, Progress, RepoOutput,
+    read_pr_list,
 };
 pub use relevant::{
-    Completion, HeuristicPredictor, LlmPredictor, RelevanceQuery, RelevantConfig,
-    RelevantFilesPredictor,
+    Completion, HeuristicPredictor, LlmPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor,
 };
 pub use stats::{Funnel, PrStats, Problem, ScanStats, Summary};
 pub use thread::{Comment, CommentKind, EventStamp, Issue, PullRequest, Thread};

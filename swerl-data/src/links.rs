@@ -14,8 +14,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-static HTML_COMMENT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?s)<!--.*?-->").expect("valid regex"));
+static HTML_COMMENT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)<!--.*?-->").expect("valid regex"));
 
 static LINK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -58,11 +57,7 @@ pub fn find_links(text: &str, repo: &str) -> Vec<IssueRef> {
             continue;
         };
         let external = !target.eq_ignore_ascii_case(repo);
-        let r = IssueRef {
-            repo: if external { target } else { repo.to_owned() },
-            number,
-            external,
-        };
+        let r = IssueRef { repo: if external { target } else { repo.to_owned() }, number, external };
         if !out.contains(&r) {
             out.push(r);
         }
@@ -73,11 +68,7 @@ pub fn find_links(text: &str, repo: &str) -> Vec<IssueRef> {
 /// Numbers of the same-repository issues linked from any of `texts` (PR title, body, commit
 /// messages), in order of first appearance, without duplicates and without `self_number` (a PR
 /// that "fixes" itself).
-pub fn linked_issues<'a>(
-    texts: impl IntoIterator<Item = &'a str>,
-    repo: &str,
-    self_number: u64,
-) -> Vec<u64> {
+pub fn linked_issues<'a>(texts: impl IntoIterator<Item = &'a str>, repo: &str, self_number: u64) -> Vec<u64> {
     let mut out = Vec::new();
     for t in texts {
         for r in find_links(t, repo) {
@@ -100,32 +91,18 @@ mod tests {
                  fix https://github.com/x/y/issues/6 ref #7 prefix#8 <!-- fixes #9 -->";
         assert_eq!(linked_issues([t], "o/r", 0), vec![12, 3, 4, 5]);
         let all = find_links(t, "o/r");
-        assert!(
-            all.iter()
-                .any(|r| r.external && r.repo == "x/y" && r.number == 6)
-        );
+        assert!(all.iter().any(|r| r.external && r.repo == "x/y" && r.number == 6));
     }
 
     #[test]
     fn not_links() {
         assert!(
-            linked_issues(
-                ["prefixes #1", "fix#2", "fixes 3", "fixes #x", "suffix #4"],
-                "o/r",
-                0
-            )
-            .is_empty()
+            linked_issues(["prefixes #1", "fix#2", "fixes 3", "fixes #x", "suffix #4"], "o/r", 0).is_empty()
         );
         assert!(linked_issues(["fixes https://github.com/o/r/pull/3"], "o/r", 0).is_empty());
-        assert_eq!(
-            linked_issues(["Fix #7", "FIXES #7", "fixes #8"], "o/r", 8),
-            vec![7]
-        );
+        assert_eq!(linked_issues(["Fix #7", "FIXES #7", "fixes #8"], "o/r", 8), vec![7]);
         assert_eq!(linked_issues(["closes O/R#2"], "o/r", 0), vec![2]);
-        assert_eq!(
-            linked_issues(["<!--\nfixes #1\n-->fixes #2"], "o/r", 0),
-            vec![2]
-        );
+        assert_eq!(linked_issues(["<!--\nfixes #1\n-->fixes #2"], "o/r", 0), vec![2]);
     }
 
     proptest! {

@@ -22,15 +22,12 @@ use crate::git::clones::CloneIndex;
 use crate::git::history::co_changes;
 use crate::git::mine::{PrSpec, Unmined, list_files, mine_pr, read_file_at};
 use crate::git::pullindex::{PullIndex, rfc3339};
-use crate::instance::{
-    Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement,
-};
+use crate::instance::{Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement};
 use crate::links::linked_issues;
 use crate::relevant::{HeuristicPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor};
 use crate::stats::{Funnel, PrStats, ScanStats, Summary};
 use crate::store::{
-    ByRepo, JsonlWriter, MergedThreads, merge_thread_files, tmp_path, write_json_atomic,
-    write_threads,
+    ByRepo, JsonlWriter, MergedThreads, merge_thread_files, tmp_path, write_json_atomic, write_threads,
 };
 use crate::thread::{PullRequest, Thread};
 
@@ -45,9 +42,7 @@ pub struct GitConfig {
 
 impl Default for GitConfig {
     fn default() -> Self {
-        Self {
-            max_index_commits: 1_000_000,
-        }
+        Self { max_index_commits: 1_000_000 }
     }
 }
 
@@ -136,13 +131,11 @@ pub fn read_pr_list(path: &Path) -> Result<Vec<PrListEntry>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(
-            serde_json::from_str(line).map_err(|e| Error::InvalidRecord {
-                path: path.to_path_buf(),
-                line: i as u64 + 1,
-                message: e.to_string(),
-            })?,
-        );
+        out.push(serde_json::from_str(line).map_err(|e| Error::InvalidRecord {
+            path: path.to_path_buf(),
+            line: i as u64 + 1,
+            message: e.to_string(),
+        })?);
     }
     Ok(out)
 }
@@ -208,11 +201,9 @@ impl MinerBuilder {
         for f in &self.swebench {
             decontam.load_swebench(f)?;
         }
-        let predictor = self.predictor.unwrap_or_else(|| {
-            Arc::new(HeuristicPredictor {
-                config: self.config.relevant.clone(),
-            })
-        });
+        let predictor = self
+            .predictor
+            .unwrap_or_else(|| Arc::new(HeuristicPredictor { config: self.config.relevant.clone() }));
         Ok(Miner {
             config: self.config,
             clones,
@@ -248,10 +239,7 @@ pub struct RepoOutput {
 }
 
 fn part_name(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in path.to_string_lossy().bytes() {
         h ^= u64::from(b);
@@ -287,10 +275,7 @@ impl Miner {
             .collect();
         let parts_dir = out.join("parts");
         mkdir(&parts_dir)?;
-        let total: u64 = files
-            .iter()
-            .map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0))
-            .sum();
+        let total: u64 = files.iter().map(|p| fs_err::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
         self.progress.scan_started(files.len(), total);
         let on_bytes = |n: u64| self.progress.scan_bytes(n);
         let results: Vec<Result<(PathBuf, ScanStats)>> = files
@@ -300,8 +285,7 @@ impl Miner {
                 let threads_path = stem.with_extension("threads.jsonl");
                 let stats_path = stem.with_extension("stats.json");
                 if inputs.resume && stats_path.is_file() && threads_path.is_file() {
-                    let text = fs_err::read_to_string(&stats_path)
-                        .map_err(|e| Error::io(&stats_path, e))?;
+                    let text = fs_err::read_to_string(&stats_path).map_err(|e| Error::io(&stats_path, e))?;
                     if let Ok(stats) = serde_json::from_str::<ScanStats>(&text) {
                         self.progress.scan_bytes(stats.compressed_bytes);
                         self.progress.file_done(path);
@@ -331,10 +315,7 @@ impl Miner {
     pub fn run(&self, inputs: &EventInputs, out: &Path) -> Result<Summary> {
         mkdir(out)?;
         let scan = self.scan(inputs, out)?;
-        let mut summary = Summary {
-            scan,
-            ..Summary::default()
-        };
+        let mut summary = Summary { scan, ..Summary::default() };
         if !inputs.shard.is_whole() {
             summary.shard = Some(inputs.shard.to_string());
             write_json_atomic(&out.join("summary.json"), &summary)?;
@@ -353,10 +334,8 @@ impl Miner {
         for d in shard_dirs {
             let s = d.join("summary.json");
             let text = fs_err::read_to_string(&s).map_err(|e| Error::io(&s, e))?;
-            let shard: Summary = serde_json::from_str(&text).map_err(|e| Error::Json {
-                path: s.clone(),
-                source: e,
-            })?;
+            let shard: Summary =
+                serde_json::from_str(&text).map_err(|e| Error::Json { path: s.clone(), source: e })?;
             summary.scan.add(&shard.scan);
             inputs.push(d.join("threads.jsonl"));
         }
@@ -424,14 +403,9 @@ impl Miner {
         let inst_path = out.join("instances.jsonl");
         let (prs_tmp, inst_tmp) = (tmp_path(&prs_path), tmp_path(&inst_path));
         let mut prs_out = JsonlWriter::create(&prs_tmp)?;
-        let mut inst_out = if self.clones.is_some() {
-            Some(JsonlWriter::create(&inst_tmp)?)
-        } else {
-            None
-        };
+        let mut inst_out = if self.clones.is_some() { Some(JsonlWriter::create(&inst_tmp)?) } else { None };
         let mut funnel = Funnel::default();
-        self.progress
-            .build_started(git_only.then(|| self.clones.as_ref().map_or(0, CloneIndex::len)));
+        self.progress.build_started(git_only.then(|| self.clones.as_ref().map_or(0, CloneIndex::len)));
         if !self.repo_shard.is_whole() {
             summary.shard = Some(format!("repos {}", self.repo_shard));
         }
@@ -480,12 +454,7 @@ impl Miner {
 
     /// Builds the PR records and instances of one repository from its threads (and its clone,
     /// when there is one). Deterministic.
-    pub fn process_repo(
-        &self,
-        repo: &str,
-        mut threads: BTreeMap<u64, Thread>,
-        git_only: bool,
-    ) -> RepoOutput {
+    pub fn process_repo(&self, repo: &str, mut threads: BTreeMap<u64, Thread>, git_only: bool) -> RepoOutput {
         let mut out = RepoOutput::default();
         let clone_path = self.clones.as_ref().and_then(|c| c.get(repo));
         let git = clone_path.and_then(|p| match git2::Repository::open(p) {
@@ -496,10 +465,7 @@ impl Miner {
                 None
             }
         });
-        let needs_index = git_only
-            || threads
-                .values()
-                .any(|t| t.pr.as_ref().is_some_and(|p| p.trimmed));
+        let needs_index = git_only || threads.values().any(|t| t.pr.as_ref().is_some_and(|p| p.trimmed));
         let index = match (&git, needs_index) {
             (Some(g), true) => match PullIndex::build(g, repo, self.config.git.max_index_commits) {
                 Ok(i) => Some(i),
@@ -514,12 +480,8 @@ impl Miner {
         let mut from_git: Vec<u64> = Vec::new();
         if let (Some(g), Some(index)) = (&git, &index) {
             if git_only {
-                let numbers: std::collections::BTreeSet<u64> = index
-                    .heads
-                    .keys()
-                    .chain(index.merges.keys())
-                    .copied()
-                    .collect();
+                let numbers: std::collections::BTreeSet<u64> =
+                    index.heads.keys().chain(index.merges.keys()).copied().collect();
                 for n in numbers {
                     let t = threads.entry(n).or_insert_with(|| Thread::new(repo, n));
                     t.is_pull_request = true;
@@ -551,16 +513,8 @@ impl Miner {
         let mut merged: Vec<u64> = Vec::new();
         for (n, t) in &threads {
             let Some(pr) = &t.pr else { continue };
-            let title = if pr.title.is_empty() {
-                t.title()
-            } else {
-                &pr.title
-            };
-            let body = if pr.body.is_empty() {
-                t.body()
-            } else {
-                &pr.body
-            };
+            let title = if pr.title.is_empty() { t.title() } else { &pr.title };
+            let body = if pr.body.is_empty() { t.body() } else { &pr.body };
             let links = linked_issues([title, body], repo, *n);
             out.pr_stats.prs += 1;
             out.pr_stats.trimmed += u64::from(pr.trimmed);
@@ -599,14 +553,12 @@ impl Miner {
         out.pr_stats.completed_from_git = from_git.len() as u64;
         if self.clones.is_some() {
             for n in merged {
-                if let Some(i) = self.instance_for(repo, n, &threads, git.as_ref(), &mut out.funnel)
-                {
+                if let Some(i) = self.instance_for(repo, n, &threads, git.as_ref(), &mut out.funnel) {
                     out.instances.push(i);
                 }
             }
         }
-        self.progress
-            .repo_done(repo, out.prs.len() as u64, out.instances.len() as u64);
+        self.progress.repo_done(repo, out.prs.len() as u64, out.instances.len() as u64);
         out
     }
 
@@ -679,11 +631,7 @@ impl Miner {
         }
         funnel.after_filters += 1;
         let messages: Vec<&str> = mined.commits.iter().map(|c| c.message.as_str()).collect();
-        let links = linked_issues(
-            [title, body].into_iter().chain(messages.iter().copied()),
-            repo,
-            number,
-        );
+        let links = linked_issues([title, body].into_iter().chain(messages.iter().copied()), repo, number);
         if links.is_empty() && f.require_linked_issue {
             funnel.dropped_no_linked_issue += 1;
             return None;
@@ -697,11 +645,7 @@ impl Miner {
             funnel.dropped_issue_text_missing += 1;
             return None;
         }
-        if f.require_bug_fix
-            && !issues
-                .iter()
-                .any(|t| f.is_bug_report(t.title(), t.body(), t.labels()))
-        {
+        if f.require_bug_fix && !issues.iter().any(|t| f.is_bug_report(t.title(), t.body(), t.labels())) {
             funnel.dropped_not_bug_fix += 1;
             return None;
         }

@@ -31,11 +31,7 @@ pub struct RelevantConfig {
 
 impl Default for RelevantConfig {
     fn default() -> Self {
-        Self {
-            max_files: 3,
-            max_file_bytes: 64 * 1024,
-            co_change_commits: 50,
-        }
+        Self { max_files: 3, max_file_bytes: 64 * 1024, co_change_commits: 50 }
     }
 }
 
@@ -77,28 +73,21 @@ static PY_IMPORT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 static JS_IMPORT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]+)['"]"#)
-        .expect("valid regex")
+    Regex::new(r#"(?:from\s+|require\(\s*|import\s+)['"](\.{1,2}/[^'"]+)['"]"#).expect("valid regex")
 });
-static RUST_MOD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;").expect("valid regex")
-});
+static RUST_MOD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;").expect("valid regex"));
 static C_INCLUDE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(?m)^\s*#\s*include\s+"([^"]+)""#).expect("valid regex"));
-static JAVA_IMPORT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^\s*import\s+(?:static\s+)?([\w.]+)\s*;").expect("valid regex")
-});
+static JAVA_IMPORT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^\s*import\s+(?:static\s+)?([\w.]+)\s*;").expect("valid regex"));
 
 fn dir_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
 }
 
 fn join(dir: &str, rel: &str) -> String {
-    let mut parts: Vec<&str> = if dir.is_empty() {
-        Vec::new()
-    } else {
-        dir.split('/').collect()
-    };
+    let mut parts: Vec<&str> = if dir.is_empty() { Vec::new() } else { dir.split('/').collect() };
     for seg in rel.split('/') {
         match seg {
             "" | "." => {}
@@ -149,29 +138,18 @@ pub fn imported_paths(path: &str, content: &str) -> Vec<String> {
         Some("JavaScript" | "TypeScript" | "Vue" | "Svelte") => {
             for c in JS_IMPORT.captures_iter(content) {
                 let p = join(dir, &c[1]);
-                for ext in [
-                    "",
-                    ".js",
-                    ".ts",
-                    ".jsx",
-                    ".tsx",
-                    ".mjs",
-                    "/index.js",
-                    "/index.ts",
-                ] {
+                for ext in ["", ".js", ".ts", ".jsx", ".tsx", ".mjs", "/index.js", "/index.ts"] {
                     out.push(format!("{p}{ext}"));
                 }
             }
         }
         Some("Rust") => {
-            let stem_dir = if path.ends_with("/mod.rs")
-                || path.ends_with("/lib.rs")
-                || path.ends_with("/main.rs")
-            {
-                dir.to_owned()
-            } else {
-                path.trim_end_matches(".rs").to_owned()
-            };
+            let stem_dir =
+                if path.ends_with("/mod.rs") || path.ends_with("/lib.rs") || path.ends_with("/main.rs") {
+                    dir.to_owned()
+                } else {
+                    path.trim_end_matches(".rs").to_owned()
+                };
             for c in RUST_MOD.captures_iter(content) {
                 out.push(join(&stem_dir, &format!("{}.rs", &c[1])));
                 out.push(join(&stem_dir, &format!("{}/mod.rs", &c[1])));
@@ -205,8 +183,7 @@ impl RelevantFilesPredictor for HeuristicPredictor {
                 && lang::language(p).is_some()
                 && !lang::is_test_path(p)
         };
-        let sizes: HashMap<&str, usize> =
-            q.repo_files.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+        let sizes: HashMap<&str, usize> = q.repo_files.iter().map(|(p, s)| (p.as_str(), *s)).collect();
         // Suffix lookup for `*/x` candidates (C includes, Java imports).
         let mut scores: BTreeMap<String, f64> = BTreeMap::new();
         let mut add = |p: &str, s: f64| {
@@ -220,12 +197,7 @@ impl RelevantFilesPredictor for HeuristicPredictor {
             for cand in imported_paths(path, content) {
                 if let Some(suffix) = cand.strip_prefix("*/") {
                     let suffix = format!("/{suffix}");
-                    for (p, _) in q
-                        .repo_files
-                        .iter()
-                        .filter(|(p, _)| p.ends_with(&suffix))
-                        .take(3)
-                    {
+                    for (p, _) in q.repo_files.iter().filter(|(p, _)| p.ends_with(&suffix)).take(3) {
                         add(p, 3.0);
                     }
                 } else {
@@ -236,11 +208,8 @@ impl RelevantFilesPredictor for HeuristicPredictor {
         for (p, n) in q.co_changes {
             add(p, f64::from((*n).min(5)));
         }
-        let dirs: HashSet<(&str, Option<&str>)> = q
-            .changed_paths
-            .iter()
-            .map(|p| (dir_of(p), lang::language(p)))
-            .collect();
+        let dirs: HashSet<(&str, Option<&str>)> =
+            q.changed_paths.iter().map(|p| (dir_of(p), lang::language(p))).collect();
         for (p, _) in q.repo_files {
             if dirs.contains(&(dir_of(p), lang::language(p))) {
                 add(p, 0.5);
@@ -248,11 +217,7 @@ impl RelevantFilesPredictor for HeuristicPredictor {
         }
         let mut ranked: Vec<(String, f64)> = scores.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(ranked
-            .into_iter()
-            .take(cfg.max_files)
-            .map(|(p, _)| p)
-            .collect())
+        Ok(ranked.into_iter().take(cfg.max_files).map(|(p, _)| p).collect())
     }
 }
 
@@ -281,40 +246,30 @@ pub struct LlmPredictor<C> {
 impl<C: Completion> LlmPredictor<C> {
     /// Wraps a completion backend (3 files kept, 2,000 paths listed).
     pub fn new(completion: C) -> Self {
-        Self {
-            completion,
-            max_files: 3,
-            max_listed: 2000,
-        }
+        Self { completion, max_files: 3, max_listed: 2000 }
     }
 
     /// The prompt sent for a query.
     pub fn prompt(&self, q: &RelevanceQuery<'_>) -> String {
         let changed: HashSet<&str> = q.changed_paths.iter().map(String::as_str).collect();
-        let langs: HashSet<&str> = q
-            .changed_paths
-            .iter()
-            .filter_map(|p| lang::language(p))
-            .collect();
+        let langs: HashSet<&str> = q.changed_paths.iter().filter_map(|p| lang::language(p)).collect();
         let mut listed: Vec<&str> = q
             .repo_files
             .iter()
             .map(|(p, _)| p.as_str())
-            .filter(|p| {
-                !changed.contains(p) && lang::language(p).is_some_and(|l| langs.contains(l))
-            })
+            .filter(|p| !changed.contains(p) && lang::language(p).is_some_and(|l| langs.contains(l)))
             .collect();
-        listed.extend(q.repo_files.iter().map(|(p, _)| p.as_str()).filter(|p| {
-            !changed.contains(p) && lang::language(p).is_some_and(|l| !langs.contains(l))
-        }));
+        listed.extend(
+            q.repo_files
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .filter(|p| !changed.contains(p) && lang::language(p).is_some_and(|l| !langs.contains(l))),
+        );
         listed.truncate(self.max_listed);
         let mut s = String::new();
         s.push_str("You are given a pull request of a software repository: its description, the files it modifies, and the other files of the repository.\n");
         s.push_str("List the files that are NOT modified but that a developer would need to read to make this change (definitions it uses, callers, closely related modules).\n\n");
-        s.push_str(&format!(
-            "## Pull request\n{}\n\n{}\n\n## Modified files\n",
-            q.title, q.body
-        ));
+        s.push_str(&format!("## Pull request\n{}\n\n{}\n\n## Modified files\n", q.title, q.body));
         for p in q.changed_paths {
             s.push_str(p);
             s.push('\n');
@@ -335,25 +290,15 @@ impl<C: Completion> LlmPredictor<C> {
     pub fn parse(&self, q: &RelevanceQuery<'_>, reply: &str) -> Vec<String> {
         let known: HashSet<&str> = q.repo_files.iter().map(|(p, _)| p.as_str()).collect();
         let body = match reply.split_once("```") {
-            Some((_, rest)) => rest
-                .split_once('\n')
-                .map(|(_, r)| r)
-                .unwrap_or(rest)
-                .split("```")
-                .next()
-                .unwrap_or(""),
+            Some((_, rest)) => {
+                rest.split_once('\n').map(|(_, r)| r).unwrap_or(rest).split("```").next().unwrap_or("")
+            }
             None => reply,
         };
         let mut out: Vec<String> = Vec::new();
         for line in body.lines() {
-            let p = line
-                .trim()
-                .trim_start_matches("- ")
-                .trim_start_matches("./");
-            if known.contains(p)
-                && !q.changed_paths.iter().any(|c| c == p)
-                && !out.iter().any(|o| o == p)
-            {
+            let p = line.trim().trim_start_matches("- ").trim_start_matches("./");
+            if known.contains(p) && !q.changed_paths.iter().any(|c| c == p) && !out.iter().any(|o| o == p) {
                 out.push(p.to_owned());
             }
         }
@@ -367,10 +312,7 @@ impl<C: Completion> RelevantFilesPredictor for LlmPredictor<C> {
         let reply = self
             .completion
             .complete(&self.prompt(q))
-            .map_err(|message| Error::Predictor {
-                instance_id: q.instance_id.to_owned(),
-                message,
-            })?;
+            .map_err(|message| Error::Predictor { instance_id: q.instance_id.to_owned(), message })?;
         Ok(self.parse(q, &reply))
     }
 }
@@ -391,12 +333,7 @@ mod tests {
             "big/huge.py",
         ]
         .iter()
-        .map(|p| {
-            (
-                p.to_string(),
-                if p.starts_with("big") { 1 << 30 } else { 100 },
-            )
-        })
+        .map(|p| (p.to_string(), if p.starts_with("big") { 1 << 30 } else { 100 }))
         .collect()
     }
 
@@ -404,16 +341,10 @@ mod tests {
     fn heuristic_prefers_imports_then_cochange() -> anyhow::Result<()> {
         let files = files();
         let changed = vec!["pkg/a.py".to_string()];
-        let contents: BTreeMap<String, String> = [(
-            "pkg/a.py".to_string(),
-            "from pkg.util import helper\nimport big.huge\n".to_string(),
-        )]
-        .into();
-        let co: BTreeMap<String, u32> = [
-            ("other/c.py".to_string(), 2),
-            ("tests/test_a.py".to_string(), 9),
-        ]
-        .into();
+        let contents: BTreeMap<String, String> =
+            [("pkg/a.py".to_string(), "from pkg.util import helper\nimport big.huge\n".to_string())].into();
+        let co: BTreeMap<String, u32> =
+            [("other/c.py".to_string(), 2), ("tests/test_a.py".to_string(), 9)].into();
         let q = RelevanceQuery {
             instance_id: "o__r-1",
             title: "t",
@@ -427,9 +358,7 @@ mod tests {
         assert_eq!(p, ["pkg/util.py", "other/c.py", "pkg/__init__.py"]);
         let llm = LlmPredictor::new(|prompt: &str| {
             assert!(prompt.contains("pkg/a.py"));
-            Ok::<_, String>(
-                "Sure:\n```\npkg/b.py\nnot/there.py\npkg/a.py\nother/c.py\n```".to_string(),
-            )
+            Ok::<_, String>("Sure:\n```\npkg/b.py\nnot/there.py\npkg/a.py\nother/c.py\n```".to_string())
         });
         assert_eq!(llm.predict(&q)?, ["pkg/b.py", "other/c.py"]);
         let failing = LlmPredictor::new(|_: &str| Err::<String, _>("server down".to_string()));
@@ -439,14 +368,10 @@ mod tests {
 
     #[test]
     fn import_resolution() {
-        assert!(
-            imported_paths("src/x/y.js", "import a from '../z/w'")
-                .contains(&"src/z/w.js".to_string())
-        );
+        assert!(imported_paths("src/x/y.js", "import a from '../z/w'").contains(&"src/z/w.js".to_string()));
         assert!(imported_paths("src/lib.rs", "mod parser;").contains(&"src/parser.rs".to_string()));
         assert!(
-            imported_paths("pkg/sub/m.py", "from ..core import thing")
-                .contains(&"pkg/core.py".to_string())
+            imported_paths("pkg/sub/m.py", "from ..core import thing").contains(&"pkg/core.py".to_string())
         );
     }
 }

@@ -52,11 +52,7 @@ impl ScanStats {
     /// Records a problem.
     pub fn problem(&mut self, path: PathBuf, line: u64, message: String) {
         self.problem_count += 1;
-        self.problems.push(Problem {
-            path,
-            line,
-            message,
-        });
+        self.problems.push(Problem { path, line, message });
         if self.problems.len() > 2 * MAX_REPORTED_PROBLEMS {
             self.trim_problems();
         }

@@ -20,31 +20,21 @@ pub const MERGE_FAN_IN: usize = 128;
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = tmp_path(path);
     let mut w = BufWriter::new(fs_err::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
-    serde_json::to_writer_pretty(&mut w, value).map_err(|e| Error::Json {
-        path: tmp.clone(),
-        source: e,
-    })?;
+    serde_json::to_writer_pretty(&mut w, value).map_err(|e| Error::Json { path: tmp.clone(), source: e })?;
     w.write_all(b"\n").map_err(|e| Error::io(&tmp, e))?;
-    w.into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?;
+    w.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
     fs_err::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// The temporary name used while writing `path`.
 pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
 
 /// Writes threads (already in key order) to `path` as JSONL, atomically.
-pub fn write_threads<'a>(
-    path: &Path,
-    threads: impl IntoIterator<Item = &'a Thread>,
-) -> Result<u64> {
+pub fn write_threads<'a>(path: &Path, threads: impl IntoIterator<Item = &'a Thread>) -> Result<u64> {
     let tmp = tmp_path(path);
     let mut w = JsonlWriter::create(&tmp)?;
     for t in threads {
@@ -66,22 +56,14 @@ impl JsonlWriter {
     /// Creates (truncates) `path`.
     pub fn create(path: &Path) -> Result<Self> {
         let f = fs_err::File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, f),
-            count: 0,
-        })
+        Ok(Self { path: path.to_path_buf(), out: BufWriter::with_capacity(1 << 20, f), count: 0 })
     }
 
     /// Writes one record and a newline.
     pub fn write<T: serde::Serialize>(&mut self, value: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.out, value).map_err(|e| Error::Json {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        self.out
-            .write_all(b"\n")
-            .map_err(|e| Error::io(&self.path, e))?;
+        serde_json::to_writer(&mut self.out, value)
+            .map_err(|e| Error::Json { path: self.path.clone(), source: e })?;
+        self.out.write_all(b"\n").map_err(|e| Error::io(&self.path, e))?;
         self.count += 1;
         Ok(())
     }
@@ -109,11 +91,7 @@ impl ThreadReader {
     /// Opens `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let f = fs_err::File::open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            lines: BufReader::with_capacity(1 << 20, f).lines(),
-            line: 0,
-        })
+        Ok(Self { path: path.to_path_buf(), lines: BufReader::with_capacity(1 << 20, f).lines(), line: 0 })
     }
 }
 
@@ -130,13 +108,11 @@ impl Iterator for ThreadReader {
             if line.trim().is_empty() {
                 continue;
             }
-            return Some(
-                serde_json::from_str(&line).map_err(|e| Error::InvalidRecord {
-                    path: self.path.clone(),
-                    line: self.line,
-                    message: e.to_string(),
-                }),
-            );
+            return Some(serde_json::from_str(&line).map_err(|e| Error::InvalidRecord {
+                path: self.path.clone(),
+                line: self.line,
+                message: e.to_string(),
+            }));
         }
     }
 }
@@ -159,9 +135,7 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.thread
-            .cmp_key(&o.thread)
-            .then(self.source.cmp(&o.source))
+        self.thread.cmp_key(&o.thread).then(self.source.cmp(&o.source))
     }
 }
 
@@ -175,15 +149,8 @@ pub struct MergedThreads {
 impl MergedThreads {
     /// Opens every input.
     pub fn open(inputs: &[PathBuf]) -> Result<Self> {
-        let readers = inputs
-            .iter()
-            .map(|p| ThreadReader::open(p))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            readers,
-            heap: BinaryHeap::new(),
-            primed: false,
-        })
+        let readers = inputs.iter().map(|p| ThreadReader::open(p)).collect::<Result<Vec<_>>>()?;
+        Ok(Self { readers, heap: BinaryHeap::new(), primed: false })
     }
 
     fn pull(&mut self, source: usize) -> Result<()> {
@@ -269,9 +236,7 @@ pub struct ByRepo<I: Iterator<Item = Result<Thread>>> {
 impl<I: Iterator<Item = Result<Thread>>> ByRepo<I> {
     /// Wraps a sorted stream.
     pub fn new(inner: I) -> Self {
-        Self {
-            inner: inner.peekable(),
-        }
+        Self { inner: inner.peekable() }
     }
 }
 
@@ -335,16 +300,12 @@ mod tests {
         sorted.dedup();
         assert_eq!(keys, sorted);
         let total: u64 = merged.iter().map(|t| t.events).sum();
-        let expected: u64 = (0..(MERGE_FAN_IN + 5))
-            .map(|f| if (f % 7) + 3 <= 2 { 2 } else { 3 })
-            .sum::<usize>() as u64;
+        let expected: u64 =
+            (0..(MERGE_FAN_IN + 5)).map(|f| if (f % 7) + 3 <= 2 { 2 } else { 3 }).sum::<usize>() as u64;
         assert_eq!(total, expected);
         assert_eq!(std::fs::read_dir(dir.path())?.count(), MERGE_FAN_IN + 6);
         let groups: Vec<_> = ByRepo::new(MergedThreads::open(&[out])?).collect::<Result<_>>()?;
-        assert_eq!(
-            groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(),
-            ["a/b", "c/d"]
-        );
+        assert_eq!(groups.iter().map(|g| g.0.as_str()).collect::<Vec<_>>(), ["a/b", "c/d"]);
         Ok(())
     }
 }

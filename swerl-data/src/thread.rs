@@ -252,11 +252,7 @@ impl Issue {
 impl Thread {
     /// An empty thread for `(repo, number)`.
     pub fn new(repo: impl Into<String>, number: u64) -> Self {
-        Self {
-            repo: repo.into(),
-            number,
-            ..Self::default()
-        }
+        Self { repo: repo.into(), number, ..Self::default() }
     }
 
     /// The thread's key.
@@ -271,10 +267,7 @@ impl Thread {
 
     /// Folds another fragment of the same thread into this one.
     pub fn absorb(&mut self, other: Thread) {
-        debug_assert_eq!(
-            (self.repo.as_str(), self.number),
-            (other.repo.as_str(), other.number)
-        );
+        debug_assert_eq!((self.repo.as_str(), self.number), (other.repo.as_str(), other.number));
         self.is_pull_request |= other.is_pull_request;
         self.events += other.events;
         match (&mut self.pr, other.pr) {
@@ -373,12 +366,7 @@ mod tests {
         let mk = |n: usize| {
             let mut t = Thread::new("o/r", 1);
             t.events = 1;
-            t.pr = Some(pr(
-                &format!("t{n}"),
-                &format!("2021-01-0{n}T00:00:00Z"),
-                n as u64,
-                n == 2,
-            ));
+            t.pr = Some(pr(&format!("t{n}"), &format!("2021-01-0{n}T00:00:00Z"), n as u64, n == 2));
             t.comments.push(Comment {
                 id: n as u64,
                 kind: CommentKind::Conversation,

@@ -32,11 +32,17 @@ fn completion(blocks: &str) -> String {
     format!("<think>\nfix it\n</think>\n<solution>\n{blocks}</solution>")
 }
 
+/// Scores with the default [`swerl_reward::Limits`] and prints the time and the outcome.
 fn time(name: &str, ctx: &BTreeMap<&str, String>, oracle: &BTreeMap<&str, String>, output: &str) {
     let start = Instant::now();
-    let reward = swerl_reward::reward(ctx, oracle, output);
+    let outcome = swerl_reward::score(ctx, oracle, output);
     let secs = start.elapsed().as_secs_f64();
-    println!("{name:58} {:>8.1} KB  reward {reward:>7.4}  {secs:>8.3} s", output.len() as f64 / 1024.0);
+    let what = match outcome {
+        Ok(score) => format!("reward {:.4}", score.reward),
+        Err(swerl_reward::FormatError::LimitExceeded { stage, .. }) => format!("-1: {stage} limit"),
+        Err(err) => format!("-1: {}", err.to_string().chars().take(24).collect::<String>()),
+    };
+    println!("{name:48} {:>7.0} KB  {secs:>7.3} s  {what}", output.len() as f64 / 1024.0);
 }
 
 fn main() {
@@ -65,27 +71,41 @@ fn main() {
         oracle_big = oracle_big.replacen(&line, &format!("{line}  # fixed"), 1);
     }
     let big_oracle = BTreeMap::from([("big.py", oracle_big)]);
-    let scattered: String = (0..50_000)
-        .step_by(2500)
-        .map(|i| block("big.py", &code_line(i + 4), &format!("{}  # also", code_line(i + 4))))
+    // Each `def function_N` line (N % 7 == 1) is unique.
+    let scattered: String = (0..20)
+        .map(|k| 2499 * k + 1)
+        .map(|i| block("big.py", &code_line(i), &format!("{}  # also", code_line(i))))
         .collect();
     time("50k-line file, 20 scattered blocks", &big_ctx, &big_oracle, &completion(&scattered));
 
     let rewritten = big.replace("value", "val");
-    time("50k-line file rewritten whole (1 block)", &big_ctx, &big_oracle, &completion(&block("big.py", &big, &rewritten)));
+    time(
+        "50k-line file rewritten whole (1 block)",
+        &big_ctx,
+        &big_oracle,
+        &completion(&block("big.py", &big, &rewritten)),
+    );
 
     let both_oracle = BTreeMap::from([("big.py", big.replace("count", "n"))]);
-    time("50k-line file rewritten whole on both sides", &big_ctx, &both_oracle, &completion(&block("big.py", &big, &rewritten)));
+    time(
+        "50k-line file rewritten whole on both sides",
+        &big_ctx,
+        &both_oracle,
+        &completion(&block("big.py", &big, &rewritten)),
+    );
 
-    let mid = file(10_000, 0);
+    let mid = file(40_000, 0);
     let mid_ctx = BTreeMap::from([("m.py", mid.clone())]);
     let mid_oracle = BTreeMap::from([("m.py", mid.replace("raise", "throw"))]);
-    let many: String =
-        (0..5_000).map(|i| block("m.py", &code_line(7 * i + 1), &format!("{}  # {i}", code_line(7 * i + 1)))).collect();
-    time("5,000 blocks on a 10k-line file", &mid_ctx, &mid_oracle, &completion(&many));
+    let many: String = (0..5_000)
+        .map(|i| block("m.py", &code_line(7 * i + 1), &format!("{}  # {i}", code_line(7 * i + 1))))
+        .collect();
+    time("5,000 blocks on a 40k-line file", &mid_ctx, &mid_oracle, &completion(&many));
 
-    let same: String = (0..5_000).map(|i| block("m.py", "    return result", &format!("    return result  # {i}"))).collect();
-    time("5,000 blocks each replacing 1,400 occurrences", &mid_ctx, &mid_oracle, &completion(&same));
+    let same: String = (0..5_000)
+        .map(|i| block("m.py", "    return result", &format!("    return result  # {i}")))
+        .collect();
+    time("5,000 blocks each replacing 5,700 occurrences", &mid_ctx, &mid_oracle, &completion(&same));
 
     let fences = "```\n### a.py\n".repeat(50_000);
     time("50,000 unterminated blocks", &ctx, &oracle, &completion(&fences));

@@ -29,13 +29,17 @@ pub fn apply_edits(
         .iter()
         .map(|f| (f.path.as_str(), f.edits.iter().map(|e| (e.search.as_str(), e.replace.as_str())).collect()))
         .collect();
-    apply(code_context, &borrowed)
+    apply(code_context, &borrowed, u64::MAX)
 }
 
+/// Applies the edits; each edit costs the length of the text it rewrites, and the total may not
+/// exceed `max_bytes` ([`FormatError::LimitExceeded`]).
 pub(crate) fn apply(
     code_context: &impl FileMap,
     files: &[(&str, Vec<(&str, &str)>)],
+    max_bytes: u64,
 ) -> Result<Vec<(String, String)>, FormatError> {
+    let mut rewritten = 0u64;
     let mut out = Vec::with_capacity(files.len());
     let mut search = String::new();
     let mut replace = String::new();
@@ -54,10 +58,21 @@ pub(crate) fn apply(
             replace.clear();
             replace.push('\n');
             replace.push_str(r);
-            let Some(first) = text.find(search.as_str()) else {
+            rewritten = rewritten.saturating_add(text.len() as u64);
+            if rewritten > max_bytes {
+                return Err(FormatError::LimitExceeded { stage: "edits", limit: max_bytes });
+            }
+            let finder = memchr::memmem::Finder::new(search.as_bytes());
+            let Some(first) = finder.find(text.as_bytes()) else {
                 return Err(FormatError::SearchNotFound { path: (*path).to_owned(), index });
             };
-            text = replace_from(&text, first, &search, &replace);
+            let rest = first + search.len();
+            if finder.find(&text.as_bytes()[rest..]).is_some() {
+                text = replace_all_from(&text, first, &finder, &replace);
+            } else {
+                // One occurrence (the usual case): edit in place.
+                text.replace_range(first..rest, &replace);
+            }
         }
         text.remove(0);
         out.push(((*path).to_owned(), text));
@@ -66,16 +81,16 @@ pub(crate) fn apply(
 }
 
 /// `text.replace(search, replace)` given that the first occurrence starts at `first`.
-fn replace_from(text: &str, first: usize, search: &str, replace: &str) -> String {
-    let mut out = String::with_capacity(text.len() + replace.len().saturating_sub(search.len()) * 4);
-    out.push_str(&text[..first]);
-    let mut rest = &text[first..];
-    while let Some(pos) = rest.find(search) {
-        out.push_str(&rest[..pos]);
+fn replace_all_from(text: &str, first: usize, finder: &memchr::memmem::Finder<'_>, replace: &str) -> String {
+    let needle = finder.needle().len();
+    let mut out = String::with_capacity(text.len() + text.len() / 8 + replace.len());
+    let mut copied = 0;
+    for pos in finder.find_iter(&text.as_bytes()[first..]).map(|p| p + first) {
+        out.push_str(&text[copied..pos]);
         out.push_str(replace);
-        rest = &rest[pos + search.len()..];
+        copied = pos + needle;
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -89,7 +104,7 @@ mod tests {
         files: &[(&str, Vec<(&str, &str)>)],
     ) -> Result<Vec<(String, String)>, FormatError> {
         let ctx: BTreeMap<&str, &str> = ctx.iter().copied().collect();
-        apply(&ctx, files)
+        apply(&ctx, files, u64::MAX)
     }
 
     #[test]
@@ -120,6 +135,22 @@ mod tests {
     fn identical_edit_is_an_error_even_after_good_ones() {
         let err = run(&[("f", "a\n")], &[("f", vec![("a", "b"), ("b", "b")])]).unwrap_err();
         assert_eq!(err, FormatError::IdenticalEdit { path: "f".into(), index: 1 });
+    }
+
+    #[test]
+    fn rewritten_bytes_are_limited() {
+        let err = run_limited(&[("f", "a\n")], &[("f", vec![("a", "aa"), ("aa", "aaa")])], 3).unwrap_err();
+        assert_eq!(err, FormatError::LimitExceeded { stage: "edits", limit: 3 });
+        assert!(run_limited(&[("f", "a\n")], &[("f", vec![("a", "aa"), ("aa", "aaa")])], 7).is_ok());
+    }
+
+    fn run_limited(
+        ctx: &[(&str, &str)],
+        files: &[(&str, Vec<(&str, &str)>)],
+        max: u64,
+    ) -> Result<Vec<(String, String)>, FormatError> {
+        let ctx: BTreeMap<&str, &str> = ctx.iter().copied().collect();
+        apply(&ctx, files, max)
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub enum FormatError {
         /// Position of the block among this file's blocks, from 0.
         index: usize,
     },
+    /// Scoring the completion would take more work than the scorer's [`Limits`](crate::Limits)
+    /// allow. Not a rule of the reference, which keeps going (for minutes to hours on such
+    /// input); never met by realistic completions with the default limits.
+    #[error("scoring stopped: the {stage} exceed the limit of {limit} work units (see swerl_reward::Limits)")]
+    LimitExceeded {
+        /// What ran out: `"edits"` (bytes rewritten by SEARCH/REPLACE) or `"diffs"` (comparison
+        /// work).
+        stage: &'static str,
+        /// The limit that was reached.
+        limit: u64,
+    },
 }
 
 impl FormatError {

@@ -72,7 +72,7 @@ pub use parse::{
     EDIT_BLOCK_PATTERN, Edit, FileEdits, ParsedOutput, SOLUTION_END, SOLUTION_START, THINK_END, THINK_START,
     parse_output,
 };
-pub use score::{Score, Scorer, reward, score};
+pub use score::{Limits, Score, Scorer, reward, score};
 pub use similarity::{
     CONTEXT_LINES, FileSimilarity, Similarity, change_similarities, compare_contents, normalized_patch,
 };

@@ -7,7 +7,38 @@ use crate::error::FormatError;
 use crate::files::FileMap;
 use crate::gitpatch::git_diff;
 use crate::parse::{ParsedOutput, parse};
-use crate::similarity::{FileSimilarity, Similarity, change_similarities, normalized_patch};
+use crate::similarity::{FileSimilarity, Similarity, normalized_patch, patch_budget, similarities_budget};
+
+/// Bounds on the work one completion may cost, so that no output can stall a training run.
+///
+/// The reference has no bounds: an output that rewrites a 50,000-line file while the oracle does
+/// too, or thousands of blocks each multiplying a file, runs for minutes to hours in Python. With
+/// the defaults a completion costs at most a few seconds on one core (measured with
+/// `cargo run --release -p swerl-reward --example pathological`; see the crate README), and
+/// realistic completions are never stopped: every golden case is far below them. A completion
+/// past a bound scores -1 with [`FormatError::LimitExceeded`]. [`Limits::NONE`] gives the
+/// reference's result on every input, however long it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Total bytes the SEARCH/REPLACE edits may scan and rewrite (each edit works on its file's
+    /// current text). Default: 4 GiB (about a second).
+    pub max_edit_bytes: u64,
+    /// Work of the line and character comparisons, in units of about a nanosecond here.
+    /// Default: 2e9 (about two seconds).
+    pub max_diff_work: u64,
+}
+
+impl Limits {
+    /// No bounds: the reference's behaviour on every input.
+    pub const NONE: Limits = Limits { max_edit_bytes: u64::MAX, max_diff_work: u64::MAX };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_edit_bytes: 4 << 30, max_diff_work: 2_000_000_000 }
+    }
+}
 
 /// A well-formatted completion's reward and everything computed on the way to it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -49,13 +80,21 @@ impl Score {
 pub struct Scorer<'a, C: FileMap + ?Sized> {
     code_context: &'a C,
     oracle_patch: BTreeMap<String, String>,
+    limits: Limits,
 }
 
 impl<'a, C: FileMap + ?Sized> Scorer<'a, C> {
-    /// Prepares scoring against `oracle_new_content` (path -> content after the real fix).
+    /// Prepares scoring against `oracle_new_content` (path -> content after the real fix), with
+    /// the default [`Limits`].
     pub fn new(code_context: &'a C, oracle_new_content: &impl FileMap) -> Self {
         let oracle_patch = normalized_patch(&code_context, oracle_new_content);
-        Scorer { code_context, oracle_patch }
+        Scorer { code_context, oracle_patch, limits: Limits::default() }
+    }
+
+    /// Replaces the bounds on the work of one completion.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The oracle's change text per path (files the oracle changes).
@@ -71,15 +110,20 @@ impl<'a, C: FileMap + ?Sized> Scorer<'a, C> {
     /// Scores a raw completion, or says why it is badly formatted (reward -1).
     pub fn score(&self, output: &str) -> Result<Score, FormatError> {
         let parsed = parse(output)?;
-        let new_content = apply(&self.code_context, &parsed.files)?;
-        let Similarity { reward, files } = self.compare(&new_content);
+        let new_content = apply(&self.code_context, &parsed.files, self.limits.max_edit_bytes)?;
+        let Similarity { reward, files } = self.compare(&new_content)?;
         Ok(Score { reward, parsed: parsed.to_owned(), new_content, similarities: files })
     }
 
-    /// The reward of predicted new contents, however they were produced.
-    pub fn compare(&self, pred_new_content: &impl FileMap) -> Similarity {
-        let pred_patch = normalized_patch(&self.code_context, pred_new_content);
-        change_similarities(&pred_patch, &self.oracle_patch)
+    /// The reward of predicted new contents, however they were produced (an error only when the
+    /// comparison exceeds the [`Limits`]).
+    pub fn compare(&self, pred_new_content: &impl FileMap) -> Result<Similarity, FormatError> {
+        let limit = self.limits.max_diff_work;
+        let exceeded = FormatError::LimitExceeded { stage: "diffs", limit };
+        let mut budget = limit;
+        let pred_patch =
+            patch_budget(&self.code_context, pred_new_content, &mut budget).ok_or(exceeded.clone())?;
+        similarities_budget(&pred_patch, &self.oracle_patch, &mut budget).ok_or(exceeded)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::difflib::{char_ratio, diff_lines};
+use crate::difflib::{char_ratio_budget, diff_lines_budget};
 use crate::files::FileMap;
 
 /// Lines of context in the change texts (the reference's `n_context`).
@@ -47,47 +47,64 @@ pub struct Similarity {
 /// assert_eq!(patch["a.py"], "@@ -1 +1 @@\n-x = 1\n+x = 2");
 /// ```
 pub fn normalized_patch(code_context: &impl FileMap, new_content: &impl FileMap) -> BTreeMap<String, String> {
+    patch_budget(code_context, new_content, &mut { u64::MAX }).expect("an unlimited diff completes")
+}
+
+/// [`normalized_patch`], taking the diff work out of `budget` (`None` once it runs out).
+pub(crate) fn patch_budget(
+    code_context: &impl FileMap,
+    new_content: &impl FileMap,
+    budget: &mut u64,
+) -> Option<BTreeMap<String, String>> {
     let mut patch = BTreeMap::new();
     for path in new_content.paths() {
         if patch.contains_key(path) {
             continue;
         }
         let new = new_content.file(path).unwrap_or("");
-        let change = diff_lines(code_context.file(path).unwrap_or(""), new, CONTEXT_LINES);
+        let change = diff_lines_budget(code_context.file(path).unwrap_or(""), new, CONTEXT_LINES, budget)?;
         if !change.is_empty() {
             patch.insert(path.to_owned(), change);
         }
     }
-    patch
+    Some(patch)
 }
 
 /// Compares predicted and oracle change texts path by path (the reference's
 /// `compute_change_similarities` followed by the mean).
 pub fn change_similarities(pred_patch: &impl FileMap, oracle_patch: &impl FileMap) -> Similarity {
+    similarities_budget(pred_patch, oracle_patch, &mut { u64::MAX })
+        .expect("an unlimited comparison completes")
+}
+
+/// [`change_similarities`], taking the comparison work out of `budget` (`None` once it runs out).
+pub(crate) fn similarities_budget(
+    pred_patch: &impl FileMap,
+    oracle_patch: &impl FileMap,
+    budget: &mut u64,
+) -> Option<Similarity> {
     let mut paths: Vec<&str> = oracle_patch.paths().chain(pred_patch.paths()).collect();
     paths.sort_unstable();
     paths.dedup();
-    let files: Vec<FileSimilarity> = paths
-        .into_iter()
-        .map(|path| {
-            let pred = pred_patch.file(path).unwrap_or("");
-            let oracle = oracle_patch.file(path).unwrap_or("");
-            let similarity =
-                if pred.is_empty() || oracle.is_empty() { 0.0 } else { char_ratio(pred, oracle) };
-            FileSimilarity {
-                path: path.to_owned(),
-                similarity,
-                pred_change: pred.to_owned(),
-                oracle_change: oracle.to_owned(),
-            }
-        })
-        .collect();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let pred = pred_patch.file(path).unwrap_or("");
+        let oracle = oracle_patch.file(path).unwrap_or("");
+        let similarity =
+            if pred.is_empty() || oracle.is_empty() { 0.0 } else { char_ratio_budget(pred, oracle, budget)? };
+        files.push(FileSimilarity {
+            path: path.to_owned(),
+            similarity,
+            pred_change: pred.to_owned(),
+            oracle_change: oracle.to_owned(),
+        });
+    }
     let reward = if files.is_empty() {
         1.0
     } else {
         files.iter().map(|f| f.similarity).sum::<f64>() / files.len() as f64
     };
-    Similarity { reward, files }
+    Some(Similarity { reward, files })
 }
 
 /// The reward of predicted new file contents against the oracle's, both relative to

@@ -111,18 +111,13 @@ impl Bars {
         let multi = MultiProgress::new();
         let scan = multi.add(ProgressBar::hidden());
         let build = multi.add(ProgressBar::hidden());
-        Bars {
-            scan,
-            build,
-            _multi: multi,
-        }
+        Bars { scan, build, _multi: multi }
     }
 }
 
 impl Progress for Bars {
     fn scan_started(&self, files: usize, bytes: u64) {
-        self.scan
-            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.scan.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         self.scan.set_length(bytes);
         self.scan.set_style(
             ProgressStyle::with_template(
@@ -145,8 +140,7 @@ impl Progress for Bars {
     }
     fn build_started(&self, repos: Option<usize>) {
         self.scan.finish();
-        self.build
-            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.build.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         let style = match repos {
             Some(n) => {
                 self.build.set_length(n as u64);
@@ -161,10 +155,7 @@ impl Progress for Bars {
         self.build.inc(1);
         let msg = self.build.message();
         let mut it = msg.split_whitespace().filter_map(|w| w.parse::<u64>().ok());
-        let (p, i) = (
-            it.next().unwrap_or(0) + prs,
-            it.next().unwrap_or(0) + instances,
-        );
+        let (p, i) = (it.next().unwrap_or(0) + prs, it.next().unwrap_or(0) + instances);
         self.build.set_message(format!("{p} PRs {i} instances"));
     }
 }
@@ -173,8 +164,7 @@ fn load_config(common: &Common) -> anyhow::Result<MineConfig> {
     let mut config = match &common.config {
         Some(p) => {
             let text = fs_err::read_to_string(p)?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: invalid configuration", p.display()))?
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid configuration", p.display()))?
         }
         None => MineConfig::default(),
     };
@@ -182,16 +172,8 @@ fn load_config(common: &Common) -> anyhow::Result<MineConfig> {
     Ok(config)
 }
 
-fn miner(
-    common: &Common,
-    config: MineConfig,
-    repo_shard: Shard,
-    bars: Arc<Bars>,
-) -> anyhow::Result<Miner> {
-    let mut b = Miner::builder()
-        .config(config)
-        .progress(bars)
-        .repo_shard(repo_shard);
+fn miner(common: &Common, config: MineConfig, repo_shard: Shard, bars: Arc<Bars>) -> anyhow::Result<Miner> {
+    let mut b = Miner::builder().config(config).progress(bars).repo_shard(repo_shard);
     if let Some(r) = &common.repos {
         b = b.clones(r);
     }
@@ -217,20 +199,12 @@ fn report(summary: &Summary, out: &Path) {
         eprintln!("warning: {}:{}: {}", p.path.display(), p.line, p.message);
     }
     if s.problem_count > 10 {
-        eprintln!(
-            "warning: {} more problems (see summary.json)",
-            s.problem_count - 10
-        );
+        eprintln!("warning: {} more problems (see summary.json)", s.problem_count - 10);
     }
     let p = &summary.prs;
     println!(
         "prs: {} threads, {} PRs, {} merged, {} with linked issues ({} merged), {} completed from git",
-        p.threads,
-        p.prs,
-        p.merged,
-        p.with_linked_issue,
-        p.merged_with_linked_issue,
-        p.completed_from_git
+        p.threads, p.prs, p.merged, p.with_linked_issue, p.merged_with_linked_issue, p.completed_from_git
     );
     if let Some(f) = &summary.instances {
         println!(
@@ -243,10 +217,7 @@ fn report(summary: &Summary, out: &Path) {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (common, repo_shard) = match &args.action {
-        Some(Action::Merge(m)) => (
-            &m.common,
-            m.repo_shard.as_deref().map(Shard::parse).transpose()?,
-        ),
+        Some(Action::Merge(m)) => (&m.common, m.repo_shard.as_deref().map(Shard::parse).transpose()?),
         None => (&args.common, None),
     };
     let config = load_config(common)?;
@@ -255,9 +226,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(j) = common.jobs {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(j)
-            .build_global()?;
+        rayon::ThreadPoolBuilder::new().num_threads(j).build_global()?;
     }
     let bars = Arc::new(Bars::new());
     let miner = miner(common, config, repo_shard.unwrap_or_default(), bars.clone())?;
@@ -280,12 +249,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             let inputs = EventInputs {
                 paths: args.events.clone(),
                 range: args.range.as_deref().map(HourRange::parse).transpose()?,
-                shard: args
-                    .shard
-                    .as_deref()
-                    .map(Shard::parse)
-                    .transpose()?
-                    .unwrap_or_default(),
+                shard: args.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or_default(),
                 resume: args.resume,
             };
             miner.run(&inputs, &common.out)?

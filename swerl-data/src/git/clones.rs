@@ -71,10 +71,7 @@ impl CloneIndex {
             inner.sort();
             for repo in inner {
                 if let Some(n) = repo.file_name().and_then(|n| n.to_str()) {
-                    index.insert(
-                        format!("{stem}/{}", n.trim_end_matches(".git")),
-                        repo.clone(),
-                    );
+                    index.insert(format!("{stem}/{}", n.trim_end_matches(".git")), repo.clone());
                 }
             }
         }
@@ -83,23 +80,17 @@ impl CloneIndex {
 
     /// Adds one clone under a name.
     pub fn insert(&mut self, name: String, path: PathBuf) {
-        self.by_name
-            .entry(name.to_ascii_lowercase())
-            .or_insert((name, path));
+        self.by_name.entry(name.to_ascii_lowercase()).or_insert((name, path));
     }
 
     /// The clone of `owner/name`, if any (case-insensitive).
     pub fn get(&self, repo: &str) -> Option<&Path> {
-        self.by_name
-            .get(&repo.to_ascii_lowercase())
-            .map(|(_, p)| p.as_path())
+        self.by_name.get(&repo.to_ascii_lowercase()).map(|(_, p)| p.as_path())
     }
 
     /// All indexed repositories (`owner/name` as found), sorted by lower-cased name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Path)> {
-        self.by_name
-            .values()
-            .map(|(n, p)| (n.as_str(), p.as_path()))
+        self.by_name.values().map(|(n, p)| (n.as_str(), p.as_path()))
     }
 
     /// Number of clones.
@@ -125,10 +116,7 @@ mod tests {
 
     #[test]
     fn names_from_urls() {
-        assert_eq!(
-            name_from_url("https://github.com/o/r.git").as_deref(),
-            Some("o/r")
-        );
+        assert_eq!(name_from_url("https://github.com/o/r.git").as_deref(), Some("o/r"));
         assert_eq!(name_from_url("git@github.com:o/r").as_deref(), Some("o/r"));
     }
 

@@ -18,16 +18,10 @@ struct Driver {
 }
 
 fn driver(patterns: &[&str]) -> Driver {
-    Driver {
-        patterns: patterns
-            .iter()
-            .map(|p| Regex::new(p).expect("valid regex"))
-            .collect(),
-    }
+    Driver { patterns: patterns.iter().map(|p| Regex::new(p).expect("valid regex")).collect() }
 }
 
-static PYTHON: LazyLock<Driver> =
-    LazyLock::new(|| driver(&[r"^[ \t]*((class|(async[ \t]+)?def)[ \t].*)$"]));
+static PYTHON: LazyLock<Driver> = LazyLock::new(|| driver(&[r"^[ \t]*((class|(async[ \t]+)?def)[ \t].*)$"]));
 static RUBY: LazyLock<Driver> = LazyLock::new(|| driver(&[r"^[ \t]*((class|module|def)[ \t].*)$"]));
 static GO: LazyLock<Driver> = LazyLock::new(|| {
     driver(&[
@@ -92,11 +86,7 @@ pub fn rewrite_hunk_headers(path: &str, old_content: Option<&str>, patch: &str) 
             && let Some(end) = rest.find(" @@")
         {
             let ranges = &rest[..end];
-            let start: usize = ranges
-                .split([',', ' '])
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let start: usize = ranges.split([',', ' ']).next().and_then(|s| s.parse().ok()).unwrap_or(0);
             out.push_str("@@ -");
             out.push_str(ranges);
             out.push_str(" @@");
@@ -118,8 +108,7 @@ mod tests {
 
     #[test]
     fn python_context_is_the_enclosing_def_even_indented() {
-        let old =
-            "import x\n\nclass A:\n    def f(self):\n        a = 1\n        b = 2\n        c = 3\n";
+        let old = "import x\n\nclass A:\n    def f(self):\n        a = 1\n        b = 2\n        c = 3\n";
         let patch = "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -5,3 +5,3 @@ class A:\n         a = 1\n-        b = 2\n+        b = 3\n";
         let got = rewrite_hunk_headers("m.py", Some(old), patch);
         assert!(got.contains("@@ -5,3 +5,3 @@ def f(self):\n"), "{got}");
@@ -130,10 +119,7 @@ mod tests {
     #[test]
     fn no_context_above_the_first_definition() {
         let patch = "@@ -1,2 +1,2 @@ junk\n-a\n+b\n";
-        assert_eq!(
-            rewrite_hunk_headers("m.py", Some("a\nb\n"), patch),
-            "@@ -1,2 +1,2 @@\n-a\n+b\n"
-        );
+        assert_eq!(rewrite_hunk_headers("m.py", Some("a\nb\n"), patch), "@@ -1,2 +1,2 @@\n-a\n+b\n");
         assert_eq!(truncate(&"x".repeat(100)).len(), 80);
     }
 }

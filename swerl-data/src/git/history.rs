@@ -38,10 +38,7 @@ pub fn co_changes(
         let paths: Vec<String> = diff
             .deltas()
             .filter_map(|d| {
-                d.new_file()
-                    .path()
-                    .or(d.old_file().path())
-                    .map(|p| p.to_string_lossy().into_owned())
+                d.new_file().path().or(d.old_file().path()).map(|p| p.to_string_lossy().into_owned())
             })
             .collect();
         if paths.len() > 50 || !paths.iter().any(|p| changed.contains(p.as_str())) {

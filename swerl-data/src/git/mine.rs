@@ -90,10 +90,7 @@ pub struct FileChange {
 impl FileChange {
     /// The path SWE-bench's splitter looks at: the old path of a deleted file, else the new one.
     pub fn path(&self) -> &str {
-        self.new_path
-            .as_deref()
-            .or(self.old_path.as_deref())
-            .unwrap_or("")
+        self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or("")
     }
 }
 
@@ -135,19 +132,14 @@ fn find_commit<'r>(repo: &'r Repository, sha: &str) -> Option<git2::Commit<'r>> 
 /// Resolves the PR head: the given sha when present, else `refs/pull/N/head`.
 pub fn resolve_head<'r>(repo: &'r Repository, spec: &PrSpec) -> Option<git2::Commit<'r>> {
     find_commit(repo, &spec.head_sha).or_else(|| {
-        let r = repo
-            .find_reference(&format!("refs/pull/{}/head", spec.number))
-            .ok()?;
+        let r = repo.find_reference(&format!("refs/pull/{}/head", spec.number)).ok()?;
         r.peel_to_commit().ok()
     })
 }
 
 /// Whether a commit message's first line ends with GitHub's squash suffix ` (#N)`.
 pub fn is_squash_message(message: &str, number: u64) -> bool {
-    message
-        .lines()
-        .next()
-        .is_some_and(|l| l.trim_end().ends_with(&format!("(#{number})")))
+    message.lines().next().is_some_and(|l| l.trim_end().ends_with(&format!("(#{number})")))
 }
 
 /// Locates the PR and extracts its change. `name` is used in errors; `max_files` bounds the
@@ -168,8 +160,7 @@ pub fn mine_pr(
             // branch tip, unless it already contains the head (the diff would be empty).
             let h = head.as_ref()?;
             let tip = repo.head().ok()?.peel_to_commit().ok()?;
-            let contains =
-                tip.id() == h.id() || repo.graph_descendant_of(tip.id(), h.id()).unwrap_or(false);
+            let contains = tip.id() == h.id() || repo.graph_descendant_of(tip.id(), h.id()).unwrap_or(false);
             (!contains).then_some(tip)
         });
     let (base, after, kind) = match (&head, &base_tip, &merge) {
@@ -183,22 +174,13 @@ pub fn mine_pr(
         }
         (_, _, Some(m)) if m.parent_count() >= 2 => {
             let (p0, p1) = (m.parent_id(0), m.parent_id(1));
-            let (p0, p1) = (
-                p0.map_err(gerr("parents".into()))?,
-                p1.map_err(gerr("parents".into()))?,
-            );
-            let mb = repo
-                .merge_base(p0, p1)
-                .map_err(gerr(format!("merge-base {p0}..{p1}")))?;
+            let (p0, p1) = (p0.map_err(gerr("parents".into()))?, p1.map_err(gerr("parents".into()))?);
+            let mb = repo.merge_base(p0, p1).map_err(gerr(format!("merge-base {p0}..{p1}")))?;
             (mb, p1, MergeKind::MergeCommit)
         }
         (_, _, Some(m)) if m.parent_count() == 1 => {
             let squash = is_squash_message(m.message().unwrap_or(""), spec.number);
-            let k = if squash {
-                1
-            } else {
-                spec.commits.unwrap_or(1).max(1)
-            };
+            let k = if squash { 1 } else { spec.commits.unwrap_or(1).max(1) };
             let mut base = m.clone();
             for _ in 0..k {
                 match base.parent(0) {
@@ -211,15 +193,7 @@ pub fn mine_pr(
                     }
                 }
             }
-            (
-                base.id(),
-                m.id(),
-                if squash || k == 1 {
-                    MergeKind::Squash
-                } else {
-                    MergeKind::Rebase
-                },
-            )
+            (base.id(), m.id(), if squash || k == 1 { MergeKind::Squash } else { MergeKind::Rebase })
         }
         (Some(h), None, None) => match merged_into_default(repo, h, spec.commits) {
             Some(found) => found,
@@ -237,14 +211,9 @@ pub fn mine_pr(
             ))));
         }
     };
-    let base_tree = repo
-        .find_commit(base)
-        .and_then(|c| c.tree())
-        .map_err(gerr(format!("tree of {base}")))?;
-    let after_tree = repo
-        .find_commit(after)
-        .and_then(|c| c.tree())
-        .map_err(gerr(format!("tree of {after}")))?;
+    let base_tree = repo.find_commit(base).and_then(|c| c.tree()).map_err(gerr(format!("tree of {base}")))?;
+    let after_tree =
+        repo.find_commit(after).and_then(|c| c.tree()).map_err(gerr(format!("tree of {after}")))?;
     let mut opts = DiffOptions::new();
     opts.context_lines(3).indent_heuristic(true);
     let mut diff = repo
@@ -252,8 +221,7 @@ pub fn mine_pr(
         .map_err(gerr(format!("diff {base}..{after}")))?;
     let mut find = DiffFindOptions::new();
     find.renames(true);
-    diff.find_similar(Some(&mut find))
-        .map_err(gerr("rename detection".into()))?;
+    diff.find_similar(Some(&mut find)).map_err(gerr("rename detection".into()))?;
     if diff.deltas().len() > max_files {
         return Ok(Err(Unmined::TooManyFiles(diff.deltas().len())));
     }
@@ -268,12 +236,8 @@ pub fn mine_pr(
             _ => ChangeStatus::Modified,
         };
         let path_of = |f: git2::DiffFile<'_>| f.path().map(|p| p.to_string_lossy().into_owned());
-        let old_path = (status != ChangeStatus::Added)
-            .then(|| path_of(delta.old_file()))
-            .flatten();
-        let new_path = (status != ChangeStatus::Deleted)
-            .then(|| path_of(delta.new_file()))
-            .flatten();
+        let old_path = (status != ChangeStatus::Added).then(|| path_of(delta.old_file())).flatten();
+        let new_path = (status != ChangeStatus::Deleted).then(|| path_of(delta.new_file())).flatten();
         let blob_text = |id: Oid| -> Option<std::result::Result<String, ()>> {
             if id.is_zero() {
                 return None;
@@ -285,19 +249,10 @@ pub fn mine_pr(
                 String::from_utf8(blob.content().to_vec()).map_err(|_| ())
             })
         };
-        let old = if old_path.is_some() {
-            blob_text(delta.old_file().id())
-        } else {
-            None
-        };
-        let new = if new_path.is_some() {
-            blob_text(delta.new_file().id())
-        } else {
-            None
-        };
-        let mut binary = delta.flags().is_binary()
-            || matches!(old, Some(Err(())))
-            || matches!(new, Some(Err(())));
+        let old = if old_path.is_some() { blob_text(delta.old_file().id()) } else { None };
+        let new = if new_path.is_some() { blob_text(delta.new_file().id()) } else { None };
+        let mut binary =
+            delta.flags().is_binary() || matches!(old, Some(Err(()))) || matches!(new, Some(Err(())));
         let (patch, additions, deletions) = match git2::Patch::from_diff(&diff, idx) {
             Ok(Some(mut p)) => {
                 let (_, a, d) = p.line_stats().map_err(gerr("line stats".into()))?;
@@ -308,11 +263,8 @@ pub fn mine_pr(
             }
             _ => (String::new(), 0, 0),
         };
-        let (old_content, new_content) = if binary {
-            (None, None)
-        } else {
-            (old.and_then(|r| r.ok()), new.and_then(|r| r.ok()))
-        };
+        let (old_content, new_content) =
+            if binary { (None, None) } else { (old.and_then(|r| r.ok()), new.and_then(|r| r.ok())) };
         let patch = match &old_path {
             Some(p) if !binary => {
                 crate::git::funcname::rewrite_hunk_headers(p, old_content.as_deref(), &patch)
@@ -355,8 +307,7 @@ fn merged_into_default(
     commits: Option<u64>,
 ) -> Option<(Oid, Oid, MergeKind)> {
     let tip = repo.head().ok()?.peel_to_commit().ok()?;
-    let contains =
-        |c: Oid| c == head.id() || repo.graph_descendant_of(c, head.id()).unwrap_or(false);
+    let contains = |c: Oid| c == head.id() || repo.graph_descendant_of(c, head.id()).unwrap_or(false);
     if !contains(tip.id()) {
         return None;
     }
@@ -389,8 +340,7 @@ fn merged_into_default(
 fn list_commits(repo: &Repository, name: &str, base: Oid, after: Oid) -> Result<Vec<CommitInfo>> {
     let gerr = |e| Error::git(name, format!("log {base}..{after}"), e);
     let mut walk = repo.revwalk().map_err(gerr)?;
-    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE)
-        .map_err(gerr)?;
+    walk.set_sorting(Sort::TOPOLOGICAL | Sort::REVERSE).map_err(gerr)?;
     walk.push(after).map_err(gerr)?;
     walk.hide(base).map_err(gerr)?;
     let mut out = Vec::new();
@@ -415,9 +365,7 @@ fn list_commits(repo: &Repository, name: &str, base: Oid, after: Oid) -> Result<
 /// (SWE-bench patches carry none), and no `---`/`+++` lines for a file without hunks (an empty
 /// new or deleted file, a pure rename or mode change), where git prints the header alone.
 fn strip_index_lines(patch: &str) -> String {
-    let has_hunks = patch
-        .lines()
-        .any(|l| l.starts_with("@@") || l.starts_with("Binary files"));
+    let has_hunks = patch.lines().any(|l| l.starts_with("@@") || l.starts_with("Binary files"));
     let mut out = String::with_capacity(patch.len());
     let mut in_header = false;
     for line in patch.split_inclusive('\n') {
@@ -466,10 +414,7 @@ pub fn list_files(repo: &Repository, commit: &str) -> Vec<(String, usize)> {
         if entry.kind() == Some(ObjectType::Blob)
             && let Some(name) = entry.name()
         {
-            let size = odb
-                .read_header(entry.id())
-                .map(|(size, _)| size)
-                .unwrap_or(0);
+            let size = odb.read_header(entry.id()).map(|(size, _)| size).unwrap_or(0);
             out.push((format!("{dir}{name}"), size));
         }
         git2::TreeWalkResult::Ok
@@ -485,10 +430,7 @@ mod tests {
     #[test]
     fn empty_new_file_has_the_header_only() {
         let p = "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\nindex 0000000..e69de29\n--- /dev/null\n+++ b/e/x.py\n";
-        assert_eq!(
-            strip_index_lines(p),
-            "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\n"
-        );
+        assert_eq!(strip_index_lines(p), "diff --git a/e/x.py b/e/x.py\nnew file mode 100644\n");
     }
 
     #[test]

@@ -64,10 +64,8 @@ impl PullIndex {
         };
         if let Ok(refs) = repo.references_glob("refs/pull/*/head") {
             for r in refs.flatten() {
-                let Some(n) = r
-                    .name()
-                    .and_then(|n| n.strip_prefix("refs/pull/"))
-                    .and_then(|n| n.strip_suffix("/head"))
+                let Some(n) =
+                    r.name().and_then(|n| n.strip_prefix("refs/pull/")).and_then(|n| n.strip_suffix("/head"))
                 else {
                     continue;
                 };
@@ -87,19 +85,12 @@ impl PullIndex {
                 .filter_map(|r| Some((r.name()?.to_owned(), r.peel_to_commit().ok()?.id())))
                 .collect();
             others.sort();
-            tips.extend(
-                others
-                    .into_iter()
-                    .map(|(_, id)| id)
-                    .filter(|id| *id != head.id()),
-            );
+            tips.extend(others.into_iter().map(|(_, id)| id).filter(|id| *id != head.id()));
         }
         let mut seen = std::collections::HashSet::new();
         let mut budget = max_commits;
         for tip in tips {
-            budget = index
-                .scan_branch(repo, tip, budget, &mut seen)
-                .map_err(gerr("revwalk"))?;
+            budget = index.scan_branch(repo, tip, budget, &mut seen).map_err(gerr("revwalk"))?;
         }
         Ok(index)
     }
@@ -130,13 +121,10 @@ impl PullIndex {
             let msg = String::from_utf8_lossy(c.message_bytes()).into_owned();
             let (first, rest) = split_message(&msg);
             let found = if c.parent_count() >= 2 {
-                MERGE_MSG
-                    .captures(first)
-                    .and_then(|m| m[1].parse::<u64>().ok())
-                    .map(|n| {
-                        let (title, body) = split_message(rest);
-                        (n, MergeKind::MergeCommit, title.to_owned(), body.to_owned())
-                    })
+                MERGE_MSG.captures(first).and_then(|m| m[1].parse::<u64>().ok()).map(|n| {
+                    let (title, body) = split_message(rest);
+                    (n, MergeKind::MergeCommit, title.to_owned(), body.to_owned())
+                })
             } else {
                 SQUASH_MSG.captures(first).and_then(|m| {
                     let n = m[2].parse::<u64>().ok()?;
@@ -184,12 +172,7 @@ pub fn rfc3339(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS` (then `Z` or an offset, ignored as UTC) into seconds.

@@ -29,13 +29,7 @@ pub(crate) fn write_gz(path: &Path, lines: &[String], per_member: usize) -> anyh
 }
 
 /// An archive event line.
-pub(crate) fn event(
-    id: u64,
-    kind: &str,
-    repo: &str,
-    at: &str,
-    payload: serde_json::Value,
-) -> String {
+pub(crate) fn event(id: u64, kind: &str, repo: &str, at: &str, payload: serde_json::Value) -> String {
     json!({
         "id": id.to_string(),
         "type": kind,
@@ -140,11 +134,7 @@ impl TestRepo {
     }
 
     fn sig(time: i64) -> anyhow::Result<Signature<'static>> {
-        Ok(Signature::new(
-            "Dev",
-            "dev@example.com",
-            &Time::new(time, 0),
-        )?)
+        Ok(Signature::new("Dev", "dev@example.com", &Time::new(time, 0))?)
     }
 
     /// Commits `files` (path -> Some(content) to write, None to delete) on top of `parents`'
@@ -190,15 +180,11 @@ impl TestRepo {
         }
         let tree_id = idx.write_tree_to(&self.repo)?;
         let tree = self.repo.find_tree(tree_id)?;
-        let parents: Vec<git2::Commit<'_>> = parents
-            .iter()
-            .map(|p| self.repo.find_commit(*p))
-            .collect::<Result<_, _>>()?;
+        let parents: Vec<git2::Commit<'_>> =
+            parents.iter().map(|p| self.repo.find_commit(*p)).collect::<Result<_, _>>()?;
         let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
         let sig = Self::sig(time)?;
-        let oid = self
-            .repo
-            .commit(None, &sig, &sig, message, &tree, &parent_refs)?;
+        let oid = self.repo.commit(None, &sig, &sig, message, &tree, &parent_refs)?;
         if let Some(r) = refname {
             self.repo.reference(r, oid, true, "test")?;
         }

@@ -25,19 +25,10 @@ fn real_events_give_the_independently_counted_prs_and_links() -> anyhow::Result<
         "/tests/golden/gharchive_2021-07-21.json"
     )))?;
     let dir = shared_data().join("gharchive");
-    anyhow::ensure!(
-        dir.is_dir(),
-        "{} missing (set SWERL_SHARED_DATA)",
-        dir.display()
-    );
+    anyhow::ensure!(dir.is_dir(), "{} missing (set SWERL_SHARED_DATA)", dir.display());
     let out = tempfile::tempdir()?;
-    let summary = Miner::builder().build()?.run(
-        &EventInputs {
-            paths: vec![dir],
-            ..Default::default()
-        },
-        out.path(),
-    )?;
+    let summary =
+        Miner::builder().build()?.run(&EventInputs { paths: vec![dir], ..Default::default() }, out.path())?;
 
     assert_eq!(summary.scan.files, 4);
     assert_eq!(summary.scan.events, golden.events);
@@ -54,11 +45,8 @@ fn real_events_give_the_independently_counted_prs_and_links() -> anyhow::Result<
         .collect::<Result<_, _>>()?;
     assert_eq!(prs.len(), golden.prs_with_pr_events);
     assert_eq!(summary.prs.prs as usize, prs.len());
-    let merged: BTreeSet<(String, u64)> = prs
-        .iter()
-        .filter(|p| p.merged)
-        .map(|p| (p.repo.clone(), p.number))
-        .collect();
+    let merged: BTreeSet<(String, u64)> =
+        prs.iter().filter(|p| p.merged).map(|p| (p.repo.clone(), p.number)).collect();
     assert_eq!(merged, golden.merged.iter().cloned().collect());
     assert_eq!(summary.prs.merged, 25);
     for p in prs.iter().filter(|p| p.merged) {
@@ -72,10 +60,7 @@ fn real_events_give_the_independently_counted_prs_and_links() -> anyhow::Result<
         .map(|p| (format!("{}#{}", p.repo, p.number), p.linked_issues.clone()))
         .collect();
     assert_eq!(links, golden.links);
-    assert_eq!(
-        summary.prs.merged_with_linked_issue as usize,
-        golden.merged_with_links.len()
-    );
+    assert_eq!(summary.prs.merged_with_linked_issue as usize, golden.merged_with_links.len());
     // Output is sorted by (repo, number) and every line names its PR.
     let keys: Vec<_> = prs.iter().map(|p| (p.repo.clone(), p.number)).collect();
     let mut sorted = keys.clone();
@@ -85,11 +70,7 @@ fn real_events_give_the_independently_counted_prs_and_links() -> anyhow::Result<
     let with_comments = prs.iter().filter(|p| !p.comments.is_empty()).count();
     assert!(with_comments > 0);
     for p in &prs {
-        assert!(
-            p.comments
-                .windows(2)
-                .all(|w| w[0].created_at <= w[1].created_at)
-        );
+        assert!(p.comments.windows(2).all(|w| w[0].created_at <= w[1].created_at));
     }
     Ok(())
 }

@@ -43,22 +43,12 @@ fn parse(patch: &str) -> Vec<FileDiff> {
         let Some(f) = files.last_mut() else { continue };
         if f.hunks.is_empty() && (line == "--- /dev/null" || line.starts_with("new file mode")) {
             f.added = true;
-        } else if f.hunks.is_empty()
-            && (line == "+++ /dev/null" || line.starts_with("deleted file mode"))
-        {
+        } else if f.hunks.is_empty() && (line == "+++ /dev/null" || line.starts_with("deleted file mode")) {
             f.deleted = true;
         } else if let Some(rest) = line.strip_prefix("@@ -") {
             let (ranges, heading) = rest.split_once(" @@").unwrap_or((rest, ""));
-            let old_start = ranges
-                .split([',', ' '])
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            f.hunks.push(Hunk {
-                old_start,
-                heading: heading.trim_start().into(),
-                lines: vec![],
-            });
+            let old_start = ranges.split([',', ' ']).next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            f.hunks.push(Hunk { old_start, heading: heading.trim_start().into(), lines: vec![] });
         } else if let Some(h) = f.hunks.last_mut() {
             h.lines.push(line.into());
         }
@@ -119,10 +109,7 @@ fn rebuild(f: &FileDiff) -> Option<(Option<String>, Option<String>)> {
         }
         s
     };
-    Some((
-        (!f.added).then(|| join(&old, old_eol)),
-        (!f.deleted).then(|| join(&new, new_eol)),
-    ))
+    Some(((!f.added).then(|| join(&old, old_eol)), (!f.deleted).then(|| join(&new, new_eol))))
 }
 
 struct Case {
@@ -144,11 +131,7 @@ fn build_case(
     id: &mut u64,
 ) -> anyhow::Result<Option<Case>> {
     let repo_name = s(row, "repo");
-    let number: u64 = s(row, "instance_id")
-        .rsplit('-')
-        .next()
-        .unwrap_or("")
-        .parse()?;
+    let number: u64 = s(row, "instance_id").rsplit('-').next().unwrap_or("").parse()?;
     let code = parse(s(row, "patch"));
     let tests = parse(s(row, "test_patch"));
     let mut base_files = Vec::new();
@@ -169,47 +152,29 @@ fn build_case(
         }
     }
     let dir = clones.join(repo_name.replace('/', "__"));
-    let r = if dir.exists() {
-        TestRepo {
-            repo: git2::Repository::open(&dir)?,
-        }
-    } else {
-        TestRepo::init(&dir)?
-    };
+    let r =
+        if dir.exists() { TestRepo { repo: git2::Repository::open(&dir)? } } else { TestRepo::init(&dir)? };
     let t0 = 1_566_000_000;
     let as_ref = |v: &[(String, Option<String>)]| -> Vec<(String, Option<Vec<u8>>)> {
-        v.iter()
-            .map(|(p, c)| (p.clone(), c.as_ref().map(|c| c.clone().into_bytes())))
-            .collect()
+        v.iter().map(|(p, c)| (p.clone(), c.as_ref().map(|c| c.clone().into_bytes()))).collect()
     };
     let commit = |refname: Option<&str>,
                   parents: &[git2::Oid],
                   files: &[(String, Option<Vec<u8>>)],
                   msg: &str,
                   t: i64| {
-        let f: Vec<(&str, Option<&[u8]>)> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_deref()))
-            .collect();
+        let f: Vec<(&str, Option<&[u8]>)> = files.iter().map(|(p, c)| (p.as_str(), c.as_deref())).collect();
         r.commit(refname, parents, &f, msg, t)
     };
-    let mut base_all: Vec<(String, Option<Vec<u8>>)> = base_files
-        .iter()
-        .map(|(p, c)| (p.clone(), Some(c.clone().into_bytes())))
-        .collect();
-    base_all.push((
-        "CHANGELOG.rst".into(),
-        Some(b"Changelog\n=========\n".to_vec()),
-    ));
+    let mut base_all: Vec<(String, Option<Vec<u8>>)> =
+        base_files.iter().map(|(p, c)| (p.clone(), Some(c.clone().into_bytes()))).collect();
+    base_all.push(("CHANGELOG.rst".into(), Some(b"Changelog\n=========\n".to_vec())));
     let branch = format!("refs/heads/dev-{number}");
     let base = commit(Some(&branch), &[], &base_all, "base", t0)?;
     r.set_head(&branch)?;
     let c1 = commit(None, &[base], &as_ref(&code_files), "Fix the bug", t0 + 100)?;
     let mut test_and_log = as_ref(&test_files);
-    test_and_log.push((
-        "CHANGELOG.rst".into(),
-        Some(b"Changelog\n=========\n\n- Fix the bug.\n".to_vec()),
-    ));
+    test_and_log.push(("CHANGELOG.rst".into(), Some(b"Changelog\n=========\n\n- Fix the bug.\n".to_vec())));
     let head = commit(
         Some(&format!("refs/pull/{number}/head")),
         &[c1],
@@ -220,13 +185,8 @@ fn build_case(
     // GitHub's squash merge: one commit on dev with the PR's final tree.
     let mut squash_files = as_ref(&code_files);
     squash_files.extend(test_and_log);
-    let merge = commit(
-        Some(&branch),
-        &[base],
-        &squash_files,
-        &format!("Fix the bug (#{number})\n"),
-        t0 + 300,
-    )?;
+    let merge =
+        commit(Some(&branch), &[base], &squash_files, &format!("Fix the bug (#{number})\n"), t0 + 300)?;
 
     let issue_no = 10_000_000 + number;
     let ps = s(row, "problem_statement");
@@ -237,31 +197,9 @@ fn build_case(
         *id += 1;
         *id
     };
-    events.push(issue_event(
-        next(),
-        repo_name,
-        &at(t0 - 1000),
-        issue_no,
-        title,
-        body,
-        &["bug"],
-    ));
-    events.push(comment_event(
-        next(),
-        repo_name,
-        &at(t0 - 500),
-        issue_no,
-        1,
-        "Early hint.",
-    ));
-    events.push(comment_event(
-        next(),
-        repo_name,
-        &at(t0 + 150),
-        issue_no,
-        2,
-        "Late comment.",
-    ));
+    events.push(issue_event(next(), repo_name, &at(t0 - 1000), issue_no, title, body, &["bug"]));
+    events.push(comment_event(next(), repo_name, &at(t0 - 500), issue_no, 1, "Early hint."));
+    events.push(comment_event(next(), repo_name, &at(t0 + 150), issue_no, 2, "Late comment."));
     events.push(pr_event(
         next(),
         repo_name,
@@ -286,23 +224,15 @@ fn build_case(
         &head.to_string(),
         Some(&merge.to_string()),
     ));
-    Ok(Some(Case {
-        row: row.clone(),
-        number,
-        base: base.to_string(),
-    }))
+    Ok(Some(Case { row: row.clone(), number, base: base.to_string() }))
 }
 
 /// Instances whose added block can slide along identical lines: which lines git marks as added
 /// there depends (through the indent heuristic) on file lines outside the hunks, which the
 /// rebuilt files replace with filler. Real clones of the lite-dev repositories reproduce every
 /// patch exactly (see the crate README); here these four must be the same change.
-const ALIGNMENT_AMBIGUOUS: [&str; 4] = [
-    "django__django-15790",
-    "pallets__flask-5063",
-    "scikit-learn__scikit-learn-10297",
-    "sympy__sympy-19254",
-];
+const ALIGNMENT_AMBIGUOUS: [&str; 4] =
+    ["django__django-15790", "pallets__flask-5063", "scikit-learn__scikit-learn-10297", "sympy__sympy-19254"];
 
 /// Same files, same added and removed lines (as multisets): the diffs differ only in alignment.
 fn same_change(a: &str, b: &str) -> bool {
@@ -320,12 +250,7 @@ fn same_change(a: &str, b: &str) -> bool {
 fn first_difference(a: &str, b: &str) -> String {
     let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
     let i = la.iter().zip(&lb).take_while(|(x, y)| x == y).count();
-    format!(
-        "line {}: ours {:?} theirs {:?}",
-        i + 1,
-        la.get(i),
-        lb.get(i)
-    )
+    format!("line {}: ours {:?} theirs {:?}", i + 1, la.get(i), lb.get(i))
 }
 
 #[test]
@@ -337,8 +262,7 @@ fn swebench_instances_are_reproduced_from_same_shaped_histories() -> anyhow::Res
     let all = std::env::var_os("SWERL_SWEBENCH_ALL").is_some();
     for f in ["lite-dev.json", "lite-test.json"] {
         let p = data.join(f);
-        let file_rows =
-            serde_json::from_str::<Vec<serde_json::Value>>(&std::fs::read_to_string(&p)?)?;
+        let file_rows = serde_json::from_str::<Vec<serde_json::Value>>(&std::fs::read_to_string(&p)?)?;
         let step = if all || f == "lite-dev.json" { 1 } else { 3 };
         rows.extend(file_rows.into_iter().step_by(step));
     }
@@ -362,44 +286,29 @@ fn swebench_instances_are_reproduced_from_same_shaped_histories() -> anyhow::Res
     config.filters.decontaminate = false; // these are SWE-bench repositories
     let out = tmp.path().join("out");
     let miner = Miner::builder().config(config).clones(&clones).build()?;
-    let summary = miner.run(
-        &EventInputs {
-            paths: vec![archive.clone()],
-            ..Default::default()
-        },
-        &out,
-    )?;
-    let instances: BTreeMap<String, Instance> =
-        std::fs::read_to_string(out.join("instances.jsonl"))?
-            .lines()
-            .map(|l| serde_json::from_str::<Instance>(l).map(|i| (i.instance_id.clone(), i)))
-            .collect::<Result<_, _>>()?;
+    let summary = miner.run(&EventInputs { paths: vec![archive.clone()], ..Default::default() }, &out)?;
+    let instances: BTreeMap<String, Instance> = std::fs::read_to_string(out.join("instances.jsonl"))?
+        .lines()
+        .map(|l| serde_json::from_str::<Instance>(l).map(|i| (i.instance_id.clone(), i)))
+        .collect::<Result<_, _>>()?;
     let funnel = summary.instances.as_ref().expect("funnel");
     assert_eq!(funnel.merged_prs as usize, cases.len());
     assert_eq!(funnel.selected as usize, cases.len(), "{funnel:?}");
     let mut mismatches = Vec::new();
     for c in &cases {
         let iid = s(&c.row, "instance_id");
-        let inst = instances
-            .get(iid)
-            .unwrap_or_else(|| panic!("{iid} missing"));
+        let inst = instances.get(iid).unwrap_or_else(|| panic!("{iid} missing"));
         assert_eq!(inst.pr_number, c.number);
         assert_eq!(inst.base_commit, c.base, "{iid}");
         for (what, ours, theirs) in [
             ("patch", &inst.patch, s(&c.row, "patch")),
             ("test_patch", &inst.test_patch, s(&c.row, "test_patch")),
-            (
-                "problem_statement",
-                &inst.problem_statement,
-                s(&c.row, "problem_statement"),
-            ),
+            ("problem_statement", &inst.problem_statement, s(&c.row, "problem_statement")),
         ] {
             if ours == theirs {
                 continue;
             }
-            if ALIGNMENT_AMBIGUOUS.contains(&iid)
-                && what != "problem_statement"
-                && same_change(ours, theirs)
+            if ALIGNMENT_AMBIGUOUS.contains(&iid) && what != "problem_statement" && same_change(ours, theirs)
             {
                 continue;
             }
@@ -410,10 +319,7 @@ fn swebench_instances_are_reproduced_from_same_shaped_histories() -> anyhow::Res
         assert_eq!(inst.linked_issues, vec![10_000_000 + c.number]);
         assert_eq!(inst.languages, vec!["Python".to_string()]);
         for (path, new) in &inst.oracle_new_content {
-            assert!(
-                inst.code_context.contains_key(path)
-                    || inst.patch.contains(&format!("+++ b/{path}"))
-            );
+            assert!(inst.code_context.contains_key(path) || inst.patch.contains(&format!("+++ b/{path}")));
             assert!(
                 !swerl_data::lang::is_test_path(path),
                 "{iid}: test file {path} in the oracle ({} bytes)",
@@ -437,13 +343,7 @@ fn swebench_instances_are_reproduced_from_same_shaped_histories() -> anyhow::Res
         .swebench(data.join("lite-dev.json"))
         .swebench(data.join("lite-test.json"))
         .build()?
-        .run(
-            &EventInputs {
-                paths: vec![archive],
-                ..Default::default()
-            },
-            &out2,
-        )?;
+        .run(&EventInputs { paths: vec![archive], ..Default::default() }, &out2)?;
     let f2 = s2.instances.expect("funnel");
     assert_eq!(f2.dropped_swebench_repo as usize, cases.len());
     assert_eq!(f2.selected, 0);

@@ -63,6 +63,9 @@ impl Scratch {
 const UNSEARCHABLE: u32 = u32::MAX - 1;
 
 impl SequenceMatcher {
+    /// The longest match in the two ranges; adds the work done (see [`Self::work_estimate`]) to
+    /// `work`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn longest_match(
         &self,
         scratch: &mut Scratch,
@@ -71,6 +74,7 @@ impl SequenceMatcher {
         ahi: usize,
         blo: usize,
         bhi: usize,
+        work: &mut u64,
     ) -> Match {
         let (la, lb) = (ahi - alo, bhi - blo);
         let algorithm = match algorithm {
@@ -87,6 +91,7 @@ impl SequenceMatcher {
             Algorithm::Automaton if !self.automaton_allowed => Algorithm::DynamicProgramme,
             other => other,
         };
+        *work += self.work_estimate(algorithm, la, lb);
         let (besti, bestj, bestsize) = match algorithm {
             Algorithm::Automaton => {
                 scratch.automaton.build(&self.b[blo..bhi], blo);
@@ -143,6 +148,19 @@ impl SequenceMatcher {
             }
         }
         (besti, bestj, bestsize)
+    }
+
+    /// Work of one search, in units of roughly one nanosecond here: cells for the dense
+    /// programme, equal pairs (estimated) plus rows for the sparse one, and a few units per
+    /// element for the automaton.
+    fn work_estimate(&self, algorithm: Algorithm, la: usize, lb: usize) -> u64 {
+        let (la, lb) = (la as f64, lb as f64);
+        let units = match algorithm {
+            Algorithm::Dense => la * lb / 2.0,
+            Algorithm::Automaton => 30.0 * (la + lb),
+            _ => 0.5 * la * lb * self.collision + 4.0 * la + lb / 8.0,
+        };
+        units as u64 + 1
     }
 
     /// CPython's loop over every cell of the rectangle, for small rectangles.

@@ -25,7 +25,7 @@ mod unified;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-pub(crate) use unified::diff_lines;
+pub(crate) use unified::diff_lines_budget;
 pub use unified::{UnifiedDiffOptions, format_range_unified, unified_diff};
 
 use longest::{Algorithm, Scratch};
@@ -239,22 +239,52 @@ impl SequenceMatcher {
         assert!(alo <= ahi && ahi <= self.a.len(), "a range {alo}..{ahi} out of bounds");
         assert!(blo <= bhi && bhi <= self.b.len(), "b range {blo}..{bhi} out of bounds");
         let mut scratch = Scratch::new(self.b.len());
-        self.longest_match(&mut scratch, Algorithm::Auto, alo, ahi, blo, bhi)
+        self.longest_match(&mut scratch, Algorithm::Auto, alo, ahi, blo, bhi, &mut 0)
     }
 
     /// Matching blocks, sorted and with adjacent blocks merged, ending with the sentinel
     /// `Match { a: len(a), b: len(b), size: 0 }` (Python's `get_matching_blocks()`).
     pub fn matching_blocks(&self) -> Vec<Match> {
-        self.matching_blocks_with(Algorithm::Auto)
+        self.matching_blocks_with(Algorithm::Auto, u64::MAX).expect("an unlimited search completes")
     }
 
-    fn matching_blocks_with(&self, algorithm: Algorithm) -> Vec<Match> {
+    /// [`matching_blocks`](Self::matching_blocks), or `None` once the search has done more than
+    /// `max_work` units of work (about a nanosecond each on a 2020s core; the exact unit is not
+    /// part of the API). CPython's recursion is quadratic on long, repetitive texts (two 2 MB
+    /// rewrites of one file take minutes here and hours in CPython): a bound keeps a caller, say a
+    /// training run, from hanging on such input.
+    pub fn matching_blocks_within(&self, max_work: u64) -> Option<Vec<Match>> {
+        self.matching_blocks_with(Algorithm::Auto, max_work)
+    }
+
+    /// [`matching_blocks_within`](Self::matching_blocks_within), taking the work done out of
+    /// `budget` (`None`, with the budget spent, once it runs out).
+    pub(crate) fn matching_blocks_budget(&self, budget: &mut u64) -> Option<Vec<Match>> {
+        let mut work = 0;
+        let blocks = self.matching_blocks_counted(Algorithm::Auto, *budget, &mut work);
+        *budget = budget.saturating_sub(work);
+        blocks
+    }
+
+    fn matching_blocks_with(&self, algorithm: Algorithm, max_work: u64) -> Option<Vec<Match>> {
+        self.matching_blocks_counted(algorithm, max_work, &mut 0)
+    }
+
+    fn matching_blocks_counted(
+        &self,
+        algorithm: Algorithm,
+        max_work: u64,
+        work: &mut u64,
+    ) -> Option<Vec<Match>> {
         let (la, lb) = (self.a.len(), self.b.len());
         let mut scratch = Scratch::new(lb);
         let mut queue = vec![(0, la, 0, lb)];
         let mut blocks = Vec::new();
         while let Some((alo, ahi, blo, bhi)) = queue.pop() {
-            let m = self.longest_match(&mut scratch, algorithm, alo, ahi, blo, bhi);
+            let m = self.longest_match(&mut scratch, algorithm, alo, ahi, blo, bhi, work);
+            if *work > max_work {
+                return None;
+            }
             if m.size > 0 {
                 blocks.push(m);
                 if alo < m.a && blo < m.b {
@@ -282,7 +312,7 @@ impl SequenceMatcher {
             merged.push(cur);
         }
         merged.push(Match { a: la, b: lb, size: 0 });
-        merged
+        Some(merged)
     }
 
     /// Opcodes turning `a` into `b` (Python's `get_opcodes()`).
@@ -304,8 +334,14 @@ impl SequenceMatcher {
     /// `2 * M / (len(a) + len(b))` where `M` is the number of matched elements; 1.0 when both
     /// sequences are empty (Python's `ratio()`).
     pub fn ratio(&self) -> f64 {
-        let matches: usize = self.matching_blocks().iter().map(|m| m.size).sum();
-        calculate_ratio(matches, self.a.len() + self.b.len())
+        self.ratio_within(u64::MAX).expect("an unlimited search completes")
+    }
+
+    /// [`ratio`](Self::ratio), or `None` past `max_work` (see
+    /// [`matching_blocks_within`](Self::matching_blocks_within)).
+    pub fn ratio_within(&self, max_work: u64) -> Option<f64> {
+        let matches: usize = self.matching_blocks_within(max_work)?.iter().map(|m| m.size).sum();
+        Some(calculate_ratio(matches, self.a.len() + self.b.len()))
     }
 
     /// An upper bound on [`ratio`](Self::ratio) from element counts (Python's `quick_ratio()`).
@@ -342,9 +378,24 @@ fn calculate_ratio(matches: usize, length: usize) -> f64 {
 /// `SequenceMatcher(None, a, b, autojunk=False).ratio()` over the code points of two strings:
 /// the similarity the reward uses.
 pub fn char_ratio(a: &str, b: &str) -> f64 {
+    char_ratio_within(a, b, u64::MAX).expect("an unlimited search completes")
+}
+
+/// [`char_ratio`], or `None` past `max_work` (see
+/// [`SequenceMatcher::matching_blocks_within`]).
+pub fn char_ratio_within(a: &str, b: &str, max_work: u64) -> Option<f64> {
+    char_ratio_budget(a, b, &mut max_work.clone())
+}
+
+/// [`char_ratio`], taking the work done out of `budget`.
+pub(crate) fn char_ratio_budget(a: &str, b: &str, budget: &mut u64) -> Option<f64> {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    SequenceMatcher::with_autojunk(&a, &b, false).ratio()
+    // Interning and indexing are linear: charge them too.
+    *budget = budget.checked_sub(2 * (a.len() + b.len()) as u64)?;
+    let matcher = SequenceMatcher::with_autojunk(&a, &b, false);
+    let matches: usize = matcher.matching_blocks_budget(budget)?.iter().map(|m| m.size).sum();
+    Some(calculate_ratio(matches, a.len() + b.len()))
 }
 
 /// Python's `get_opcodes` over precomputed matching blocks.
@@ -529,16 +580,17 @@ mod tests {
             b_start in 0usize..50,
         ) {
             let m = SequenceMatcher::with_autojunk(&a, &b, false);
-            let dp = m.matching_blocks_with(Algorithm::DynamicProgramme);
-            proptest::prop_assert_eq!(&m.matching_blocks_with(Algorithm::Automaton), &dp);
-            proptest::prop_assert_eq!(&m.matching_blocks_with(Algorithm::Dense), &dp);
-            proptest::prop_assert_eq!(&m.matching_blocks(), &dp);
+            let dp = m.matching_blocks_with(Algorithm::DynamicProgramme, u64::MAX);
+            proptest::prop_assert_eq!(&m.matching_blocks_with(Algorithm::Automaton, u64::MAX), &dp);
+            proptest::prop_assert_eq!(&m.matching_blocks_with(Algorithm::Dense, u64::MAX), &dp);
+            proptest::prop_assert_eq!(&Some(m.matching_blocks()), &dp);
             let (alo, blo) = (a_start.min(a.len()), b_start.min(b.len()));
             let mut scratch = Scratch::new(b.len());
-            let want = m.longest_match(&mut scratch, Algorithm::DynamicProgramme, alo, a.len(), blo, b.len());
-            let got = m.longest_match(&mut scratch, Algorithm::Automaton, alo, a.len(), blo, b.len());
+            let w = &mut 0;
+            let want = m.longest_match(&mut scratch, Algorithm::DynamicProgramme, alo, a.len(), blo, b.len(), w);
+            let got = m.longest_match(&mut scratch, Algorithm::Automaton, alo, a.len(), blo, b.len(), w);
             proptest::prop_assert_eq!(got, want);
-            let got = m.longest_match(&mut scratch, Algorithm::Dense, alo, a.len(), blo, b.len());
+            let got = m.longest_match(&mut scratch, Algorithm::Dense, alo, a.len(), blo, b.len(), w);
             proptest::prop_assert_eq!(got, want);
         }
 
@@ -550,8 +602,8 @@ mod tests {
             // autojunk on: with 200+ elements some are popular; 0 is junk.
             let m = SequenceMatcher::with_junk(&a, &b, true, |x| *x == 0);
             proptest::prop_assert_eq!(
-                m.matching_blocks_with(Algorithm::Dense),
-                m.matching_blocks_with(Algorithm::DynamicProgramme)
+                m.matching_blocks_with(Algorithm::Dense, u64::MAX),
+                m.matching_blocks_with(Algorithm::DynamicProgramme, u64::MAX)
             );
         }
     }
@@ -562,7 +614,8 @@ mod tests {
         let b: Vec<char> = "    x = 2\n".repeat(200).chars().collect();
         let m = SequenceMatcher::with_autojunk(&a, &b, false);
         assert!(m.automaton_allowed && m.collision > 0.1);
-        assert_eq!(m.matching_blocks(), m.matching_blocks_with(Algorithm::DynamicProgramme));
+        assert_eq!(Some(m.matching_blocks()), m.matching_blocks_with(Algorithm::DynamicProgramme, u64::MAX));
+        assert_eq!(m.matching_blocks_within(1000), None, "the budget stops the search");
     }
 
     #[test]

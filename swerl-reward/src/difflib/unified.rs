@@ -119,21 +119,30 @@ fn for_each_group_line<'a>(
 /// The reward's per-file change text: `unified_diff(old.splitlines(), new.splitlines(), "old",
 /// "new", lineterm="", n=context)` without its two header lines, joined with `"\n"`; empty when
 /// the files' lines are equal.
-pub(crate) fn diff_lines(old: &str, new: &str, context: usize) -> String {
+#[cfg(test)]
+fn diff_lines(old: &str, new: &str, context: usize) -> String {
+    diff_lines_budget(old, new, context, &mut { u64::MAX }).expect("unlimited")
+}
+
+/// The change text, taking the work done out of `budget` (`None` once it runs out).
+pub(crate) fn diff_lines_budget(old: &str, new: &str, context: usize, budget: &mut u64) -> Option<String> {
     let a: Vec<&str> = pystr::splitlines(old).collect();
     let b: Vec<&str> = pystr::splitlines(new).collect();
+    // Splitting and interning are linear in the text: charge them too.
+    *budget = budget.checked_sub(((old.len() + new.len()) / 4) as u64)?;
     let mut out = String::new();
-    write_hunks(&a, &b, context, &mut out);
-    out
+    write_hunks(&a, &b, context, &mut out, budget)?;
+    Some(out)
 }
 
 /// Writes the hunks (header `@@` lines and content lines, joined with `"\n"`, no trailing newline)
 /// of `unified_diff(a, b, lineterm="", n=context)` into `out`.
-fn write_hunks(a: &[&str], b: &[&str], context: usize, out: &mut String) {
+fn write_hunks(a: &[&str], b: &[&str], context: usize, out: &mut String, budget: &mut u64) -> Option<()> {
     if a == b {
-        return;
+        return Some(());
     }
-    let groups = group_opcodes(opcodes_from_blocks(&SequenceMatcher::new(a, b).matching_blocks()), context);
+    let blocks = SequenceMatcher::new(a, b).matching_blocks_budget(budget)?;
+    let groups = group_opcodes(opcodes_from_blocks(&blocks), context);
     for group in &groups {
         if !out.is_empty() {
             out.push('\n');
@@ -146,6 +155,7 @@ fn write_hunks(a: &[&str], b: &[&str], context: usize, out: &mut String) {
             out.push_str(line);
         });
     }
+    Some(())
 }
 
 #[cfg(test)]
