@@ -12,6 +12,14 @@
 //! | [`data`] | `swerl-data` | mining GH Archive events and git clones into RL instances |
 //! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
 //!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! let context = BTreeMap::from([("a.py", "x = 1\n")]);
+//! let oracle = BTreeMap::from([("a.py", "x = 2\n")]);
+//! let output = "<think>x should be 2</think>\n<solution>\n```python\n### a.py\n<<<<<<< SEARCH\nx = 1\n=======\nx = 2\n>>>>>>> REPLACE\n```\n</solution>";
+//! assert_eq!(swerl::reward::reward(&context, &oracle, output), 1.0);
+//! ```
 
 pub use swerl_data as data;
 pub use swerl_reward as reward;

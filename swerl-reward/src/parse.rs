@@ -40,10 +40,11 @@ impl<'h> NextOccurrence<'h> {
     }
 
     fn at_or_after(&mut self, from: usize) -> Option<usize> {
-        if let Some((query, answer)) = self.last {
-            if from >= query && answer.is_none_or(|pos| from <= pos) {
-                return answer;
-            }
+        if let Some((query, answer)) = self.last
+            && from >= query
+            && answer.is_none_or(|pos| from <= pos)
+        {
+            return answer;
         }
         let answer = self.haystack.get(from..).and_then(|h| self.finder.find(h)).map(|p| p + from);
         self.last = Some((from, answer));
@@ -305,9 +306,7 @@ mod tests {
         let texts = [
             block("a", "x", "y"),
             format!("````\n{}", block("a", "x", "y")),
-            format!(
-                "``` ```\n### a\n<<<<<<< SEARCH\nx\n=======\n=======\ny\n>>>>>>> REPLACE\n```\n>>>>>>> REPLACE\n```"
-            ),
+            "``` ```\n### a\n<<<<<<< SEARCH\nx\n=======\n=======\ny\n>>>>>>> REPLACE\n```\n>>>>>>> REPLACE\n```".to_owned(),
             format!("{}{}", block("a", "", ""), block("b", "\n", "\n")),
             "```\n### a\n<<<<<<< SEARCH\nx\n=======\ny".to_owned(),
             format!("```\n### a\n```\n{}", block("b", "s", "r")),

@@ -155,3 +155,24 @@ pub fn score(
 pub fn reward(code_context: &impl FileMap, oracle_new_content: &impl FileMap, output: &str) -> f64 {
     score(code_context, oracle_new_content, output).map_or(FormatError::REWARD, |s| s.reward)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_turn_runaway_work_into_minus_one() {
+        let context = BTreeMap::from([("a.py", "x = 1\n".repeat(2000))]);
+        let oracle = BTreeMap::from([("a.py", "x = 2\n".repeat(2000))]);
+        let out = "<think>t</think><solution>\n```\n### a.py\n<<<<<<< SEARCH\nx = 1\n=======\nx = 3\n>>>>>>> REPLACE\n```\n</solution>";
+        let exact = Scorer::new(&context, &oracle).with_limits(Limits::NONE).score(out).unwrap().reward;
+        assert!(exact > 0.0 && exact < 1.0);
+        assert_eq!(Scorer::new(&context, &oracle).reward(out), exact, "the defaults leave it alone");
+        let tight = Limits { max_diff_work: 1000, ..Limits::default() };
+        let err = Scorer::new(&context, &oracle).with_limits(tight).score(out).unwrap_err();
+        assert_eq!(err, FormatError::LimitExceeded { stage: "diffs", limit: 1000 });
+        let tight = Limits { max_edit_bytes: 100, ..Limits::default() };
+        let err = Scorer::new(&context, &oracle).with_limits(tight).score(out).unwrap_err();
+        assert_eq!(err, FormatError::LimitExceeded { stage: "edits", limit: 100 });
+    }
+}

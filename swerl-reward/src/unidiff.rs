@@ -329,21 +329,18 @@ fn parse_patch_set(text: &str, dialect: Dialect) -> Result<Vec<PatchedFile>, Unp
             last.push_str("\\ No newline at end of file\n");
             continue;
         }
-        if line == "\n" {
-            if let Some(idx) = current {
-                let has_hunks = !files[idx].hunks.is_empty();
-                match dialect {
-                    Dialect::V1 if has_hunks => {
-                        files[idx].hunks.last_mut().expect("has hunks").push('\n');
-                        continue;
-                    }
-                    Dialect::V1 => {}
-                    Dialect::V0_7 if has_hunks => {
-                        files[idx].hunks.last_mut().expect("has hunks").push('\n');
-                        continue;
-                    }
-                    Dialect::V0_7 => return Err(Unparsable),
+        if line == "\n"
+            && let Some(idx) = current
+        {
+            // A blank line after hunks belongs to the last hunk; without hunks 1.0 treats it as
+            // patch info and 0.7.5 raises.
+            match files[idx].hunks.last_mut() {
+                Some(hunk) => {
+                    hunk.push('\n');
+                    continue;
                 }
+                None if dialect == Dialect::V0_7 => return Err(Unparsable),
+                None => {}
             }
         }
         // Anything else is patch info.

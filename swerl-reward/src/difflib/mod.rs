@@ -455,7 +455,8 @@ pub(crate) fn group_opcodes(mut codes: Vec<Opcode>, n: usize) -> Vec<Vec<Opcode>
         }
         group.push(code);
     }
-    if !group.is_empty() && !(group.len() == 1 && group[0].tag == Tag::Equal) {
+    let only_equal = group.len() == 1 && group[0].tag == Tag::Equal;
+    if !group.is_empty() && !only_equal {
         groups.push(group);
     }
     groups
