@@ -14,7 +14,7 @@ pub const SOLUTION_END: &str = "</solution>";
 
 /// The reference's edit-block pattern, verbatim (Python `re` syntax; Rust's `regex` agrees).
 ///
-/// Blocks are found by [`edit_blocks`], a linear-time matcher with the pattern's exact
+/// Blocks are found by a linear-time matcher with the pattern's exact
 /// leftmost-first semantics (checked against the `regex` crate in the tests): the capture-group
 /// engines of regex libraries are several times slower on long completions.
 pub const EDIT_BLOCK_PATTERN: &str =
