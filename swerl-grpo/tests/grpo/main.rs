@@ -1,0 +1,3 @@
+//! Integration tests of swerl-grpo (one binary; one module per concern).
+
+mod golden;
