@@ -83,14 +83,20 @@ impl SweRlEnvironment {
                 Fit::Whole(tokens) => {
                     report.fitted += 1;
                     report.max_prompt_tokens = report.max_prompt_tokens.max(tokens.len());
-                    prompts.push(PreparedPrompt { id: inst.instance_id.clone(), tokens });
+                    prompts.push(PreparedPrompt {
+                        id: inst.instance_id.clone(),
+                        tokens,
+                    });
                     instances.push(inst);
                 }
                 Fit::Truncated { tokens, dropped } => {
                     report.truncated += 1;
                     report.dropped_files += dropped;
                     report.max_prompt_tokens = report.max_prompt_tokens.max(tokens.len());
-                    prompts.push(PreparedPrompt { id: inst.instance_id.clone(), tokens });
+                    prompts.push(PreparedPrompt {
+                        id: inst.instance_id.clone(),
+                        tokens,
+                    });
                     instances.push(inst);
                 }
                 Fit::Skip { tokens } => {
@@ -99,7 +105,14 @@ impl SweRlEnvironment {
                 }
             }
         }
-        Ok((Self { instances, prompts, reward: SweRlReward }, report))
+        Ok((
+            Self {
+                instances,
+                prompts,
+                reward: SweRlReward,
+            },
+            report,
+        ))
     }
 
     /// The instances kept, aligned with [`Environment::prompts`].
@@ -116,7 +129,11 @@ impl Environment for SweRlEnvironment {
     fn score(&self, prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome> {
         let tasks: Vec<&RlInstance> = prompts.iter().map(|&i| &self.instances[i]).collect();
         let texts: Vec<&str> = completions.iter().map(|g| g.text.as_str()).collect();
-        score_all(&self.reward as &dyn RewardFunction<RlInstance>, &tasks, &texts)
+        score_all(
+            &self.reward as &dyn RewardFunction<RlInstance>,
+            &tasks,
+            &texts,
+        )
     }
 }
 
@@ -138,14 +155,19 @@ fn fit_prompt(
         return Ok(Fit::Whole(tokens));
     }
     if overflow == PromptOverflow::Skip {
-        return Ok(Fit::Skip { tokens: tokens.len() });
+        return Ok(Fit::Skip {
+            tokens: tokens.len(),
+        });
     }
     let mut last = tokens.len();
     for (dropped, path) in droppable_files(inst).into_iter().enumerate() {
         files.retain(|f| *f != path);
         let tokens = encoder.encode_chat(&build_messages(inst, &files))?;
         if tokens.len() <= budget {
-            return Ok(Fit::Truncated { tokens, dropped: dropped + 1 });
+            return Ok(Fit::Truncated {
+                tokens,
+                dropped: dropped + 1,
+            });
         }
         last = tokens.len();
     }
@@ -163,7 +185,10 @@ mod tests {
     struct Bytes;
     impl ChatEncoder for Bytes {
         fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-            Ok(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)).collect())
+            Ok(messages
+                .iter()
+                .flat_map(|m| m.content.bytes().map(u32::from))
+                .collect())
         }
     }
 
@@ -181,22 +206,31 @@ mod tests {
 
     #[test]
     fn budget_truncates_unchanged_files_or_skips() {
-        let base = Bytes.encode_chat(&build_messages(&inst("x", 0), &["a.py"])).unwrap().len();
+        let base = Bytes
+            .encode_chat(&build_messages(&inst("x", 0), &["a.py"]))
+            .unwrap()
+            .len();
         let data = Dataset {
             path: PathBuf::from("d.jsonl"),
             instances: vec![inst("fits", 10), inst("trunc", 5000)],
             skipped: vec![],
         };
         let budget = base + 200;
-        let (env, report) = SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Truncate).unwrap();
+        let (env, report) =
+            SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Truncate).unwrap();
         assert_eq!(env.prompts().len(), 2);
-        assert_eq!((report.fitted, report.truncated, report.dropped_files), (1, 1, 1));
+        assert_eq!(
+            (report.fitted, report.truncated, report.dropped_files),
+            (1, 1, 1)
+        );
         assert!(report.max_prompt_tokens <= budget);
-        let (env, report) = SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Skip).unwrap();
+        let (env, report) =
+            SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Skip).unwrap();
         assert_eq!(env.prompts().len(), 1);
         assert_eq!(report.skipped, vec!["trunc".to_owned()]);
         // Too small even for the oracle file: skipped under both policies.
-        let (env, report) = SweRlEnvironment::new(data, &Bytes, 10, PromptOverflow::Truncate).unwrap();
+        let (env, report) =
+            SweRlEnvironment::new(data, &Bytes, 10, PromptOverflow::Truncate).unwrap();
         assert!(env.prompts().is_empty());
         assert_eq!(report.skipped.len(), 2);
     }

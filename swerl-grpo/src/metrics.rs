@@ -41,21 +41,28 @@ pub struct StepMetrics {
     #[serde(rename = "completions/mean_terminated_length")]
     pub completions_mean_terminated_length: f64,
     /// Mean per-token k3 KL to the reference policy (0 when `beta == 0`).
+    #[serde(deserialize_with = "null_as_nan")]
     pub kl: f64,
     /// Mean per-token entropy of the policy over completion tokens.
+    #[serde(deserialize_with = "null_as_nan")]
     pub entropy: f64,
     /// Fraction of tokens (or sequences) clipped below with a negative advantage.
     #[serde(rename = "clip_ratio/low_mean")]
+    #[serde(deserialize_with = "null_as_nan")]
     pub clip_ratio_low_mean: f64,
     /// Fraction clipped above with a positive advantage.
     #[serde(rename = "clip_ratio/high_mean")]
+    #[serde(deserialize_with = "null_as_nan")]
     pub clip_ratio_high_mean: f64,
     /// Fraction clipped either way.
     #[serde(rename = "clip_ratio/region_mean")]
+    #[serde(deserialize_with = "null_as_nan")]
     pub clip_ratio_region_mean: f64,
     /// The objective of the batch (mean over the `num_iterations` updates).
+    #[serde(deserialize_with = "null_as_nan")]
     pub loss: f64,
     /// Global gradient norm before clipping (mean over the updates).
+    #[serde(deserialize_with = "null_as_nan")]
     pub grad_norm: f64,
     /// Learning rate of the (last) update.
     pub learning_rate: f64,
@@ -79,10 +86,21 @@ pub struct StepMetrics {
     pub time_train: f64,
 }
 
+/// JSON has no NaN: serde_json writes non-finite floats as `null`; read them back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 impl StepMetrics {
     /// The same metrics without the wall-clock fields (for comparing runs).
     pub fn without_timings(&self) -> Self {
-        Self { step_time: 0.0, time_generation: 0.0, time_reward: 0.0, time_train: 0.0, ..self.clone() }
+        Self {
+            step_time: 0.0,
+            time_generation: 0.0,
+            time_reward: 0.0,
+            time_train: 0.0,
+            ..self.clone()
+        }
     }
 }
 
@@ -121,22 +139,35 @@ impl JsonlWriter {
     /// Opens `path` for appending (creating it).
     pub fn append(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
-        let file = fs_err::OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(Self { path, file: std::io::BufWriter::new(file) })
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(Self {
+            path,
+            file: std::io::BufWriter::new(file),
+        })
     }
 
     /// Writes one record as a line.
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.file, record)
-            .map_err(|source| Error::Json { path: self.path.clone(), source })?;
-        self.file.write_all(b"\n").map_err(|e| io_at(&self.path, e))?;
+        serde_json::to_writer(&mut self.file, record).map_err(|source| Error::Json {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.file
+            .write_all(b"\n")
+            .map_err(|e| io_at(&self.path, e))?;
         self.file.flush().map_err(|e| io_at(&self.path, e))?;
         Ok(())
     }
 }
 
 fn io_at(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
 }
 
 /// Keeps only the lines of a JSONL log whose `step` is at most `max_step` (used on resume, so the
@@ -219,7 +250,12 @@ mod tests {
         let path = dir.path().join("metrics.jsonl");
         let mut w = JsonlWriter::append(&path).unwrap();
         for step in 1..=4 {
-            w.write(&StepMetrics { step, reward: step as f64, ..StepMetrics::default() }).unwrap();
+            w.write(&StepMetrics {
+                step,
+                reward: step as f64,
+                ..StepMetrics::default()
+            })
+            .unwrap();
         }
         drop(w);
         truncate_log_after(&path, 2).unwrap();

@@ -20,7 +20,10 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with the given role.
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.to_owned(), content: content.into() }
+        Self {
+            role: role.to_owned(),
+            content: content.into(),
+        }
     }
 }
 
@@ -70,7 +73,10 @@ your edits
 pub fn build_messages(instance: &RlInstance, files: &[&str]) -> Vec<ChatMessage> {
     let mut user = String::with_capacity(
         instance.problem_statement.len()
-            + files.iter().map(|f| instance.code_context.get(*f).map_or(0, String::len) + 64).sum::<usize>()
+            + files
+                .iter()
+                .map(|f| instance.code_context.get(*f).map_or(0, String::len) + 64)
+                .sum::<usize>()
             + EDIT_INSTRUCTIONS.len()
             + 256,
     );
@@ -87,7 +93,10 @@ pub fn build_messages(instance: &RlInstance, files: &[&str]) -> Vec<ChatMessage>
         }
     }
     user.push_str(EDIT_INSTRUCTIONS);
-    vec![ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)]
+    vec![
+        ChatMessage::new("system", SYSTEM_PROMPT),
+        ChatMessage::new("user", user),
+    ]
 }
 
 /// Appends `### path` and the content in a fence longer than any backtick run inside it.
@@ -150,12 +159,12 @@ fn language_hint(path: &str) -> &'static str {
 }
 
 /// The order files are shown in: the context's own (sorted by path).
-pub fn all_files(instance: &RlInstance) -> Vec<&str> {
+pub(crate) fn all_files(instance: &RlInstance) -> Vec<&str> {
     instance.code_context.keys().map(String::as_str).collect()
 }
 
 /// Files that may be dropped to fit the budget: those the oracle does not change, largest first.
-pub fn droppable_files(instance: &RlInstance) -> Vec<&str> {
+pub(crate) fn droppable_files(instance: &RlInstance) -> Vec<&str> {
     let mut files: Vec<&str> = instance
         .code_context
         .keys()

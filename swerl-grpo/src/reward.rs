@@ -40,7 +40,11 @@ pub struct SweRlReward;
 impl RewardFunction<RlInstance> for SweRlReward {
     fn score(&self, task: &RlInstance, completion: &str) -> RewardOutcome {
         match crate::reward_shim::score(&task.code_context, &task.oracle_new_content, completion) {
-            Ok(score) => RewardOutcome { reward: score.reward, format_error: false, reason: None },
+            Ok(score) => RewardOutcome {
+                reward: score.reward,
+                format_error: false,
+                reason: None,
+            },
             Err(error) => RewardOutcome {
                 reward: -1.0,
                 format_error: true,
@@ -67,7 +71,11 @@ pub fn score_all<T: Sync + ?Sized, R: RewardFunction<T> + ?Sized>(
             match catch_unwind(AssertUnwindSafe(|| reward.score(task, completion))) {
                 Ok(outcome) if outcome.reward.is_finite() => outcome,
                 Ok(outcome) => {
-                    tracing::warn!(completion = i, reward = outcome.reward, "non-finite reward replaced");
+                    tracing::warn!(
+                        completion = i,
+                        reward = outcome.reward,
+                        "non-finite reward replaced"
+                    );
                     RewardOutcome {
                         reward: reward.failure_reward(),
                         format_error: outcome.format_error,
@@ -101,8 +109,16 @@ mod tests {
         fn score(&self, task: &str, completion: &str) -> RewardOutcome {
             match completion {
                 "panic" => panic!("boom on {task}"),
-                "nan" => RewardOutcome { reward: f64::NAN, format_error: false, reason: None },
-                _ => RewardOutcome { reward: completion.len() as f64, format_error: false, reason: None },
+                "nan" => RewardOutcome {
+                    reward: f64::NAN,
+                    format_error: false,
+                    reason: None,
+                },
+                _ => RewardOutcome {
+                    reward: completion.len() as f64,
+                    format_error: false,
+                    reason: None,
+                },
             }
         }
     }

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::loss::{BatchNorm, LossInputs, LossStats, policy_loss};
 use crate::metrics::{CompletionRecord, JsonlWriter, StepMetrics, truncate_log_after};
 use crate::optim::{clip_grads, global_grad_norm, learning_rate};
-use crate::policy::{FinishReason, Generation, GenerationRequest, Optimizer, Policy, SamplingParams};
+use crate::policy::{
+    FinishReason, Generation, GenerationRequest, Optimizer, Policy, SamplingParams,
+};
 use crate::sampler::{PromptSampler, derive_seed};
 
 /// The metrics file in the output directory.
@@ -111,7 +113,10 @@ pub struct Trainer<P: Policy> {
 
 impl<P: Policy> std::fmt::Debug for Trainer<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trainer").field("out_dir", &self.out_dir).field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Trainer")
+            .field("out_dir", &self.out_dir)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,11 +136,20 @@ impl<P: Policy> Trainer<P> {
     /// A trainer writing to `out_dir` (created). Validates the configuration; with `beta > 0`
     /// takes a frozen copy of `policy` as the reference *now* (before any resume), so a resumed
     /// run keeps the original reference.
-    pub fn new(config: TrainConfig, policy: P, optimizer: Box<dyn Optimizer>, out_dir: impl AsRef<Path>) -> Result<Self> {
+    pub fn new(
+        config: TrainConfig,
+        policy: P,
+        optimizer: Box<dyn Optimizer>,
+        out_dir: impl AsRef<Path>,
+    ) -> Result<Self> {
         config.validate()?;
         let out_dir = out_dir.as_ref().to_owned();
         fs_err::create_dir_all(&out_dir)?;
-        let reference = if config.beta != 0.0 { Some(policy.frozen_copy()?) } else { None };
+        let reference = if config.beta != 0.0 {
+            Some(policy.frozen_copy()?)
+        } else {
+            None
+        };
         let params = policy.parameters();
         let state = TrainerState::new(config.seed);
         Ok(Self {
@@ -157,7 +171,11 @@ impl<P: Policy> Trainer<P> {
         if self.config.prompts_per_step % comm.world_size() != 0 {
             return Err(Error::config(
                 "prompts_per_step",
-                format!("{} is not divisible by the world size {}", self.config.prompts_per_step, comm.world_size()),
+                format!(
+                    "{} is not divisible by the world size {}",
+                    self.config.prompts_per_step,
+                    comm.world_size()
+                ),
             ));
         }
         self.comm = comm;
@@ -182,7 +200,9 @@ impl<P: Policy> Trainer<P> {
     /// Loads the newest checkpoint of the output directory (weights, optimizer, data position)
     /// and cuts the logs back to it. Returns its step, or `None` when there is none.
     pub fn resume(&mut self) -> Result<Option<u64>> {
-        let Some((step, dir)) = latest_checkpoint(&self.out_dir)? else { return Ok(None) };
+        let Some((step, dir)) = latest_checkpoint(&self.out_dir)? else {
+            return Ok(None);
+        };
         self.resume_from(&dir)?;
         Ok(Some(step))
     }
@@ -192,7 +212,10 @@ impl<P: Policy> Trainer<P> {
         let state = checkpoint::read_state(dir)?;
         if let Ok(text) = fs_err::read_to_string(dir.join(CONFIG_FILE)) {
             if let Ok(saved) = TrainConfig::from_toml_str(&text) {
-                let saved = TrainConfig { steps: self.config.steps, ..saved };
+                let saved = TrainConfig {
+                    steps: self.config.steps,
+                    ..saved
+                };
                 if saved != self.config {
                     tracing::warn!(checkpoint = %dir.display(), "resuming with a configuration that differs from the checkpoint's (beyond `steps`): the run will not reproduce an uninterrupted one");
                 }
@@ -216,7 +239,9 @@ impl<P: Policy> Trainer<P> {
         if !self.comm.is_main() {
             return Ok(dir);
         }
-        let tmp = self.out_dir.join(format!("checkpoint-{}.tmp", self.state.step));
+        let tmp = self
+            .out_dir
+            .join(format!("checkpoint-{}.tmp", self.state.step));
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp)?;
         }
@@ -234,7 +259,11 @@ impl<P: Policy> Trainer<P> {
     }
 
     /// Runs the remaining steps of the configured run on `env`.
-    pub fn train(&mut self, env: &dyn Environment, progress: &mut dyn FnMut(&TrainEvent<'_>)) -> Result<TrainSummary> {
+    pub fn train(
+        &mut self,
+        env: &dyn Environment,
+        progress: &mut dyn FnMut(&TrainEvent<'_>),
+    ) -> Result<TrainSummary> {
         let n = env.prompts().len();
         if n == 0 {
             return Err(Error::config("data", "the environment has no prompt"));
@@ -253,11 +282,25 @@ impl<P: Policy> Trainer<P> {
             sampler.restore(self.state.sampler);
         }
         self.state.num_prompts = n;
-        progress(&TrainEvent::Started { start_step: self.state.step, total_steps: self.config.steps, prompts: n });
-        let mut metrics_log = self.comm.is_main().then(|| JsonlWriter::append(self.out_dir.join(METRICS_FILE))).transpose()?;
-        let mut completions_log =
-            self.comm.is_main().then(|| JsonlWriter::append(self.out_dir.join(COMPLETIONS_FILE))).transpose()?;
-        let mut summary = TrainSummary { steps: Vec::new(), last_checkpoint: None };
+        progress(&TrainEvent::Started {
+            start_step: self.state.step,
+            total_steps: self.config.steps,
+            prompts: n,
+        });
+        let mut metrics_log = self
+            .comm
+            .is_main()
+            .then(|| JsonlWriter::append(self.out_dir.join(METRICS_FILE)))
+            .transpose()?;
+        let mut completions_log = self
+            .comm
+            .is_main()
+            .then(|| JsonlWriter::append(self.out_dir.join(COMPLETIONS_FILE)))
+            .transpose()?;
+        let mut summary = TrainSummary {
+            steps: Vec::new(),
+            last_checkpoint: None,
+        };
         while self.state.step < self.config.steps {
             let (metrics, records) = self.step(env, &mut sampler, progress)?;
             if let Some(log) = metrics_log.as_mut() {
@@ -271,9 +314,13 @@ impl<P: Policy> Trainer<P> {
             progress(&TrainEvent::Step(&metrics));
             summary.steps.push(metrics);
             let last = self.state.step == self.config.steps;
-            if last || (self.config.save_steps > 0 && self.state.step % self.config.save_steps == 0) {
+            if last || (self.config.save_steps > 0 && self.state.step % self.config.save_steps == 0)
+            {
                 let path = self.save_checkpoint()?;
-                progress(&TrainEvent::Checkpoint { step: self.state.step, path: &path });
+                progress(&TrainEvent::Checkpoint {
+                    step: self.state.step,
+                    path: &path,
+                });
                 summary.last_checkpoint = Some(path);
             }
         }
@@ -297,7 +344,10 @@ impl<P: Policy> Trainer<P> {
         let local = &indices[rank * p_local..(rank + 1) * p_local];
 
         // 1. Sampling.
-        progress(&TrainEvent::Phase { step, phase: Phase::Generating });
+        progress(&TrainEvent::Phase {
+            step,
+            phase: Phase::Generating,
+        });
         let prompts = env.prompts();
         let mut requests = Vec::with_capacity(p_local * group);
         let mut owners = Vec::with_capacity(p_local * group);
@@ -305,7 +355,10 @@ impl<P: Policy> Trainer<P> {
             let pos = rank * p_local + j;
             for g in 0..group {
                 let seed = derive_seed(cfg.seed, &[step, pos as u64, g as u64]);
-                requests.push(GenerationRequest { prompt: &prompts[pi].tokens, seed });
+                requests.push(GenerationRequest {
+                    prompt: &prompts[pi].tokens,
+                    seed,
+                });
                 owners.push((pi, pos, g));
             }
         }
@@ -330,7 +383,10 @@ impl<P: Policy> Trainer<P> {
         let time_generation = start.elapsed().as_secs_f64();
 
         // 2. Rewards (parallel, never fatal).
-        progress(&TrainEvent::Phase { step, phase: Phase::Scoring });
+        progress(&TrainEvent::Phase {
+            step,
+            phase: Phase::Scoring,
+        });
         let t_reward = Instant::now();
         let prompt_of: Vec<usize> = owners.iter().map(|o| o.0).collect();
         let refs: Vec<&Generation> = generations.iter().collect();
@@ -339,7 +395,11 @@ impl<P: Policy> Trainer<P> {
             return Err(Error::Policy {
                 step,
                 during: "scoring",
-                message: format!("{} rewards for {} completions", outcomes.len(), generations.len()),
+                message: format!(
+                    "{} rewards for {} completions",
+                    outcomes.len(),
+                    generations.len()
+                ),
             });
         }
         let time_reward = t_reward.elapsed().as_secs_f64();
@@ -363,7 +423,9 @@ impl<P: Policy> Trainer<P> {
                 generation,
                 reward: all_rewards[rank * n_local + i],
                 format_error: o.format_error,
-                failed: o.reason.as_deref().is_some_and(|r| r.starts_with("reward function panicked") || r.starts_with("non-finite")),
+                failed: o.reason.as_deref().is_some_and(|r| {
+                    r.starts_with("reward function panicked") || r.starts_with("non-finite")
+                }),
                 reason: o.reason,
                 advantage: advantages.values[rank * n_local + i],
             })
@@ -375,14 +437,23 @@ impl<P: Policy> Trainer<P> {
         let time_train = t_train.elapsed().as_secs_f64();
 
         // 5. Metrics (global).
-        let lengths: Vec<f64> = rollouts.iter().map(|r| r.generation.tokens.len() as f64).collect();
-        let clipped = rollouts.iter().filter(|r| r.generation.finish == FinishReason::Length).count() as f64;
+        let lengths: Vec<f64> = rollouts
+            .iter()
+            .map(|r| r.generation.tokens.len() as f64)
+            .collect();
+        let clipped = rollouts
+            .iter()
+            .filter(|r| r.generation.finish == FinishReason::Length)
+            .count() as f64;
         let terminated: Vec<f64> = rollouts
             .iter()
             .filter(|r| r.generation.finish != FinishReason::Length)
             .map(|r| r.generation.tokens.len() as f64)
             .collect();
-        let prompt_tokens: f64 = rollouts.iter().map(|r| prompts[r.prompt].tokens.len() as f64).sum();
+        let prompt_tokens: f64 = rollouts
+            .iter()
+            .map(|r| prompts[r.prompt].tokens.len() as f64)
+            .sum();
         let mut sums = [
             lengths.iter().sum::<f64>(),
             clipped,
@@ -404,8 +475,17 @@ impl<P: Policy> Trainer<P> {
             per_rank[2 * rank] = extremes[0];
             per_rank[2 * rank + 1] = extremes[1];
             self.comm.all_reduce_f64(&mut per_rank)?;
-            extremes[0] = per_rank.iter().step_by(2).copied().fold(f64::NEG_INFINITY, f64::max);
-            extremes[1] = per_rank.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
+            extremes[0] = per_rank
+                .iter()
+                .step_by(2)
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max);
+            extremes[1] = per_rank
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .copied()
+                .fold(0.0, f64::max);
         }
         let total = sums[7].max(1.0);
         self.state.step = step;
@@ -424,7 +504,11 @@ impl<P: Policy> Trainer<P> {
             completions_min_length: -extremes[0],
             completions_max_length: extremes[1],
             completions_clipped_ratio: sums[1] / total,
-            completions_mean_terminated_length: if sums[3] > 0.0 { sums[2] / sums[3] } else { 0.0 },
+            completions_mean_terminated_length: if sums[3] > 0.0 {
+                sums[2] / sums[3]
+            } else {
+                0.0
+            },
             kl: update.stats.kl_mean(),
             entropy: update.entropy,
             clip_ratio_low_mean: update.stats.clip_low_mean(),
@@ -445,7 +529,12 @@ impl<P: Policy> Trainer<P> {
         Ok((metrics, records))
     }
 
-    fn sample_records(&self, step: u64, rollouts: &[Rollout], prompts: &[crate::env::PreparedPrompt]) -> Vec<CompletionRecord> {
+    fn sample_records(
+        &self,
+        step: u64,
+        rollouts: &[Rollout],
+        prompts: &[crate::env::PreparedPrompt],
+    ) -> Vec<CompletionRecord> {
         let n = rollouts.len();
         let groups = (n / self.config.group_size).max(1);
         (0..self.config.log_completions.min(n))
@@ -495,15 +584,32 @@ impl<P: Policy> Trainer<P> {
         // Micro-batches of similar total length (less padding), in a deterministic order.
         let mut order: Vec<usize> = (0..rollouts.len()).collect();
         order.sort_by_key(|&i| {
-            (std::cmp::Reverse(prompts[rollouts[i].prompt].tokens.len() + rollouts[i].generation.tokens.len()), i)
+            (
+                std::cmp::Reverse(
+                    prompts[rollouts[i].prompt].tokens.len() + rollouts[i].generation.tokens.len(),
+                ),
+                i,
+            )
         });
-        let batches: Vec<Vec<usize>> = order.chunks(cfg.micro_batch_size).map(<[usize]>::to_vec).collect();
-        let included = |r: &Rollout| !(cfg.mask_truncated_completions && r.generation.finish == FinishReason::Length);
+        let batches: Vec<Vec<usize>> = order
+            .chunks(cfg.micro_batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let included = |r: &Rollout| {
+            !(cfg.mask_truncated_completions && r.generation.finish == FinishReason::Length)
+        };
 
         // Global normalisation counts.
-        let local_tokens: usize =
-            rollouts.iter().filter(|r| included(r)).map(|r| r.generation.tokens.len()).sum();
-        let mut counts = [rollouts.len() as f64, local_tokens as f64, batches.len() as f64];
+        let local_tokens: usize = rollouts
+            .iter()
+            .filter(|r| included(r))
+            .map(|r| r.generation.tokens.len())
+            .sum();
+        let mut counts = [
+            rollouts.len() as f64,
+            local_tokens as f64,
+            batches.len() as f64,
+        ];
         self.comm.all_reduce_f64(&mut counts)?;
         let norm = BatchNorm {
             sequences: counts[0] as usize,
@@ -522,25 +628,42 @@ impl<P: Policy> Trainer<P> {
         }
         let need_old = cfg.num_iterations > 1;
         if need_old || self.reference.is_some() {
-            progress(&TrainEvent::Phase { step, phase: Phase::LogProbs });
+            progress(&TrainEvent::Phase {
+                step,
+                phase: Phase::LogProbs,
+            });
         }
         let mut micros = Vec::with_capacity(batches.len());
         for batch in &batches {
-            let width = batch.iter().map(|&i| rollouts[i].generation.tokens.len()).max().unwrap_or(0);
+            let width = batch
+                .iter()
+                .map(|&i| rollouts[i].generation.tokens.len())
+                .max()
+                .unwrap_or(0);
             let mut mask = vec![0f32; batch.len() * width];
             for (row, &i) in batch.iter().enumerate() {
                 if included(&rollouts[i]) {
-                    for m in &mut mask[row * width..row * width + rollouts[i].generation.tokens.len()] {
+                    for m in
+                        &mut mask[row * width..row * width + rollouts[i].generation.tokens.len()]
+                    {
                         *m = 1.0;
                     }
                 }
             }
             let mask = Tensor::from_vec(mask, (batch.len(), width), &device)?;
-            let adv: Vec<f32> = batch.iter().map(|&i| rollouts[i].advantage as f32).collect();
+            let adv: Vec<f32> = batch
+                .iter()
+                .map(|&i| rollouts[i].advantage as f32)
+                .collect();
             let advantages = Tensor::from_vec(adv, batch.len(), &device)?;
             let seqs: Vec<(&[u32], &[u32])> = batch
                 .iter()
-                .map(|&i| (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.tokens.as_slice()))
+                .map(|&i| {
+                    (
+                        prompts[rollouts[i].prompt].tokens.as_slice(),
+                        rollouts[i].generation.tokens.as_slice(),
+                    )
+                })
                 .collect();
             let old = if need_old && width > 0 {
                 Some(self.policy_logprobs(step, &seqs, false, width)?.0)
@@ -548,13 +671,24 @@ impl<P: Policy> Trainer<P> {
                 None
             };
             let reference = match (&self.reference, width > 0) {
-                (Some(r), true) => Some(logprobs_checked(r, step, &seqs, cfg.temperature, false, width)?.0),
+                (Some(r), true) => {
+                    Some(logprobs_checked(r, step, &seqs, cfg.temperature, false, width)?.0)
+                }
                 _ => None,
             };
-            micros.push(Micro { mask, advantages, old, reference, width });
+            micros.push(Micro {
+                mask,
+                advantages,
+                old,
+                reference,
+                width,
+            });
         }
 
-        progress(&TrainEvent::Phase { step, phase: Phase::Training });
+        progress(&TrainEvent::Phase {
+            step,
+            phase: Phase::Training,
+        });
         let total_micro = batches.len() * cfg.num_iterations;
         let mut report = UpdateReport {
             loss: 0.0,
@@ -577,7 +711,12 @@ impl<P: Policy> Trainer<P> {
                 }
                 let seqs: Vec<(&[u32], &[u32])> = batch
                     .iter()
-                    .map(|&i| (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.tokens.as_slice()))
+                    .map(|&i| {
+                        (
+                            prompts[rollouts[i].prompt].tokens.as_slice(),
+                            rollouts[i].generation.tokens.as_slice(),
+                        )
+                    })
                     .collect();
                 let (logp, entropy) = self.policy_logprobs(step, &seqs, true, micro.width)?;
                 let out = policy_loss(
@@ -594,10 +733,11 @@ impl<P: Policy> Trainer<P> {
                 let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 loss_sum += loss_value;
                 report.stats.add(&out.stats);
-                entropy_sum += (entropy.detach().to_dtype(DType::F32)? * micro.mask.to_dtype(DType::F32)?)?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
+                entropy_sum += (entropy.detach().to_dtype(DType::F32)?
+                    * micro.mask.to_dtype(DType::F32)?)?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
                 if loss_value.is_finite() {
                     let grads = out.loss.backward()?;
                     for (slot, var) in acc.iter_mut().zip(&self.params) {
@@ -609,7 +749,11 @@ impl<P: Policy> Trainer<P> {
                         }
                     }
                 }
-                progress(&TrainEvent::MicroBatch { step, index: micro_index - 1, total: total_micro });
+                progress(&TrainEvent::MicroBatch {
+                    step,
+                    index: micro_index - 1,
+                    total: total_micro,
+                });
             }
             // Sum over ranks: gradients and the loss.
             let mut grads = Vec::with_capacity(self.params.len());
@@ -640,15 +784,28 @@ impl<P: Policy> Trainer<P> {
                     "non-finite {what} (loss {loss}, grad norm {norm_value}) at step {step}: update skipped, weights unchanged"
                 );
                 tracing::error!("{reason}");
-                progress(&TrainEvent::StepSkipped { step, reason: &reason });
+                progress(&TrainEvent::StepSkipped {
+                    step,
+                    reason: &reason,
+                });
                 if self.state.consecutive_nonfinite >= cfg.max_nonfinite_steps {
-                    return Err(Error::NonFinite { step, what, consecutive: self.state.consecutive_nonfinite });
+                    return Err(Error::NonFinite {
+                        step,
+                        what,
+                        consecutive: self.state.consecutive_nonfinite,
+                    });
                 }
                 report.skipped = Some(reason);
                 break;
             }
             clip_grads(&mut grads, norm_value, cfg.max_grad_norm)?;
-            let lr = learning_rate(cfg.learning_rate, cfg.lr_scheduler, cfg.warmup_steps, self.state.updates, cfg.total_updates());
+            let lr = learning_rate(
+                cfg.learning_rate,
+                cfg.lr_scheduler,
+                cfg.warmup_steps,
+                self.state.updates,
+                cfg.total_updates(),
+            );
             self.optimizer.step(&self.params, &grads, lr)?;
             self.state.updates += 1;
             report.updates += 1;
@@ -662,12 +819,29 @@ impl<P: Policy> Trainer<P> {
         self.comm.all_reduce_f64(&mut global)?;
         let entropy_sum = global.pop().unwrap_or(0.0);
         report.stats = LossStats::from_array(global.try_into().expect("six sums"));
-        report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { 0.0 };
+        report.entropy = if report.stats.tokens > 0.0 {
+            entropy_sum / report.stats.tokens
+        } else {
+            0.0
+        };
         Ok(report)
     }
 
-    fn policy_logprobs(&self, step: u64, seqs: &[(&[u32], &[u32])], grad: bool, width: usize) -> Result<(Tensor, Tensor)> {
-        logprobs_checked(&self.policy, step, seqs, self.config.temperature, grad, width)
+    fn policy_logprobs(
+        &self,
+        step: u64,
+        seqs: &[(&[u32], &[u32])],
+        grad: bool,
+        width: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        logprobs_checked(
+            &self.policy,
+            step,
+            seqs,
+            self.config.temperature,
+            grad,
+            width,
+        )
     }
 }
 
@@ -685,7 +859,11 @@ fn logprobs_checked<P: Policy>(
         return Err(Error::Policy {
             step,
             during: "computing log-probs",
-            message: format!("expected {expected:?}, got logp {:?} and entropy {:?}", out.logp.dims(), out.entropy.dims()),
+            message: format!(
+                "expected {expected:?}, got logp {:?} and entropy {:?}",
+                out.logp.dims(),
+                out.entropy.dims()
+            ),
         });
     }
     Ok((out.logp, out.entropy))

@@ -1,3 +1,7 @@
 //! Integration tests of swerl-grpo (one binary; one module per concern).
+#![allow(unreachable_pub)]
 
 mod golden;
+mod learning;
+mod resume;
+mod toy;
