@@ -51,31 +51,18 @@ fn is_zero_std(std: f64) -> bool {
 ///
 /// Rewards must be finite (the SWE-RL reward always is; callers map failures to a finite
 /// penalty). `group_size` must divide `rewards.len()` and be at least 2.
-pub fn compute_advantages(
-    rewards: &[f64],
-    group_size: usize,
-    scale: ScaleRewards,
-) -> Result<Advantages> {
+pub fn compute_advantages(rewards: &[f64], group_size: usize, scale: ScaleRewards) -> Result<Advantages> {
     if group_size < 2 {
-        return Err(Error::shape(
-            "compute_advantages",
-            format!("group size {group_size} < 2"),
-        ));
+        return Err(Error::shape("compute_advantages", format!("group size {group_size} < 2")));
     }
     if rewards.is_empty() || rewards.len() % group_size != 0 {
         return Err(Error::shape(
             "compute_advantages",
-            format!(
-                "{} rewards are not a whole number of groups of {group_size}",
-                rewards.len()
-            ),
+            format!("{} rewards are not a whole number of groups of {group_size}", rewards.len()),
         ));
     }
     if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {
-        return Err(Error::shape(
-            "compute_advantages",
-            format!("reward {i} is {}", rewards[i]),
-        ));
+        return Err(Error::shape("compute_advantages", format!("reward {i} is {}", rewards[i])));
     }
     let groups: Vec<&[f64]> = rewards.chunks(group_size).collect();
     let group_mean: Vec<f64> = groups.iter().map(|g| mean(g)).collect();
@@ -94,20 +81,11 @@ pub fn compute_advantages(
             }
         })
         .collect();
-    Ok(Advantages {
-        values,
-        group_mean,
-        group_std,
-        batch_std,
-    })
+    Ok(Advantages { values, group_mean, group_std, batch_std })
 }
 
 fn mean(x: &[f64]) -> f64 {
-    if x.is_empty() {
-        0.0
-    } else {
-        x.iter().sum::<f64>() / x.len() as f64
-    }
+    if x.is_empty() { 0.0 } else { x.iter().sum::<f64>() / x.len() as f64 }
 }
 
 /// Bessel-corrected standard deviation (`torch.std`); 0 for fewer than two values.

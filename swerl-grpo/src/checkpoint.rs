@@ -75,10 +75,8 @@ pub fn list_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
     for entry in fs_err::read_dir(out)? {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(step) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("checkpoint-"))
-            .and_then(|s| s.parse::<u64>().ok())
+        let Some(step) =
+            name.to_str().and_then(|n| n.strip_prefix("checkpoint-")).and_then(|s| s.parse::<u64>().ok())
         else {
             continue;
         };
@@ -105,10 +103,8 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
 /// Writes a trainer state file.
 pub(crate) fn write_state(dir: &Path, state: &TrainerState) -> Result<()> {
     let path = dir.join(STATE_FILE);
-    let text = serde_json::to_string_pretty(state).map_err(|source| Error::Json {
-        path: path.clone(),
-        source,
-    })?;
+    let text =
+        serde_json::to_string_pretty(state).map_err(|source| Error::Json { path: path.clone(), source })?;
     fs_err::write(path, text)?;
     Ok(())
 }
@@ -137,30 +133,15 @@ mod tests {
         for step in [2u64, 10, 4] {
             let d = checkpoint_dir(dir.path(), step);
             fs_err::create_dir_all(&d).unwrap();
-            write_state(
-                &d,
-                &TrainerState {
-                    step,
-                    ..TrainerState::new(1)
-                },
-            )
-            .unwrap();
+            write_state(&d, &TrainerState { step, ..TrainerState::new(1) }).unwrap();
         }
         fs_err::create_dir_all(dir.path().join("checkpoint-12.tmp")).unwrap();
         fs_err::create_dir_all(dir.path().join("checkpoint-11")).unwrap(); // no state: incomplete
-        let steps: Vec<u64> = list_checkpoints(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
+        let steps: Vec<u64> = list_checkpoints(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![2, 4, 10]);
         assert_eq!(read_state(&checkpoint_dir(dir.path(), 4)).unwrap().step, 4);
         prune(dir.path(), 2).unwrap();
-        let steps: Vec<u64> = list_checkpoints(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
+        let steps: Vec<u64> = list_checkpoints(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![4, 10]);
     }
 }

@@ -251,10 +251,7 @@ impl TrainConfig {
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = fs_err::read_to_string(path)?;
-        Self::from_toml_str(&text).map_err(|message| Error::ConfigParse {
-            path: path.to_owned(),
-            message,
-        })
+        Self::from_toml_str(&text).map_err(|message| Error::ConfigParse { path: path.to_owned(), message })
     }
 
     /// Parses TOML text (errors as the parser's message, with line and column).
@@ -326,10 +323,7 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::config("weight_decay", "must be finite and >= 0"));
         }
-        for (key, value) in [
-            ("adam_beta1", self.adam_beta1),
-            ("adam_beta2", self.adam_beta2),
-        ] {
+        for (key, value) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
             if !(0.0..1.0).contains(&value) {
                 return Err(Error::config(key, "must be in [0, 1)"));
             }
@@ -338,10 +332,7 @@ impl TrainConfig {
             return Err(Error::config("adam_epsilon", "must be > 0"));
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
-            return Err(Error::config(
-                "max_grad_norm",
-                "must be finite and >= 0 (0 disables clipping)",
-            ));
+            return Err(Error::config("max_grad_norm", "must be finite and >= 0 (0 disables clipping)"));
         }
         if self.max_nonfinite_steps == 0 {
             return Err(Error::config("max_nonfinite_steps", "must be at least 1"));
@@ -379,22 +370,10 @@ mod tests {
     fn unknown_keys_and_bad_values_are_rejected_with_the_key() {
         let err = TrainConfig::from_toml_str("group_sise = 4\n").unwrap_err();
         assert!(err.contains("group_sise"), "{err}");
-        let config = TrainConfig {
-            group_size: 1,
-            ..TrainConfig::default()
-        };
+        let config = TrainConfig { group_size: 1, ..TrainConfig::default() };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("group_size"), "{err}");
-        let config = TrainConfig {
-            epsilon_low: 1.5,
-            ..TrainConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("epsilon_low")
-        );
+        let config = TrainConfig { epsilon_low: 1.5, ..TrainConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("epsilon_low"));
     }
 }

@@ -65,26 +65,19 @@ impl Dataset {
         let file = fs_err::File::open(path)?;
         let dataset = Self::from_reader(std::io::BufReader::new(file), path)?;
         if dataset.instances.is_empty() {
-            return Err(Error::EmptyDataset {
-                path: path.to_owned(),
-                skipped: dataset.skipped.len(),
-            });
+            return Err(Error::EmptyDataset { path: path.to_owned(), skipped: dataset.skipped.len() });
         }
         Ok(dataset)
     }
 
     /// Parses JSONL from any reader; `path` only names the source in messages.
     pub fn from_reader(reader: impl BufRead, path: &Path) -> Result<Self> {
-        let mut dataset = Self {
-            path: path.to_owned(),
-            ..Self::default()
-        };
+        let mut dataset = Self { path: path.to_owned(), ..Self::default() };
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (index, line) in reader.lines().enumerate() {
             let number = index + 1;
-            let line = line.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("{}:{number}: {e}", path.display()))
-            })?;
+            let line =
+                line.map_err(|e| std::io::Error::new(e.kind(), format!("{}:{number}: {e}", path.display())))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -103,11 +96,7 @@ impl Dataset {
                 }
                 Err((instance_id, message)) => {
                     tracing::warn!(path = %path.display(), line = number, %message, "skipping RL instance");
-                    dataset.skipped.push(SkippedRecord {
-                        line: number,
-                        instance_id,
-                        message,
-                    });
+                    dataset.skipped.push(SkippedRecord { line: number, instance_id, message });
                 }
             }
         }
@@ -119,9 +108,7 @@ impl Dataset {
 fn parse_record(line: &str) -> std::result::Result<RlInstance, (Option<String>, String)> {
     let value: serde_json::Value =
         serde_json::from_str(line).map_err(|e| (None, format!("invalid JSON: {e}")))?;
-    let object = value
-        .as_object()
-        .ok_or((None, "not a JSON object".to_owned()))?;
+    let object = value.as_object().ok_or((None, "not a JSON object".to_owned()))?;
     let instance_id = match object.get("instance_id") {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(serde_json::Value::String(_)) => return Err((None, "empty `instance_id`".into())),
@@ -139,12 +126,7 @@ fn parse_record(line: &str) -> std::result::Result<RlInstance, (Option<String>, 
     if oracle_new_content.is_empty() {
         return Err((id, "`oracle_new_content` is empty: nothing to learn".into()));
     }
-    Ok(RlInstance {
-        instance_id,
-        problem_statement,
-        code_context,
-        oracle_new_content,
-    })
+    Ok(RlInstance { instance_id, problem_statement, code_context, oracle_new_content })
 }
 
 fn file_map(
@@ -210,17 +192,9 @@ mod tests {
         assert!(d.skipped[0].message.starts_with("invalid JSON"));
         assert!(d.skipped[2].message.contains("missing `instance_id`"));
         assert_eq!(d.skipped[3].instance_id.as_deref(), Some("i1"));
-        assert!(
-            d.skipped[4].to_string().contains("code_context[\"f\"]"),
-            "{}",
-            d.skipped[4]
-        );
+        assert!(d.skipped[4].to_string().contains("code_context[\"f\"]"), "{}", d.skipped[4]);
         assert!(d.skipped[5].message.contains("empty"));
-        assert!(
-            d.skipped[6]
-                .message
-                .contains("duplicate instance_id (first seen on line 7)")
-        );
+        assert!(d.skipped[6].message.contains("duplicate instance_id (first seen on line 7)"));
     }
 
     #[test]
@@ -229,13 +203,8 @@ mod tests {
         let path = dir.path().join("bad.jsonl");
         std::fs::write(&path, "{}\n").unwrap();
         let err = Dataset::load(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("bad.jsonl") && err.contains("1 malformed"),
-            "{err}"
-        );
-        let err = Dataset::load(dir.path().join("missing.jsonl"))
-            .unwrap_err()
-            .to_string();
+        assert!(err.contains("bad.jsonl") && err.contains("1 malformed"), "{err}");
+        let err = Dataset::load(dir.path().join("missing.jsonl")).unwrap_err().to_string();
         assert!(err.contains("missing.jsonl"), "{err}");
     }
 }

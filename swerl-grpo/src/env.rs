@@ -2,15 +2,19 @@
 //! [`SweRlEnvironment`] is the paper's: RL instances rendered through the model's chat template
 //! within a context budget, scored with the SWE-RL reward.
 
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use rayon::prelude::*;
 use serde::Serialize;
+use swerl_reward::Scorer;
 
 use crate::config::PromptOverflow;
 use crate::data::{Dataset, RlInstance};
 use crate::error::Result;
 use crate::policy::Generation;
 use crate::prompt::{ChatMessage, all_files, build_messages, droppable_files};
-use crate::reward::{RewardFunction, RewardOutcome, SweRlReward, score_all};
+use crate::reward::{RewardOutcome, SweRlReward, score_all};
 
 /// A prompt ready for sampling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,20 +87,14 @@ impl SweRlEnvironment {
                 Fit::Whole(tokens) => {
                     report.fitted += 1;
                     report.max_prompt_tokens = report.max_prompt_tokens.max(tokens.len());
-                    prompts.push(PreparedPrompt {
-                        id: inst.instance_id.clone(),
-                        tokens,
-                    });
+                    prompts.push(PreparedPrompt { id: inst.instance_id.clone(), tokens });
                     instances.push(inst);
                 }
                 Fit::Truncated { tokens, dropped } => {
                     report.truncated += 1;
                     report.dropped_files += dropped;
                     report.max_prompt_tokens = report.max_prompt_tokens.max(tokens.len());
-                    prompts.push(PreparedPrompt {
-                        id: inst.instance_id.clone(),
-                        tokens,
-                    });
+                    prompts.push(PreparedPrompt { id: inst.instance_id.clone(), tokens });
                     instances.push(inst);
                 }
                 Fit::Skip { tokens } => {
@@ -105,14 +103,7 @@ impl SweRlEnvironment {
                 }
             }
         }
-        Ok((
-            Self {
-                instances,
-                prompts,
-                reward: SweRlReward,
-            },
-            report,
-        ))
+        Ok((Self { instances, prompts, reward: SweRlReward }, report))
     }
 
     /// The instances kept, aligned with [`Environment::prompts`].
@@ -127,13 +118,42 @@ impl Environment for SweRlEnvironment {
     }
 
     fn score(&self, prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome> {
-        let tasks: Vec<&RlInstance> = prompts.iter().map(|&i| &self.instances[i]).collect();
-        let texts: Vec<&str> = completions.iter().map(|g| g.text.as_str()).collect();
-        score_all(
-            &self.reward as &dyn RewardFunction<RlInstance>,
-            &tasks,
-            &texts,
-        )
+        // One scorer per distinct instance: the oracle patch is diffed once per group.
+        let mut distinct: Vec<usize> = prompts.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let scorers: Vec<Option<Scorer<'_, BTreeMap<String, String>>>> = distinct
+            .par_iter()
+            .map(|&i| {
+                let inst = &self.instances[i];
+                catch_unwind(AssertUnwindSafe(|| Scorer::new(&inst.code_context, &inst.oracle_new_content)))
+                    .ok()
+            })
+            .collect();
+        let slot = |p: usize| distinct.binary_search(&p).expect("prompt is in `distinct`");
+        let mut outcomes = vec![None; completions.len()];
+        let mut tasks = Vec::with_capacity(completions.len());
+        let mut texts = Vec::with_capacity(completions.len());
+        let mut positions = Vec::with_capacity(completions.len());
+        for (k, (&p, g)) in prompts.iter().zip(completions).enumerate() {
+            if let Some(scorer) = &scorers[slot(p)] {
+                tasks.push(scorer);
+                texts.push(g.text.as_str());
+                positions.push(k);
+            } else {
+                let id = &self.instances[p].instance_id;
+                tracing::error!(instance = %id, "the reward failed preparing the oracle patch");
+                outcomes[k] = Some(RewardOutcome {
+                    reward: -1.0,
+                    format_error: false,
+                    reason: Some("reward function panicked while preparing the oracle patch".into()),
+                });
+            }
+        }
+        for (k, o) in positions.into_iter().zip(score_all(&self.reward, &tasks, &texts)) {
+            outcomes[k] = Some(o);
+        }
+        outcomes.into_iter().map(|o| o.expect("every completion is scored")).collect()
     }
 }
 
@@ -155,19 +175,14 @@ fn fit_prompt(
         return Ok(Fit::Whole(tokens));
     }
     if overflow == PromptOverflow::Skip {
-        return Ok(Fit::Skip {
-            tokens: tokens.len(),
-        });
+        return Ok(Fit::Skip { tokens: tokens.len() });
     }
     let mut last = tokens.len();
     for (dropped, path) in droppable_files(inst).into_iter().enumerate() {
         files.retain(|f| *f != path);
         let tokens = encoder.encode_chat(&build_messages(inst, &files))?;
         if tokens.len() <= budget {
-            return Ok(Fit::Truncated {
-                tokens,
-                dropped: dropped + 1,
-            });
+            return Ok(Fit::Truncated { tokens, dropped: dropped + 1 });
         }
         last = tokens.len();
     }
@@ -185,10 +200,7 @@ mod tests {
     struct Bytes;
     impl ChatEncoder for Bytes {
         fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-            Ok(messages
-                .iter()
-                .flat_map(|m| m.content.bytes().map(u32::from))
-                .collect())
+            Ok(messages.iter().flat_map(|m| m.content.bytes().map(u32::from)).collect())
         }
     }
 
@@ -206,10 +218,7 @@ mod tests {
 
     #[test]
     fn budget_truncates_unchanged_files_or_skips() {
-        let base = Bytes
-            .encode_chat(&build_messages(&inst("x", 0), &["a.py"]))
-            .unwrap()
-            .len();
+        let base = Bytes.encode_chat(&build_messages(&inst("x", 0), &["a.py"])).unwrap().len();
         let data = Dataset {
             path: PathBuf::from("d.jsonl"),
             instances: vec![inst("fits", 10), inst("trunc", 5000)],
@@ -219,18 +228,14 @@ mod tests {
         let (env, report) =
             SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Truncate).unwrap();
         assert_eq!(env.prompts().len(), 2);
-        assert_eq!(
-            (report.fitted, report.truncated, report.dropped_files),
-            (1, 1, 1)
-        );
+        assert_eq!((report.fitted, report.truncated, report.dropped_files), (1, 1, 1));
         assert!(report.max_prompt_tokens <= budget);
         let (env, report) =
             SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Skip).unwrap();
         assert_eq!(env.prompts().len(), 1);
         assert_eq!(report.skipped, vec!["trunc".to_owned()]);
         // Too small even for the oracle file: skipped under both policies.
-        let (env, report) =
-            SweRlEnvironment::new(data, &Bytes, 10, PromptOverflow::Truncate).unwrap();
+        let (env, report) = SweRlEnvironment::new(data, &Bytes, 10, PromptOverflow::Truncate).unwrap();
         assert!(env.prompts().is_empty());
         assert_eq!(report.skipped.len(), 2);
     }

@@ -124,17 +124,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::InvalidConfig`].
     pub(crate) fn config(key: &str, message: impl Into<String>) -> Self {
-        Self::InvalidConfig {
-            key: key.to_owned(),
-            message: message.into(),
-        }
+        Self::InvalidConfig { key: key.to_owned(), message: message.into() }
     }
 
     /// Shorthand for [`Error::Shape`].
     pub(crate) fn shape(what: &'static str, message: impl Into<String>) -> Self {
-        Self::Shape {
-            what,
-            message: message.into(),
-        }
+        Self::Shape { what, message: message.into() }
     }
 }

@@ -15,7 +15,6 @@ mod optim;
 mod policy;
 mod prompt;
 mod reward;
-mod reward_shim;
 mod sampler;
 mod trainer;
 
@@ -23,8 +22,7 @@ pub use advantage::{Advantages, STD_EPSILON, compute_advantages};
 pub use checkpoint::TrainerState;
 pub use comm::{Communicator, RankInfo, SingleProcess};
 pub use config::{
-    ImportanceLevel, LossType, LrSchedule, ObjectiveConfig, PromptOverflow, ScaleRewards,
-    TrainConfig,
+    ImportanceLevel, LossType, LrSchedule, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig,
 };
 pub use data::{Dataset, RlInstance, SkippedRecord};
 pub use env::{ChatEncoder, Environment, PreparedPrompt, PromptReport, SweRlEnvironment};

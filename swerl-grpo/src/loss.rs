@@ -33,17 +33,8 @@ impl BatchNorm {
     /// The normaliser of a single micro-batch that is the whole batch (one forward, one rank).
     pub fn single(mask: &Tensor, max_completion_len: usize) -> Result<Self> {
         let (sequences, _) = mask.dims2()?;
-        let tokens = mask
-            .to_dtype(DType::F64)?
-            .sum_all()?
-            .to_scalar::<f64>()?
-            .round() as usize;
-        Ok(Self {
-            sequences,
-            tokens,
-            micro_batches: 1,
-            max_completion_len,
-        })
+        let tokens = mask.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?.round() as usize;
+        Ok(Self { sequences, tokens, micro_batches: 1, max_completion_len })
     }
 }
 
@@ -115,14 +106,7 @@ impl LossStats {
 
     /// The sums as a flat array (for an all-reduce across ranks).
     pub fn to_array(&self) -> [f64; 6] {
-        [
-            self.tokens,
-            self.kl_sum,
-            self.clip_low,
-            self.clip_high,
-            self.clip_region,
-            self.clip_units,
-        ]
+        [self.tokens, self.kl_sum, self.clip_low, self.clip_high, self.clip_region, self.clip_units]
     }
 
     /// Inverse of [`LossStats::to_array`].
@@ -169,13 +153,7 @@ pub fn policy_loss(
     config: &ObjectiveConfig,
     norm: &BatchNorm,
 ) -> Result<PolicyLoss> {
-    let LossInputs {
-        logp,
-        old_logp,
-        ref_logp,
-        advantages,
-        mask,
-    } = *inputs;
+    let LossInputs { logp, old_logp, ref_logp, advantages, mask } = *inputs;
     let (b, t) = logp.dims2()?;
     let dtype = logp.dtype();
     check_shape("policy_loss mask", mask, &[b, t])?;
@@ -204,17 +182,10 @@ pub fn policy_loss(
     // Sequence level gives (B, 1): broadcast to every token of the sequence.
     per_token = per_token.broadcast_as((b, t))?.contiguous()?;
 
-    let mut stats = LossStats {
-        tokens: sum_f64(&mask)?,
-        ..LossStats::default()
-    };
+    let mut stats = LossStats { tokens: sum_f64(&mask)?, ..LossStats::default() };
     if config.beta != 0.0 {
-        let reference = ref_logp.ok_or_else(|| {
-            Error::shape(
-                "policy_loss",
-                "beta > 0 needs the reference policy's log-probs",
-            )
-        })?;
+        let reference = ref_logp
+            .ok_or_else(|| Error::shape("policy_loss", "beta > 0 needs the reference policy's log-probs"))?;
         check_shape("policy_loss ref_logp", reference, &[b, t])?;
         let kl = k3_kl(logp, &reference.to_dtype(dtype)?.detach())?;
         stats.kl_sum = sum_f64(&(kl.detach() * &mask)?)?;
@@ -249,11 +220,7 @@ pub fn policy_loss(
 
     let weights = token_weights(&mask, &seq_tokens, config.loss_type, norm)?;
     let loss = (&per_token * weights)?.sum_all()?;
-    Ok(PolicyLoss {
-        loss,
-        per_token_loss: per_token,
-        stats,
-    })
+    Ok(PolicyLoss { loss, per_token_loss: per_token, stats })
 }
 
 /// Per-token weights `(B, T)` that turn the masked per-token losses into this micro-batch's share
@@ -266,10 +233,7 @@ fn token_weights(
 ) -> Result<Tensor> {
     let positive = |name: &str, value: usize| {
         if value == 0 {
-            Err(Error::shape(
-                "policy_loss",
-                format!("BatchNorm::{name} must be > 0"),
-            ))
+            Err(Error::shape("policy_loss", format!("BatchNorm::{name} must be > 0")))
         } else {
             Ok(value as f64)
         }
@@ -302,10 +266,7 @@ fn sum_f64(t: &Tensor) -> Result<f64> {
 
 fn check_shape(what: &'static str, t: &Tensor, expected: &[usize]) -> Result<()> {
     if t.dims() != expected {
-        return Err(Error::shape(
-            what,
-            format!("expected {expected:?}, got {:?}", t.dims()),
-        ));
+        return Err(Error::shape(what, format!("expected {expected:?}, got {:?}", t.dims())));
     }
     Ok(())
 }
@@ -352,23 +313,14 @@ mod tests {
             (LossType::Dapo, 0.1, [-0.5 / 5.0, 1.0 / 5.0]),
         ];
         for (loss_type, expected, grads) in cases {
-            let config = ObjectiveConfig {
-                loss_type,
-                ..ObjectiveConfig::default()
-            };
+            let config = ObjectiveConfig { loss_type, ..ObjectiveConfig::default() };
             let norm = BatchNorm::single(&mask, 4).unwrap();
             let out = policy_loss(&inputs, &config, &norm).unwrap();
             assert!((scalar(&out.loss) - expected).abs() < 1e-6, "{loss_type:?}");
             let g = out.loss.backward().unwrap();
             let g = g.get(&logp).unwrap().to_vec2::<f32>().unwrap();
-            assert!(
-                (g[0][0] as f64 - grads[0]).abs() < 1e-6,
-                "{loss_type:?} {g:?}"
-            );
-            assert!(
-                (g[1][1] as f64 - grads[1]).abs() < 1e-6,
-                "{loss_type:?} {g:?}"
-            );
+            assert!((g[0][0] as f64 - grads[0]).abs() < 1e-6, "{loss_type:?} {g:?}");
+            assert!((g[1][1] as f64 - grads[1]).abs() < 1e-6, "{loss_type:?} {g:?}");
             assert_eq!(g[1][2], 0.0, "masked token gets no gradient");
             assert_eq!(out.stats.clip_region, 0.0);
         }
@@ -391,22 +343,10 @@ mod tests {
         };
         let config = ObjectiveConfig::default();
         let out = policy_loss(&inputs, &config, &BatchNorm::single(&mask, 2).unwrap()).unwrap();
-        let r = [
-            0.5f64.exp(),
-            0.05f64.exp(),
-            (-0.5f64).exp(),
-            (-0.05f64).exp(),
-        ];
+        let r = [0.5f64.exp(), 0.05f64.exp(), (-0.5f64).exp(), (-0.05f64).exp()];
         let expected = (-(1.2 * 1.0) - r[1] * 1.0 + 0.8 * 2.0 + r[3] * 2.0) / 4.0;
         assert!((scalar(&out.loss) - expected).abs() < 1e-6);
-        let g = out
-            .loss
-            .backward()
-            .unwrap()
-            .get(&logp)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let g = out.loss.backward().unwrap().get(&logp).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(g[0][0], 0.0);
         assert_eq!(g[1][0], 0.0);
         assert!((g[0][1] as f64 + r[1] / 4.0).abs() < 1e-6);
@@ -431,23 +371,12 @@ mod tests {
     /// loss for every aggregation but `bnpo` (which is per micro-batch by definition).
     #[test]
     fn micro_batch_shares_add_up_to_the_batch_objective() {
-        let logp = t2(&[
-            &[-1.0, -2.0, -0.5],
-            &[-0.3, -0.7, -9.0],
-            &[-2.0, -0.1, -0.2],
-        ]);
-        let old = t2(&[
-            &[-1.1, -1.9, -0.5],
-            &[-0.2, -0.9, -9.0],
-            &[-2.2, -0.1, -0.25],
-        ]);
+        let logp = t2(&[&[-1.0, -2.0, -0.5], &[-0.3, -0.7, -9.0], &[-2.0, -0.1, -0.2]]);
+        let old = t2(&[&[-1.1, -1.9, -0.5], &[-0.2, -0.9, -9.0], &[-2.2, -0.1, -0.25]]);
         let mask = t2(&[&[1.0, 1.0, 1.0], &[1.0, 1.0, 0.0], &[1.0, 0.0, 0.0]]);
         let adv = Tensor::new(&[0.7f32, -1.2, 0.4], &Device::Cpu).unwrap();
         for loss_type in [LossType::Grpo, LossType::DrGrpo, LossType::Dapo] {
-            let config = ObjectiveConfig {
-                loss_type,
-                ..ObjectiveConfig::default()
-            };
+            let config = ObjectiveConfig { loss_type, ..ObjectiveConfig::default() };
             let whole = policy_loss(
                 &LossInputs {
                     logp: &logp,
@@ -460,12 +389,7 @@ mod tests {
                 &BatchNorm::single(&mask, 3).unwrap(),
             )
             .unwrap();
-            let norm = BatchNorm {
-                sequences: 3,
-                tokens: 6,
-                micro_batches: 2,
-                max_completion_len: 3,
-            };
+            let norm = BatchNorm { sequences: 3, tokens: 6, micro_batches: 2, max_completion_len: 3 };
             let mut sum = 0.0;
             for (start, len) in [(0, 2), (2, 1)] {
                 let part = policy_loss(
@@ -491,24 +415,13 @@ mod tests {
         let logp = t2(&[&[-1.0, -2.0]]);
         let mask = t2(&[&[1.0, 1.0]]);
         let adv = Tensor::new(&[1.0f32], &Device::Cpu).unwrap();
-        let inputs = LossInputs {
-            logp: &logp,
-            old_logp: None,
-            ref_logp: None,
-            advantages: &adv,
-            mask: &mask,
-        };
-        let config = ObjectiveConfig {
-            beta: 0.1,
-            ..ObjectiveConfig::default()
-        };
+        let inputs =
+            LossInputs { logp: &logp, old_logp: None, ref_logp: None, advantages: &adv, mask: &mask };
+        let config = ObjectiveConfig { beta: 0.1, ..ObjectiveConfig::default() };
         let norm = BatchNorm::single(&mask, 2).unwrap();
         assert!(policy_loss(&inputs, &config, &norm).is_err());
         let bad_adv = Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
-        let inputs = LossInputs {
-            advantages: &bad_adv,
-            ..inputs
-        };
+        let inputs = LossInputs { advantages: &bad_adv, ..inputs };
         let err = policy_loss(&inputs, &ObjectiveConfig::default(), &norm).unwrap_err();
         assert!(err.to_string().contains("advantages"), "{err}");
     }

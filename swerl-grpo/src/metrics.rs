@@ -94,13 +94,7 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f6
 impl StepMetrics {
     /// The same metrics without the wall-clock fields (for comparing runs).
     pub fn without_timings(&self) -> Self {
-        Self {
-            step_time: 0.0,
-            time_generation: 0.0,
-            time_reward: 0.0,
-            time_train: 0.0,
-            ..self.clone()
-        }
+        Self { step_time: 0.0, time_generation: 0.0, time_reward: 0.0, time_train: 0.0, ..self.clone() }
     }
 }
 
@@ -139,35 +133,22 @@ impl JsonlWriter {
     /// Opens `path` for appending (creating it).
     pub fn append(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_owned();
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        Ok(Self {
-            path,
-            file: std::io::BufWriter::new(file),
-        })
+        let file = fs_err::OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Self { path, file: std::io::BufWriter::new(file) })
     }
 
     /// Writes one record as a line.
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.file, record).map_err(|source| Error::Json {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.file
-            .write_all(b"\n")
-            .map_err(|e| io_at(&self.path, e))?;
+        serde_json::to_writer(&mut self.file, record)
+            .map_err(|source| Error::Json { path: self.path.clone(), source })?;
+        self.file.write_all(b"\n").map_err(|e| io_at(&self.path, e))?;
         self.file.flush().map_err(|e| io_at(&self.path, e))?;
         Ok(())
     }
 }
 
 fn io_at(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(std::io::Error::new(
-        e.kind(),
-        format!("{}: {e}", path.display()),
-    ))
+    Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Keeps only the lines of a JSONL log whose `step` is at most `max_step` (used on resume, so the
@@ -250,12 +231,7 @@ mod tests {
         let path = dir.path().join("metrics.jsonl");
         let mut w = JsonlWriter::append(&path).unwrap();
         for step in 1..=4 {
-            w.write(&StepMetrics {
-                step,
-                reward: step as f64,
-                ..StepMetrics::default()
-            })
-            .unwrap();
+            w.write(&StepMetrics { step, reward: step as f64, ..StepMetrics::default() }).unwrap();
         }
         drop(w);
         truncate_log_after(&path, 2).unwrap();

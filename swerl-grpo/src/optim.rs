@@ -26,12 +26,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 }
 
@@ -47,12 +42,7 @@ pub struct AdamW {
 impl AdamW {
     /// A fresh optimizer (moments are created on the first step).
     pub fn new(config: AdamWConfig) -> Self {
-        Self {
-            config,
-            step: 0,
-            m: Vec::new(),
-            v: Vec::new(),
-        }
+        Self { config, step: 0, m: Vec::new(), v: Vec::new() }
     }
 
     /// Updates applied so far.
@@ -75,18 +65,10 @@ impl Optimizer for AdamW {
                 self.v.push(p.zeros_like()?.to_dtype(DType::F32)?);
             }
         } else if self.m.len() != params.len() {
-            return Err(Error::shape(
-                "AdamW::step",
-                "parameter count changed between steps",
-            ));
+            return Err(Error::shape("AdamW::step", "parameter count changed between steps"));
         }
         self.step += 1;
-        let AdamWConfig {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-        } = self.config;
+        let AdamWConfig { beta1, beta2, eps, weight_decay } = self.config;
         let t = self.step as i32;
         let bc1 = 1.0 - beta1.powi(t);
         let bc2 = 1.0 - beta2.powi(t);
@@ -95,11 +77,7 @@ impl Optimizer for AdamW {
             let m = ((&self.m[i] * beta1)? + (&g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let master = p.as_tensor().to_dtype(DType::F32)?;
-            let decayed = if weight_decay != 0.0 {
-                (&master * (1.0 - lr * weight_decay))?
-            } else {
-                master
-            };
+            let decayed = if weight_decay != 0.0 { (&master * (1.0 - lr * weight_decay))? } else { master };
             let denom = ((v.sqrt()? / bc2.sqrt())? + eps)?;
             let update = ((&m / denom)? * (lr / bc1))?;
             let new = (decayed - update)?;
@@ -117,41 +95,23 @@ impl Optimizer for AdamW {
             map.insert(format!("exp_avg.{i}"), m.clone());
             map.insert(format!("exp_avg_sq.{i}"), v.clone());
         }
-        let step = Tensor::new(
-            &[self.step as f64],
-            &device.unwrap_or(candle_core::Device::Cpu),
-        )?;
+        let step = Tensor::new(&[self.step as f64], &device.unwrap_or(candle_core::Device::Cpu))?;
         map.insert("step".into(), step);
-        candle_core::safetensors::save(&map, path).map_err(|e| Error::Checkpoint {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        candle_core::safetensors::save(&map, path)
+            .map_err(|e| Error::Checkpoint { path: path.to_owned(), message: e.to_string() })
     }
 
     fn load(&mut self, path: &Path) -> Result<()> {
-        let bad = |message: String| Error::Checkpoint {
-            path: path.to_owned(),
-            message,
-        };
-        let device = self
-            .m
-            .first()
-            .map(|t| t.device().clone())
-            .unwrap_or(candle_core::Device::Cpu);
+        let bad = |message: String| Error::Checkpoint { path: path.to_owned(), message };
+        let device = self.m.first().map(|t| t.device().clone()).unwrap_or(candle_core::Device::Cpu);
         let map = candle_core::safetensors::load(path, &device).map_err(|e| bad(e.to_string()))?;
-        let step = map
-            .get("step")
-            .ok_or_else(|| bad("no `step` tensor".into()))?;
+        let step = map.get("step").ok_or_else(|| bad("no `step` tensor".into()))?;
         self.step = step.to_vec1::<f64>()?.first().copied().unwrap_or(0.0) as u64;
         let n = (map.len() - 1) / 2;
         self.m.clear();
         self.v.clear();
         for i in 0..n {
-            let get = |k: String| {
-                map.get(&k)
-                    .cloned()
-                    .ok_or_else(|| bad(format!("no `{k}` tensor")))
-            };
+            let get = |k: String| map.get(&k).cloned().ok_or_else(|| bad(format!("no `{k}` tensor")));
             self.m.push(get(format!("exp_avg.{i}"))?);
             self.v.push(get(format!("exp_avg_sq.{i}"))?);
         }
@@ -174,12 +134,7 @@ impl AdamW {
 pub fn global_grad_norm(grads: &[Tensor]) -> Result<f64> {
     let mut sum = 0.0f64;
     for g in grads {
-        sum += g
-            .to_dtype(DType::F32)?
-            .sqr()?
-            .sum_all()?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
+        sum += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     }
     Ok(sum.sqrt())
 }
@@ -223,24 +178,11 @@ mod tests {
     #[test]
     fn adamw_matches_the_pytorch_formula() {
         let p = Var::new(&[1.0f32], &Device::Cpu).unwrap();
-        let cfg = AdamWConfig {
-            weight_decay: 0.1,
-            ..AdamWConfig::default()
-        };
+        let cfg = AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() };
         let mut opt = AdamW::new(cfg);
         let (lr, g1, g2) = (0.01f64, 0.5f64, -0.25f64);
-        opt.step(
-            &[p.clone()],
-            &[Tensor::new(&[g1 as f32], &Device::Cpu).unwrap()],
-            lr,
-        )
-        .unwrap();
-        opt.step(
-            &[p.clone()],
-            &[Tensor::new(&[g2 as f32], &Device::Cpu).unwrap()],
-            lr,
-        )
-        .unwrap();
+        opt.step(&[p.clone()], &[Tensor::new(&[g1 as f32], &Device::Cpu).unwrap()], lr).unwrap();
+        opt.step(&[p.clone()], &[Tensor::new(&[g2 as f32], &Device::Cpu).unwrap()], lr).unwrap();
         // reference
         let (mut x, mut m, mut v) = (1.0f64, 0.0f64, 0.0f64);
         for (t, g) in [(1, g1), (2, g2)] {
@@ -269,10 +211,7 @@ mod tests {
         resumed.load(&dir.path().join("opt.safetensors")).unwrap();
         assert_eq!(resumed.step_count(), 1);
         resumed.step(&[b.clone()], &grads(-0.7), 0.1).unwrap();
-        assert_eq!(
-            a.as_tensor().to_vec1::<f32>().unwrap(),
-            b.as_tensor().to_vec1::<f32>().unwrap()
-        );
+        assert_eq!(a.as_tensor().to_vec1::<f32>().unwrap(), b.as_tensor().to_vec1::<f32>().unwrap());
     }
 
     #[test]

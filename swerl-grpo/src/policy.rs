@@ -89,12 +89,8 @@ pub trait Policy {
     /// Log-probs and entropies of each `(prompt, completion)` pair's completion tokens, with the
     /// logits divided by `temperature`. With `grad`, the result is differentiable with respect
     /// to [`Policy::parameters`]; without, implementations may use faster fused kernels.
-    fn logprobs(
-        &self,
-        sequences: &[(&[u32], &[u32])],
-        temperature: f64,
-        grad: bool,
-    ) -> Result<TokenLogProbs>;
+    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64, grad: bool)
+    -> Result<TokenLogProbs>;
 
     /// The trainable parameters (f32 master weights), in a stable order.
     fn parameters(&self) -> Vec<Var>;

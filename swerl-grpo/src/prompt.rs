@@ -20,10 +20,7 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with the given role.
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self {
-            role: role.to_owned(),
-            content: content.into(),
-        }
+        Self { role: role.to_owned(), content: content.into() }
     }
 }
 
@@ -73,10 +70,7 @@ your edits
 pub fn build_messages(instance: &RlInstance, files: &[&str]) -> Vec<ChatMessage> {
     let mut user = String::with_capacity(
         instance.problem_statement.len()
-            + files
-                .iter()
-                .map(|f| instance.code_context.get(*f).map_or(0, String::len) + 64)
-                .sum::<usize>()
+            + files.iter().map(|f| instance.code_context.get(*f).map_or(0, String::len) + 64).sum::<usize>()
             + EDIT_INSTRUCTIONS.len()
             + 256,
     );
@@ -93,10 +87,7 @@ pub fn build_messages(instance: &RlInstance, files: &[&str]) -> Vec<ChatMessage>
         }
     }
     user.push_str(EDIT_INSTRUCTIONS);
-    vec![
-        ChatMessage::new("system", SYSTEM_PROMPT),
-        ChatMessage::new("user", user),
-    ]
+    vec![ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)]
 }
 
 /// Appends `### path` and the content in a fence longer than any backtick run inside it.
@@ -215,18 +206,17 @@ mod tests {
     }
 
     #[test]
-    fn the_instruction_example_is_a_valid_edit_block_for_the_reward_parser() {
-        // The reward's edit regex (spec: reward.md) must match the example we show the model.
-        let re = regex_lite_match(EDIT_INSTRUCTIONS);
-        assert!(re, "example edit block does not follow the reward's format");
-    }
-
-    fn regex_lite_match(text: &str) -> bool {
-        let start = text.find("```python\n### ").unwrap();
-        let block = &text[start..];
-        let end = block.find(">>>>>>> REPLACE\n```").unwrap();
-        let block = &block[..end];
-        block.contains("\n<<<<<<< SEARCH\n") && block.contains("\n=======\n")
+    fn the_instruction_example_scores_one_with_the_real_reward() {
+        // The example we show the model must be an edit the SWE-RL reward accepts.
+        let begin = EDIT_INSTRUCTIONS.find("```python\n### ").unwrap();
+        let end = EDIT_INSTRUCTIONS.find(">>>>>>> REPLACE\n```").unwrap() + ">>>>>>> REPLACE\n```".len();
+        let block = &EDIT_INSTRUCTIONS[begin..end];
+        let before = "import math\n\ndef mean(values):\n    return sum(values) / len(values)\n";
+        let after = "import math\n\ndef mean(values):\n    if not values:\n        raise ValueError(\"mean() of an empty sequence\")\n    return sum(values) / len(values)\n";
+        let context = BTreeMap::from([("mathlib/stats.py".to_owned(), before.to_owned())]);
+        let oracle = BTreeMap::from([("mathlib/stats.py".to_owned(), after.to_owned())]);
+        let completion = format!("<think>\nguard the empty case\n</think>\n<solution>\n{block}\n</solution>");
+        assert_eq!(swerl_reward::reward(&context, &oracle, &completion), 1.0);
     }
 
     #[test]

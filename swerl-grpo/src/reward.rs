@@ -1,6 +1,7 @@
 //! Scoring completions: the [`RewardFunction`] trait, the SWE-RL reward behind it, and
 //! [`score_all`], which scores a batch in parallel and never lets a reward failure crash a run.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rayon::prelude::*;
@@ -39,18 +40,26 @@ pub struct SweRlReward;
 
 impl RewardFunction<RlInstance> for SweRlReward {
     fn score(&self, task: &RlInstance, completion: &str) -> RewardOutcome {
-        match crate::reward_shim::score(&task.code_context, &task.oracle_new_content, completion) {
-            Ok(score) => RewardOutcome {
-                reward: score.reward,
-                format_error: false,
-                reason: None,
-            },
-            Err(error) => RewardOutcome {
-                reward: -1.0,
-                format_error: true,
-                reason: Some(error.to_string()),
-            },
-        }
+        outcome(swerl_reward::score(&task.code_context, &task.oracle_new_content, completion))
+    }
+}
+
+/// Scoring through a prepared [`swerl_reward::Scorer`] (the oracle patch computed once per
+/// instance, shared by the group's completions).
+impl<'a> RewardFunction<swerl_reward::Scorer<'a, BTreeMap<String, String>>> for SweRlReward {
+    fn score(
+        &self,
+        task: &swerl_reward::Scorer<'a, BTreeMap<String, String>>,
+        completion: &str,
+    ) -> RewardOutcome {
+        outcome(task.score(completion))
+    }
+}
+
+fn outcome(result: std::result::Result<swerl_reward::Score, swerl_reward::FormatError>) -> RewardOutcome {
+    match result {
+        Ok(score) => RewardOutcome { reward: score.reward, format_error: false, reason: None },
+        Err(error) => RewardOutcome { reward: -1.0, format_error: true, reason: Some(error.to_string()) },
     }
 }
 
@@ -71,11 +80,7 @@ pub fn score_all<T: Sync + ?Sized, R: RewardFunction<T> + ?Sized>(
             match catch_unwind(AssertUnwindSafe(|| reward.score(task, completion))) {
                 Ok(outcome) if outcome.reward.is_finite() => outcome,
                 Ok(outcome) => {
-                    tracing::warn!(
-                        completion = i,
-                        reward = outcome.reward,
-                        "non-finite reward replaced"
-                    );
+                    tracing::warn!(completion = i, reward = outcome.reward, "non-finite reward replaced");
                     RewardOutcome {
                         reward: reward.failure_reward(),
                         format_error: outcome.format_error,
@@ -104,21 +109,37 @@ pub fn score_all<T: Sync + ?Sized, R: RewardFunction<T> + ?Sized>(
 mod tests {
     use super::*;
 
+    fn instance() -> RlInstance {
+        RlInstance {
+            instance_id: "o__r-1".into(),
+            problem_statement: "f returns 1".into(),
+            code_context: BTreeMap::from([("a.py".to_owned(), "def f():\n    return 1\n".to_owned())]),
+            oracle_new_content: BTreeMap::from([("a.py".to_owned(), "def f():\n    return 2\n".to_owned())]),
+        }
+    }
+
+    const GOOD: &str = "<think>f must return 2</think>\n<solution>\n```python\n### a.py\n<<<<<<< SEARCH\n    return 1\n=======\n    return 2\n>>>>>>> REPLACE\n```\n</solution>";
+
+    #[test]
+    fn swe_rl_reward_through_both_entry_points() {
+        let inst = instance();
+        let direct = RewardFunction::score(&SweRlReward, &inst, GOOD);
+        assert_eq!(direct, RewardOutcome { reward: 1.0, format_error: false, reason: None });
+        let scorer = swerl_reward::Scorer::new(&inst.code_context, &inst.oracle_new_content);
+        assert_eq!(RewardFunction::score(&SweRlReward, &scorer, GOOD), direct);
+        let bad = RewardFunction::score(&SweRlReward, &inst, "no tags");
+        assert_eq!(bad.reward, -1.0);
+        assert!(bad.format_error);
+        assert!(bad.reason.unwrap().contains("<think>"));
+    }
+
     struct Flaky;
     impl RewardFunction<str> for Flaky {
         fn score(&self, task: &str, completion: &str) -> RewardOutcome {
             match completion {
                 "panic" => panic!("boom on {task}"),
-                "nan" => RewardOutcome {
-                    reward: f64::NAN,
-                    format_error: false,
-                    reason: None,
-                },
-                _ => RewardOutcome {
-                    reward: completion.len() as f64,
-                    format_error: false,
-                    reason: None,
-                },
+                "nan" => RewardOutcome { reward: f64::NAN, format_error: false, reason: None },
+                _ => RewardOutcome { reward: completion.len() as f64, format_error: false, reason: None },
             }
         }
     }

@@ -13,8 +13,7 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
 
 /// A seed derived from a base seed and a path of indices (step, prompt, sample, ...).
 pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
-    path.iter()
-        .fold(mix64(seed), |acc, &x| mix64(acc ^ mix64(x)))
+    path.iter().fold(mix64(seed), |acc, &x| mix64(acc ^ mix64(x)))
 }
 
 /// SplitMix64 generator (tiny state, reproducible everywhere).
@@ -63,23 +62,14 @@ impl PromptSampler {
     /// A sampler over `len` items at the start of epoch 0. `len` must be positive.
     pub fn new(len: usize, seed: u64, shuffle: bool) -> Self {
         assert!(len > 0, "a prompt sampler needs at least one item");
-        let mut s = Self {
-            len,
-            seed,
-            shuffle,
-            state: SamplerState::default(),
-            order: Vec::new(),
-        };
+        let mut s = Self { len, seed, shuffle, state: SamplerState::default(), order: Vec::new() };
         s.order = s.permutation(0);
         s
     }
 
     /// Moves to a saved position.
     pub fn restore(&mut self, state: SamplerState) {
-        self.state = SamplerState {
-            epoch: state.epoch,
-            offset: state.offset.min(self.len),
-        };
+        self.state = SamplerState { epoch: state.epoch, offset: state.offset.min(self.len) };
         self.order = self.permutation(self.state.epoch);
     }
 
@@ -129,13 +119,7 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_ne!(a, b);
-        assert_eq!(
-            s.state(),
-            SamplerState {
-                epoch: 1,
-                offset: 10
-            }
-        );
+        assert_eq!(s.state(), SamplerState { epoch: 1, offset: 10 });
     }
 
     #[test]

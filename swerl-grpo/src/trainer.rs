@@ -19,9 +19,7 @@ use crate::error::{Error, Result};
 use crate::loss::{BatchNorm, LossInputs, LossStats, policy_loss};
 use crate::metrics::{CompletionRecord, JsonlWriter, StepMetrics, truncate_log_after};
 use crate::optim::{clip_grads, global_grad_norm, learning_rate};
-use crate::policy::{
-    FinishReason, Generation, GenerationRequest, Optimizer, Policy, SamplingParams,
-};
+use crate::policy::{FinishReason, Generation, GenerationRequest, Optimizer, Policy, SamplingParams};
 use crate::sampler::{PromptSampler, derive_seed};
 
 /// The metrics file in the output directory.
@@ -145,11 +143,7 @@ impl<P: Policy> Trainer<P> {
         config.validate()?;
         let out_dir = out_dir.as_ref().to_owned();
         fs_err::create_dir_all(&out_dir)?;
-        let reference = if config.beta != 0.0 {
-            Some(policy.frozen_copy()?)
-        } else {
-            None
-        };
+        let reference = if config.beta != 0.0 { Some(policy.frozen_copy()?) } else { None };
         let params = policy.parameters();
         let state = TrainerState::new(config.seed);
         Ok(Self {
@@ -212,10 +206,7 @@ impl<P: Policy> Trainer<P> {
         let state = checkpoint::read_state(dir)?;
         if let Ok(text) = fs_err::read_to_string(dir.join(CONFIG_FILE)) {
             if let Ok(saved) = TrainConfig::from_toml_str(&text) {
-                let saved = TrainConfig {
-                    steps: self.config.steps,
-                    ..saved
-                };
+                let saved = TrainConfig { steps: self.config.steps, ..saved };
                 if saved != self.config {
                     tracing::warn!(checkpoint = %dir.display(), "resuming with a configuration that differs from the checkpoint's (beyond `steps`): the run will not reproduce an uninterrupted one");
                 }
@@ -239,9 +230,7 @@ impl<P: Policy> Trainer<P> {
         if !self.comm.is_main() {
             return Ok(dir);
         }
-        let tmp = self
-            .out_dir
-            .join(format!("checkpoint-{}.tmp", self.state.step));
+        let tmp = self.out_dir.join(format!("checkpoint-{}.tmp", self.state.step));
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp)?;
         }
@@ -287,20 +276,14 @@ impl<P: Policy> Trainer<P> {
             total_steps: self.config.steps,
             prompts: n,
         });
-        let mut metrics_log = self
-            .comm
-            .is_main()
-            .then(|| JsonlWriter::append(self.out_dir.join(METRICS_FILE)))
-            .transpose()?;
+        let mut metrics_log =
+            self.comm.is_main().then(|| JsonlWriter::append(self.out_dir.join(METRICS_FILE))).transpose()?;
         let mut completions_log = self
             .comm
             .is_main()
             .then(|| JsonlWriter::append(self.out_dir.join(COMPLETIONS_FILE)))
             .transpose()?;
-        let mut summary = TrainSummary {
-            steps: Vec::new(),
-            last_checkpoint: None,
-        };
+        let mut summary = TrainSummary { steps: Vec::new(), last_checkpoint: None };
         while self.state.step < self.config.steps {
             let (metrics, records) = self.step(env, &mut sampler, progress)?;
             if let Some(log) = metrics_log.as_mut() {
@@ -314,13 +297,9 @@ impl<P: Policy> Trainer<P> {
             progress(&TrainEvent::Step(&metrics));
             summary.steps.push(metrics);
             let last = self.state.step == self.config.steps;
-            if last || (self.config.save_steps > 0 && self.state.step % self.config.save_steps == 0)
-            {
+            if last || (self.config.save_steps > 0 && self.state.step % self.config.save_steps == 0) {
                 let path = self.save_checkpoint()?;
-                progress(&TrainEvent::Checkpoint {
-                    step: self.state.step,
-                    path: &path,
-                });
+                progress(&TrainEvent::Checkpoint { step: self.state.step, path: &path });
                 summary.last_checkpoint = Some(path);
             }
         }
@@ -344,10 +323,7 @@ impl<P: Policy> Trainer<P> {
         let local = &indices[rank * p_local..(rank + 1) * p_local];
 
         // 1. Sampling.
-        progress(&TrainEvent::Phase {
-            step,
-            phase: Phase::Generating,
-        });
+        progress(&TrainEvent::Phase { step, phase: Phase::Generating });
         let prompts = env.prompts();
         let mut requests = Vec::with_capacity(p_local * group);
         let mut owners = Vec::with_capacity(p_local * group);
@@ -355,10 +331,7 @@ impl<P: Policy> Trainer<P> {
             let pos = rank * p_local + j;
             for g in 0..group {
                 let seed = derive_seed(cfg.seed, &[step, pos as u64, g as u64]);
-                requests.push(GenerationRequest {
-                    prompt: &prompts[pi].tokens,
-                    seed,
-                });
+                requests.push(GenerationRequest { prompt: &prompts[pi].tokens, seed });
                 owners.push((pi, pos, g));
             }
         }
@@ -383,10 +356,7 @@ impl<P: Policy> Trainer<P> {
         let time_generation = start.elapsed().as_secs_f64();
 
         // 2. Rewards (parallel, never fatal).
-        progress(&TrainEvent::Phase {
-            step,
-            phase: Phase::Scoring,
-        });
+        progress(&TrainEvent::Phase { step, phase: Phase::Scoring });
         let t_reward = Instant::now();
         let prompt_of: Vec<usize> = owners.iter().map(|o| o.0).collect();
         let refs: Vec<&Generation> = generations.iter().collect();
@@ -395,11 +365,7 @@ impl<P: Policy> Trainer<P> {
             return Err(Error::Policy {
                 step,
                 during: "scoring",
-                message: format!(
-                    "{} rewards for {} completions",
-                    outcomes.len(),
-                    generations.len()
-                ),
+                message: format!("{} rewards for {} completions", outcomes.len(), generations.len()),
             });
         }
         let time_reward = t_reward.elapsed().as_secs_f64();
@@ -437,23 +403,14 @@ impl<P: Policy> Trainer<P> {
         let time_train = t_train.elapsed().as_secs_f64();
 
         // 5. Metrics (global).
-        let lengths: Vec<f64> = rollouts
-            .iter()
-            .map(|r| r.generation.tokens.len() as f64)
-            .collect();
-        let clipped = rollouts
-            .iter()
-            .filter(|r| r.generation.finish == FinishReason::Length)
-            .count() as f64;
+        let lengths: Vec<f64> = rollouts.iter().map(|r| r.generation.tokens.len() as f64).collect();
+        let clipped = rollouts.iter().filter(|r| r.generation.finish == FinishReason::Length).count() as f64;
         let terminated: Vec<f64> = rollouts
             .iter()
             .filter(|r| r.generation.finish != FinishReason::Length)
             .map(|r| r.generation.tokens.len() as f64)
             .collect();
-        let prompt_tokens: f64 = rollouts
-            .iter()
-            .map(|r| prompts[r.prompt].tokens.len() as f64)
-            .sum();
+        let prompt_tokens: f64 = rollouts.iter().map(|r| prompts[r.prompt].tokens.len() as f64).sum();
         let mut sums = [
             lengths.iter().sum::<f64>(),
             clipped,
@@ -475,17 +432,8 @@ impl<P: Policy> Trainer<P> {
             per_rank[2 * rank] = extremes[0];
             per_rank[2 * rank + 1] = extremes[1];
             self.comm.all_reduce_f64(&mut per_rank)?;
-            extremes[0] = per_rank
-                .iter()
-                .step_by(2)
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max);
-            extremes[1] = per_rank
-                .iter()
-                .skip(1)
-                .step_by(2)
-                .copied()
-                .fold(0.0, f64::max);
+            extremes[0] = per_rank.iter().step_by(2).copied().fold(f64::NEG_INFINITY, f64::max);
+            extremes[1] = per_rank.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
         }
         let total = sums[7].max(1.0);
         self.state.step = step;
@@ -504,11 +452,7 @@ impl<P: Policy> Trainer<P> {
             completions_min_length: -extremes[0],
             completions_max_length: extremes[1],
             completions_clipped_ratio: sums[1] / total,
-            completions_mean_terminated_length: if sums[3] > 0.0 {
-                sums[2] / sums[3]
-            } else {
-                0.0
-            },
+            completions_mean_terminated_length: if sums[3] > 0.0 { sums[2] / sums[3] } else { 0.0 },
             kl: update.stats.kl_mean(),
             entropy: update.entropy,
             clip_ratio_low_mean: update.stats.clip_low_mean(),
@@ -591,25 +535,14 @@ impl<P: Policy> Trainer<P> {
                 i,
             )
         });
-        let batches: Vec<Vec<usize>> = order
-            .chunks(cfg.micro_batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
-        let included = |r: &Rollout| {
-            !(cfg.mask_truncated_completions && r.generation.finish == FinishReason::Length)
-        };
+        let batches: Vec<Vec<usize>> = order.chunks(cfg.micro_batch_size).map(<[usize]>::to_vec).collect();
+        let included =
+            |r: &Rollout| !(cfg.mask_truncated_completions && r.generation.finish == FinishReason::Length);
 
         // Global normalisation counts.
-        let local_tokens: usize = rollouts
-            .iter()
-            .filter(|r| included(r))
-            .map(|r| r.generation.tokens.len())
-            .sum();
-        let mut counts = [
-            rollouts.len() as f64,
-            local_tokens as f64,
-            batches.len() as f64,
-        ];
+        let local_tokens: usize =
+            rollouts.iter().filter(|r| included(r)).map(|r| r.generation.tokens.len()).sum();
+        let mut counts = [rollouts.len() as f64, local_tokens as f64, batches.len() as f64];
         self.comm.all_reduce_f64(&mut counts)?;
         let norm = BatchNorm {
             sequences: counts[0] as usize,
@@ -628,41 +561,26 @@ impl<P: Policy> Trainer<P> {
         }
         let need_old = cfg.num_iterations > 1;
         if need_old || self.reference.is_some() {
-            progress(&TrainEvent::Phase {
-                step,
-                phase: Phase::LogProbs,
-            });
+            progress(&TrainEvent::Phase { step, phase: Phase::LogProbs });
         }
         let mut micros = Vec::with_capacity(batches.len());
         for batch in &batches {
-            let width = batch
-                .iter()
-                .map(|&i| rollouts[i].generation.tokens.len())
-                .max()
-                .unwrap_or(0);
+            let width = batch.iter().map(|&i| rollouts[i].generation.tokens.len()).max().unwrap_or(0);
             let mut mask = vec![0f32; batch.len() * width];
             for (row, &i) in batch.iter().enumerate() {
                 if included(&rollouts[i]) {
-                    for m in
-                        &mut mask[row * width..row * width + rollouts[i].generation.tokens.len()]
-                    {
+                    for m in &mut mask[row * width..row * width + rollouts[i].generation.tokens.len()] {
                         *m = 1.0;
                     }
                 }
             }
             let mask = Tensor::from_vec(mask, (batch.len(), width), &device)?;
-            let adv: Vec<f32> = batch
-                .iter()
-                .map(|&i| rollouts[i].advantage as f32)
-                .collect();
+            let adv: Vec<f32> = batch.iter().map(|&i| rollouts[i].advantage as f32).collect();
             let advantages = Tensor::from_vec(adv, batch.len(), &device)?;
             let seqs: Vec<(&[u32], &[u32])> = batch
                 .iter()
                 .map(|&i| {
-                    (
-                        prompts[rollouts[i].prompt].tokens.as_slice(),
-                        rollouts[i].generation.tokens.as_slice(),
-                    )
+                    (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.tokens.as_slice())
                 })
                 .collect();
             let old = if need_old && width > 0 {
@@ -671,24 +589,13 @@ impl<P: Policy> Trainer<P> {
                 None
             };
             let reference = match (&self.reference, width > 0) {
-                (Some(r), true) => {
-                    Some(logprobs_checked(r, step, &seqs, cfg.temperature, false, width)?.0)
-                }
+                (Some(r), true) => Some(logprobs_checked(r, step, &seqs, cfg.temperature, false, width)?.0),
                 _ => None,
             };
-            micros.push(Micro {
-                mask,
-                advantages,
-                old,
-                reference,
-                width,
-            });
+            micros.push(Micro { mask, advantages, old, reference, width });
         }
 
-        progress(&TrainEvent::Phase {
-            step,
-            phase: Phase::Training,
-        });
+        progress(&TrainEvent::Phase { step, phase: Phase::Training });
         let total_micro = batches.len() * cfg.num_iterations;
         let mut report = UpdateReport {
             loss: 0.0,
@@ -733,11 +640,10 @@ impl<P: Policy> Trainer<P> {
                 let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 loss_sum += loss_value;
                 report.stats.add(&out.stats);
-                entropy_sum += (entropy.detach().to_dtype(DType::F32)?
-                    * micro.mask.to_dtype(DType::F32)?)?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
+                entropy_sum += (entropy.detach().to_dtype(DType::F32)? * micro.mask.to_dtype(DType::F32)?)?
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
                 if loss_value.is_finite() {
                     let grads = out.loss.backward()?;
                     for (slot, var) in acc.iter_mut().zip(&self.params) {
@@ -749,11 +655,7 @@ impl<P: Policy> Trainer<P> {
                         }
                     }
                 }
-                progress(&TrainEvent::MicroBatch {
-                    step,
-                    index: micro_index - 1,
-                    total: total_micro,
-                });
+                progress(&TrainEvent::MicroBatch { step, index: micro_index - 1, total: total_micro });
             }
             // Sum over ranks: gradients and the loss.
             let mut grads = Vec::with_capacity(self.params.len());
@@ -784,10 +686,7 @@ impl<P: Policy> Trainer<P> {
                     "non-finite {what} (loss {loss}, grad norm {norm_value}) at step {step}: update skipped, weights unchanged"
                 );
                 tracing::error!("{reason}");
-                progress(&TrainEvent::StepSkipped {
-                    step,
-                    reason: &reason,
-                });
+                progress(&TrainEvent::StepSkipped { step, reason: &reason });
                 if self.state.consecutive_nonfinite >= cfg.max_nonfinite_steps {
                     return Err(Error::NonFinite {
                         step,
@@ -819,11 +718,7 @@ impl<P: Policy> Trainer<P> {
         self.comm.all_reduce_f64(&mut global)?;
         let entropy_sum = global.pop().unwrap_or(0.0);
         report.stats = LossStats::from_array(global.try_into().expect("six sums"));
-        report.entropy = if report.stats.tokens > 0.0 {
-            entropy_sum / report.stats.tokens
-        } else {
-            0.0
-        };
+        report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { 0.0 };
         Ok(report)
     }
 
@@ -834,14 +729,7 @@ impl<P: Policy> Trainer<P> {
         grad: bool,
         width: usize,
     ) -> Result<(Tensor, Tensor)> {
-        logprobs_checked(
-            &self.policy,
-            step,
-            seqs,
-            self.config.temperature,
-            grad,
-            width,
-        )
+        logprobs_checked(&self.policy, step, seqs, self.config.temperature, grad, width)
     }
 }
 

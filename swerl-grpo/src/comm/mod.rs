@@ -82,10 +82,7 @@ impl RankInfo {
             return Ok(None);
         };
         let parse = |key: &str, value: &str| -> Result<usize> {
-            value
-                .trim()
-                .parse()
-                .map_err(|_| Error::config(key, format!("not a number: {value:?}")))
+            value.trim().parse().map_err(|_| Error::config(key, format!("not a number: {value:?}")))
         };
         let world_size = parse("WORLD_SIZE", &world)?;
         let rank = parse(
@@ -93,10 +90,7 @@ impl RankInfo {
             &get("RANK").ok_or_else(|| Error::config("RANK", "unset while WORLD_SIZE is set"))?,
         )?;
         if world_size == 0 || rank >= world_size {
-            return Err(Error::config(
-                "RANK",
-                format!("rank {rank} is not below WORLD_SIZE {world_size}"),
-            ));
+            return Err(Error::config("RANK", format!("rank {rank} is not below WORLD_SIZE {world_size}")));
         }
         let local_rank = match get("LOCAL_RANK") {
             Some(v) => parse("LOCAL_RANK", &v)?,
@@ -104,19 +98,12 @@ impl RankInfo {
         };
         let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".to_owned());
         let master_port = match get("MASTER_PORT") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| Error::config("MASTER_PORT", format!("not a port: {v:?}")))?,
+            Some(v) => {
+                v.trim().parse().map_err(|_| Error::config("MASTER_PORT", format!("not a port: {v:?}")))?
+            }
             None => 29500,
         };
-        Ok(Some(Self {
-            rank,
-            world_size,
-            local_rank,
-            master_addr,
-            master_port,
-        }))
+        Ok(Some(Self { rank, world_size, local_rank, master_addr, master_port }))
     }
 }
 
@@ -125,37 +112,21 @@ const MAGIC: &[u8; 8] = b"SWERLRDV";
 /// Rank 0 sends `payload` to every other rank over TCP at `MASTER_ADDR:MASTER_PORT`; the others
 /// receive it. Every rank returns the payload. Rank 0 fails naming the ranks that never
 /// connected within `timeout`; the others fail naming rank 0 when it cannot be reached.
-pub fn rendezvous_broadcast(
-    info: &RankInfo,
-    payload: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<Vec<u8>> {
-    let err = |message: String| Error::Communicator {
-        rank: info.rank,
-        world: info.world_size,
-        message,
-    };
+pub fn rendezvous_broadcast(info: &RankInfo, payload: Option<&[u8]>, timeout: Duration) -> Result<Vec<u8>> {
+    let err = |message: String| Error::Communicator { rank: info.rank, world: info.world_size, message };
     let addr = format!("{}:{}", info.master_addr, info.master_port);
     if info.rank == 0 {
-        let payload =
-            payload.ok_or_else(|| err("rank 0 must provide the rendezvous payload".into()))?;
-        let listener =
-            TcpListener::bind(&addr).map_err(|e| err(format!("cannot listen on {addr}: {e}")))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| err(e.to_string()))?;
+        let payload = payload.ok_or_else(|| err("rank 0 must provide the rendezvous payload".into()))?;
+        let listener = TcpListener::bind(&addr).map_err(|e| err(format!("cannot listen on {addr}: {e}")))?;
+        listener.set_nonblocking(true).map_err(|e| err(e.to_string()))?;
         let deadline = Instant::now() + timeout;
         let mut joined = vec![false; info.world_size];
         joined[0] = true;
         while joined.iter().any(|j| !j) {
             match listener.accept() {
                 Ok((mut stream, _)) => {
-                    stream
-                        .set_nonblocking(false)
-                        .map_err(|e| err(e.to_string()))?;
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(30)))
-                        .map_err(|e| err(e.to_string()))?;
+                    stream.set_nonblocking(false).map_err(|e| err(e.to_string()))?;
+                    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| err(e.to_string()))?;
                     let mut hello = [0u8; 16];
                     if stream.read_exact(&mut hello).is_err() || &hello[..8] != MAGIC {
                         continue; // not one of ours
@@ -167,19 +138,13 @@ pub fn rendezvous_broadcast(
                     let mut msg = Vec::with_capacity(payload.len() + 8);
                     msg.extend_from_slice(&(payload.len() as u64).to_le_bytes());
                     msg.extend_from_slice(payload);
-                    stream
-                        .write_all(&msg)
-                        .map_err(|e| err(format!("sending to rank {peer}: {e}")))?;
+                    stream.write_all(&msg).map_err(|e| err(format!("sending to rank {peer}: {e}")))?;
                     joined[peer] = true;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if Instant::now() > deadline {
-                        let missing: Vec<usize> = joined
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, j)| !**j)
-                            .map(|(r, _)| r)
-                            .collect();
+                        let missing: Vec<usize> =
+                            joined.iter().enumerate().filter(|(_, j)| !**j).map(|(r, _)| r).collect();
                         return Err(err(format!(
                             "rendezvous timed out after {timeout:?} on {addr}: rank(s) {missing:?} never connected"
                         )));
@@ -199,10 +164,7 @@ pub fn rendezvous_broadcast(
                     "rendezvous timed out after {timeout:?}: rank 0 at {addr} unreachable ({last_error})"
                 )));
             }
-            let target = addr
-                .to_socket_addrs()
-                .map_err(|e| err(format!("resolving {addr}: {e}")))?
-                .next();
+            let target = addr.to_socket_addrs().map_err(|e| err(format!("resolving {addr}: {e}")))?.next();
             let Some(target) = target else {
                 return Err(err(format!("{addr} resolves to nothing")));
             };
@@ -211,29 +173,18 @@ pub fn rendezvous_broadcast(
                     let mut hello = Vec::with_capacity(16);
                     hello.extend_from_slice(MAGIC);
                     hello.extend_from_slice(&(info.rank as u64).to_le_bytes());
-                    let remaining = deadline
-                        .saturating_duration_since(Instant::now())
-                        .max(Duration::from_secs(1));
-                    stream
-                        .set_read_timeout(Some(remaining))
-                        .map_err(|e| err(e.to_string()))?;
-                    stream
-                        .write_all(&hello)
-                        .map_err(|e| err(format!("greeting rank 0: {e}")))?;
+                    let remaining =
+                        deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+                    stream.set_read_timeout(Some(remaining)).map_err(|e| err(e.to_string()))?;
+                    stream.write_all(&hello).map_err(|e| err(format!("greeting rank 0: {e}")))?;
                     let mut len = [0u8; 8];
-                    stream
-                        .read_exact(&mut len)
-                        .map_err(|e| err(format!("reading from rank 0: {e}")))?;
+                    stream.read_exact(&mut len).map_err(|e| err(format!("reading from rank 0: {e}")))?;
                     let len = u64::from_le_bytes(len) as usize;
                     if len > 1 << 20 {
-                        return Err(err(format!(
-                            "rendezvous payload of {len} bytes is implausible"
-                        )));
+                        return Err(err(format!("rendezvous payload of {len} bytes is implausible")));
                     }
                     let mut payload = vec![0u8; len];
-                    stream
-                        .read_exact(&mut payload)
-                        .map_err(|e| err(format!("reading from rank 0: {e}")))?;
+                    stream.read_exact(&mut payload).map_err(|e| err(format!("reading from rank 0: {e}")))?;
                     return Ok(payload);
                 }
                 Err(e) => {
@@ -252,47 +203,26 @@ mod tests {
     use super::*;
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn env_is_read_like_torchrun() {
         assert_eq!(RankInfo::from_lookup(lookup(&[])).unwrap(), None);
-        let info = RankInfo::from_lookup(lookup(&[
-            ("WORLD_SIZE", "4"),
-            ("RANK", "2"),
-            ("MASTER_PORT", "1234"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            (
-                info.rank,
-                info.world_size,
-                info.local_rank,
-                info.master_port
-            ),
-            (2, 4, 2, 1234)
-        );
+        let info =
+            RankInfo::from_lookup(lookup(&[("WORLD_SIZE", "4"), ("RANK", "2"), ("MASTER_PORT", "1234")]))
+                .unwrap()
+                .unwrap();
+        assert_eq!((info.rank, info.world_size, info.local_rank, info.master_port), (2, 4, 2, 1234));
         assert!(RankInfo::from_lookup(lookup(&[("WORLD_SIZE", "2"), ("RANK", "2")])).is_err());
         assert!(
-            RankInfo::from_lookup(lookup(&[("WORLD_SIZE", "2")]))
-                .unwrap_err()
-                .to_string()
-                .contains("RANK")
+            RankInfo::from_lookup(lookup(&[("WORLD_SIZE", "2")])).unwrap_err().to_string().contains("RANK")
         );
     }
 
     fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     fn info(rank: usize, world: usize, port: u16) -> RankInfo {
@@ -316,8 +246,7 @@ mod tests {
                 })
             })
             .collect();
-        let got0 = rendezvous_broadcast(&info(0, 4, port), Some(&payload), Duration::from_secs(20))
-            .unwrap();
+        let got0 = rendezvous_broadcast(&info(0, 4, port), Some(&payload), Duration::from_secs(20)).unwrap();
         assert_eq!(got0, payload);
         for h in handles {
             assert_eq!(h.join().unwrap().unwrap(), payload);
@@ -327,20 +256,13 @@ mod tests {
     #[test]
     fn timeouts_name_the_missing_ranks() {
         let port = free_port();
-        let err = rendezvous_broadcast(&info(0, 3, port), Some(b"x"), Duration::from_millis(300))
-            .unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("rank 0 of 3") && msg.contains("[1, 2]"),
-            "{msg}"
-        );
-        let port = free_port();
         let err =
-            rendezvous_broadcast(&info(1, 2, port), None, Duration::from_millis(300)).unwrap_err();
-        assert!(
-            err.to_string().contains("rank 1 of 2") && err.to_string().contains("rank 0"),
-            "{err}"
-        );
+            rendezvous_broadcast(&info(0, 3, port), Some(b"x"), Duration::from_millis(300)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("rank 0 of 3") && msg.contains("[1, 2]"), "{msg}");
+        let port = free_port();
+        let err = rendezvous_broadcast(&info(1, 2, port), None, Duration::from_millis(300)).unwrap_err();
+        assert!(err.to_string().contains("rank 1 of 2") && err.to_string().contains("rank 0"), "{err}");
     }
 
     #[test]

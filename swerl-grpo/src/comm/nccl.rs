@@ -26,10 +26,7 @@ pub struct NcclCommunicator {
 
 impl std::fmt::Debug for NcclCommunicator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NcclCommunicator")
-            .field("rank", &self.rank)
-            .field("world", &self.world)
-            .finish()
+        f.debug_struct("NcclCommunicator").field("rank", &self.rank).field("world", &self.world).finish()
     }
 }
 
@@ -37,14 +34,8 @@ impl NcclCommunicator {
     /// Joins the job described by `info` on `device` (a CUDA device): rank 0 creates the NCCL id
     /// and hands it out through the TCP rendezvous; every rank then builds its communicator.
     pub fn init(info: &RankInfo, device: &Device, timeout: Duration) -> Result<Self> {
-        let err = |message: String| Error::Communicator {
-            rank: info.rank,
-            world: info.world_size,
-            message,
-        };
-        let cuda = device
-            .as_cuda_device()
-            .map_err(|e| err(format!("not a CUDA device: {e}")))?;
+        let err = |message: String| Error::Communicator { rank: info.rank, world: info.world_size, message };
+        let cuda = device.as_cuda_device().map_err(|e| err(format!("not a CUDA device: {e}")))?;
         let payload = if info.rank == 0 {
             let id = Id::new().map_err(|e| err(format!("ncclGetUniqueId: {e:?}")))?;
             Some(id.internal().iter().map(|&c| c as u8).collect::<Vec<u8>>())
@@ -53,22 +44,14 @@ impl NcclCommunicator {
         };
         let bytes = rendezvous_broadcast(info, payload.as_deref(), timeout)?;
         if bytes.len() != 128 {
-            return Err(err(format!(
-                "NCCL id of {} bytes (expected 128)",
-                bytes.len()
-            )));
+            return Err(err(format!("NCCL id of {} bytes (expected 128)", bytes.len())));
         }
         let mut internal = [0 as std::ffi::c_char; 128];
         for (dst, src) in internal.iter_mut().zip(&bytes) {
             *dst = *src as std::ffi::c_char;
         }
-        let comm = Comm::from_rank(
-            cuda.cuda_stream(),
-            info.rank,
-            info.world_size,
-            Id::uninit(internal),
-        )
-        .map_err(|e| err(format!("ncclCommInitRank: {e:?}")))?;
+        let comm = Comm::from_rank(cuda.cuda_stream(), info.rank, info.world_size, Id::uninit(internal))
+            .map_err(|e| err(format!("ncclCommInitRank: {e:?}")))?;
         let in_flight = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();

@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::Deserialize;
 use swerl_grpo::{
-    BatchNorm, ImportanceLevel, LossInputs, LossType, ObjectiveConfig, ScaleRewards,
-    compute_advantages, policy_loss,
+    BatchNorm, ImportanceLevel, LossInputs, LossType, ObjectiveConfig, ScaleRewards, compute_advantages,
+    policy_loss,
 };
 
 const TOL: f64 = 1e-10;
@@ -68,18 +68,11 @@ fn golden() -> Result<Golden> {
 
 fn matrix(rows: &[Vec<f64>]) -> Result<Tensor> {
     let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-    Ok(Tensor::from_vec(
-        flat,
-        (rows.len(), rows[0].len()),
-        &Device::Cpu,
-    )?)
+    Ok(Tensor::from_vec(flat, (rows.len(), rows[0].len()), &Device::Cpu)?)
 }
 
 fn close(a: f64, b: f64, what: &str) {
-    assert!(
-        (a - b).abs() <= TOL * (1.0 + b.abs()),
-        "{what}: swerl {a} vs TRL {b}"
-    );
+    assert!((a - b).abs() <= TOL * (1.0 + b.abs()), "{what}: swerl {a} vs TRL {b}");
 }
 
 #[test]
@@ -110,16 +103,9 @@ fn policy_loss_gradient_and_metrics_match_trl() -> Result<()> {
         let norm = BatchNorm::single(&mask, case.config.max_completion_length)?;
         let out = policy_loss(&inputs, &config, &norm)?;
         assert_eq!(out.loss.dtype(), DType::F64);
-        close(
-            out.loss.to_scalar::<f64>()?,
-            case.loss,
-            &format!("{} loss", case.name),
-        );
+        close(out.loss.to_scalar::<f64>()?, case.loss, &format!("{} loss", case.name));
         let grads = out.loss.backward()?;
-        let grad = grads
-            .get(&logp)
-            .context("no gradient for logp")?
-            .to_vec2::<f64>()?;
+        let grad = grads.get(&logp).context("no gradient for logp")?.to_vec2::<f64>()?;
         for (i, (row, expected)) in grad.iter().zip(&case.grad).enumerate() {
             for (j, (a, b)) in row.iter().zip(expected).enumerate() {
                 close(*a, *b, &format!("{} grad[{i}][{j}]", case.name));
@@ -131,11 +117,7 @@ fn policy_loss_gradient_and_metrics_match_trl() -> Result<()> {
         for (a, b, what) in [
             (out.stats.clip_low_mean(), case.clip_low_mean, "clip low"),
             (out.stats.clip_high_mean(), case.clip_high_mean, "clip high"),
-            (
-                out.stats.clip_region_mean(),
-                case.clip_region_mean,
-                "clip region",
-            ),
+            (out.stats.clip_region_mean(), case.clip_region_mean, "clip region"),
         ] {
             assert!((a - b).abs() < tol_clip, "{} {what}: {a} vs {b}", case.name);
         }
@@ -152,16 +134,10 @@ fn advantages_match_trl() -> Result<()> {
         // (an integer division promoted to the default dtype), so its std is off by up to ~3e-8
         // relative; ours is exact. Advantages agree to 1e-7 relative.
         for (x, y) in a.values.iter().zip(&case.advantages) {
-            assert!(
-                (x - y).abs() <= 1e-7 * (1.0 + y.abs()),
-                "advantage: swerl {x} vs TRL {y}"
-            );
+            assert!((x - y).abs() <= 1e-7 * (1.0 + y.abs()), "advantage: swerl {x} vs TRL {y}");
         }
         close(a.reward_mean(), case.reward, "reward");
-        assert!(
-            (a.batch_std - case.reward_std).abs() <= 1e-7 * case.reward_std,
-            "reward_std"
-        );
+        assert!((a.batch_std - case.reward_std).abs() <= 1e-7 * case.reward_std, "reward_std");
     }
     Ok(())
 }

@@ -27,12 +27,8 @@ fn run(sign: f64, loss_type: LossType) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let cfg = config(40, loss_type);
     let task = TargetTask::new(16, cfg.max_new_tokens, sign);
-    let mut trainer = Trainer::new(
-        cfg,
-        Bigram::new(),
-        Box::new(AdamW::new(AdamWConfig::default())),
-        dir.path(),
-    )?;
+    let mut trainer =
+        Trainer::new(cfg, Bigram::new(), Box::new(AdamW::new(AdamWConfig::default())), dir.path())?;
     let summary = trainer.train(&task, &mut |_| {})?;
     let rewards: Vec<f64> = summary.steps.iter().map(|m| sign * m.reward).collect();
     let last = rewards[rewards.len() - 3..].iter().sum::<f64>() / 3.0;
@@ -44,14 +40,8 @@ fn mean_reward_rises_well_above_chance() -> Result<()> {
     let chance = 1.0 / VOCAB as f64; // per slot; early EOS makes the real chance lower still
     for loss_type in [LossType::Dapo, LossType::Grpo] {
         let (first, last) = run(1.0, loss_type)?;
-        assert!(
-            first < 2.0 * chance,
-            "{loss_type:?}: first step already at {first}"
-        );
-        assert!(
-            last > 0.6,
-            "{loss_type:?}: reward only reached {last} (from {first})"
-        );
+        assert!(first < 2.0 * chance, "{loss_type:?}: first step already at {first}");
+        assert!(last > 0.6, "{loss_type:?}: reward only reached {last} (from {first})");
     }
     Ok(())
 }
@@ -59,9 +49,6 @@ fn mean_reward_rises_well_above_chance() -> Result<()> {
 #[test]
 fn flipped_advantages_do_not_learn() -> Result<()> {
     let (first, last) = run(-1.0, LossType::Dapo)?;
-    assert!(
-        last < first.max(0.05) + 0.02,
-        "reward rose from {first} to {last} with flipped advantages"
-    );
+    assert!(last < first.max(0.05) + 0.02, "reward rose from {first} to {last} with flipped advantages");
     Ok(())
 }

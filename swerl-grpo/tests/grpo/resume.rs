@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use swerl_grpo::{
-    AdamW, AdamWConfig, Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer,
-    read_metrics,
+    AdamW, AdamWConfig, Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer, read_metrics,
 };
 
 use crate::toy::{Bigram, TargetTask};
@@ -33,12 +32,7 @@ fn config(steps: u64) -> TrainConfig {
 }
 
 fn trainer(cfg: TrainConfig, dir: &std::path::Path) -> Result<Trainer<Bigram>> {
-    Ok(Trainer::new(
-        cfg,
-        Bigram::new(),
-        Box::new(AdamW::new(AdamWConfig::default())),
-        dir,
-    )?)
+    Ok(Trainer::new(cfg, Bigram::new(), Box::new(AdamW::new(AdamWConfig::default())), dir)?)
 }
 
 fn strip(m: Vec<StepMetrics>) -> Vec<StepMetrics> {
@@ -54,10 +48,7 @@ fn resumed_run_reproduces_the_uninterrupted_one() -> Result<()> {
     let expected = strip(read_metrics(straight.path().join("metrics.jsonl"))?);
     assert_eq!(expected.len(), 7);
     assert!(expected.iter().all(|m| m.updates == 2 && m.kl >= 0.0));
-    assert!(
-        expected.iter().skip(1).any(|m| m.kl > 0.0),
-        "KL never moved"
-    );
+    assert!(expected.iter().skip(1).any(|m| m.kl > 0.0), "KL never moved");
 
     // Interrupted after step 4 (a checkpoint exists at step 3 only).
     let broken = tempfile::tempdir()?;
@@ -80,18 +71,8 @@ fn resumed_run_reproduces_the_uninterrupted_one() -> Result<()> {
     let got = strip(read_metrics(broken.path().join("metrics.jsonl"))?);
     assert_eq!(got, expected);
     assert_eq!(c.policy().weights(), a.policy().weights());
-    assert!(
-        broken
-            .path()
-            .join("checkpoint-7/model/model.safetensors")
-            .is_file()
-    );
-    assert!(
-        broken
-            .path()
-            .join("checkpoint-7/optimizer.safetensors")
-            .is_file()
-    );
+    assert!(broken.path().join("checkpoint-7/model/model.safetensors").is_file());
+    assert!(broken.path().join("checkpoint-7/optimizer.safetensors").is_file());
     assert!(broken.path().join("checkpoint-7/config.toml").is_file());
     Ok(())
 }
@@ -100,20 +81,9 @@ fn resumed_run_reproduces_the_uninterrupted_one() -> Result<()> {
 fn non_finite_steps_are_skipped_without_touching_weights_then_stop() -> Result<()> {
     let task = TargetTask::new(4, 5, 1.0);
     let dir2 = tempfile::tempdir()?;
-    let cfg = TrainConfig {
-        num_iterations: 1,
-        beta: 0.0,
-        max_nonfinite_steps: 2,
-        save_steps: 0,
-        ..config(6)
-    };
-    let mut t = trainer(
-        TrainConfig {
-            steps: 2,
-            ..cfg.clone()
-        },
-        dir2.path(),
-    )?;
+    let cfg =
+        TrainConfig { num_iterations: 1, beta: 0.0, max_nonfinite_steps: 2, save_steps: 0, ..config(6) };
+    let mut t = trainer(TrainConfig { steps: 2, ..cfg.clone() }, dir2.path())?;
     t.train(&task, &mut |_| {})?;
     let before = t.policy().weights();
     let mut t2 = trainer(cfg, dir2.path())?;
@@ -127,24 +97,10 @@ fn non_finite_steps_are_skipped_without_touching_weights_then_stop() -> Result<(
             }
         })
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::NonFinite {
-                step: 4,
-                consecutive: 2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::NonFinite { step: 4, consecutive: 2, .. }), "{err}");
     assert_eq!(skipped.len(), 2);
     assert!(skipped[0].1.contains("non-finite loss"), "{}", skipped[0].1);
-    assert_eq!(
-        t2.policy().weights(),
-        before,
-        "weights changed by a non-finite step"
-    );
+    assert_eq!(t2.policy().weights(), before, "weights changed by a non-finite step");
     let m = read_metrics(dir2.path().join("metrics.jsonl"))?;
     assert_eq!(m.len(), 3);
     assert_eq!(m[2].updates, 0);

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use swerl_grpo::{
-    Environment, FinishReason, Generation, GenerationRequest, Policy, PreparedPrompt, Result,
-    RewardOutcome, SamplingParams, TokenLogProbs,
+    Environment, FinishReason, Generation, GenerationRequest, Policy, PreparedPrompt, Result, RewardOutcome,
+    SamplingParams, TokenLogProbs,
 };
 
 pub const VOCAB: usize = 8;
@@ -30,19 +30,11 @@ impl Bigram {
     pub fn new() -> Self {
         // Uniform start: every next token equally likely.
         let table = Var::zeros((VOCAB, VOCAB), DType::F32, &Device::Cpu).unwrap();
-        Self {
-            table,
-            poison: AtomicBool::new(false),
-        }
+        Self { table, poison: AtomicBool::new(false) }
     }
 
     pub fn weights(&self) -> Vec<f32> {
-        self.table
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
+        self.table.as_tensor().flatten_all().unwrap().to_vec1().unwrap()
     }
 }
 
@@ -73,10 +65,8 @@ impl Policy for Bigram {
                 let mut tokens = Vec::new();
                 let mut finish = FinishReason::Length;
                 for _ in 0..params.max_new_tokens {
-                    let logits: Vec<f64> = table[prev]
-                        .iter()
-                        .map(|&l| l as f64 / params.temperature)
-                        .collect();
+                    let logits: Vec<f64> =
+                        table[prev].iter().map(|&l| l as f64 / params.temperature).collect();
                     let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
                     let total: f64 = weights.iter().sum();
@@ -97,11 +87,7 @@ impl Policy for Bigram {
                     prev = next;
                 }
                 let text = tokens.iter().map(|t| char::from(b'a' + *t as u8)).collect();
-                Generation {
-                    tokens,
-                    text,
-                    finish,
-                }
+                Generation { tokens, text, finish }
             })
             .collect())
     }
@@ -124,25 +110,14 @@ impl Policy for Bigram {
                 p = tok;
             }
         }
-        let table = if grad {
-            self.table.as_tensor().clone()
-        } else {
-            self.table.as_tensor().detach()
-        };
+        let table = if grad { self.table.as_tensor().clone() } else { self.table.as_tensor().detach() };
         let prev = Tensor::from_vec(prev, b * t, &Device::Cpu)?;
         let next = Tensor::from_vec(next, (b * t, 1), &Device::Cpu)?;
         let logits = (table.index_select(&prev, 0)? / temperature)?;
         let logp_all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let logp = logp_all.gather(&next, 1)?.reshape((b, t))?;
-        let entropy = (logp_all.exp()? * &logp_all)?
-            .sum(D::Minus1)?
-            .neg()?
-            .reshape((b, t))?;
-        let logp = if self.poison.load(Ordering::SeqCst) {
-            (logp * f64::NAN)?
-        } else {
-            logp
-        };
+        let entropy = (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?.reshape((b, t))?;
+        let logp = if self.poison.load(Ordering::SeqCst) { (logp * f64::NAN)? } else { logp };
         Ok(TokenLogProbs { logp, entropy })
     }
 
@@ -151,9 +126,7 @@ impl Policy for Bigram {
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
-        self.table
-            .as_tensor()
-            .save_safetensors("table", dir.join("model.safetensors"))?;
+        self.table.as_tensor().save_safetensors("table", dir.join("model.safetensors"))?;
         Ok(())
     }
 
@@ -164,10 +137,7 @@ impl Policy for Bigram {
     }
 
     fn frozen_copy(&self) -> Result<Self> {
-        Ok(Self {
-            table: Var::from_tensor(&self.table.as_tensor().copy()?)?,
-            poison: AtomicBool::new(false),
-        })
+        Ok(Self { table: Var::from_tensor(&self.table.as_tensor().copy()?)?, poison: AtomicBool::new(false) })
     }
 }
 
@@ -181,17 +151,8 @@ pub struct TargetTask {
 
 impl TargetTask {
     pub fn new(n: usize, max_new_tokens: usize, sign: f64) -> Self {
-        let prompts = (0..n)
-            .map(|i| PreparedPrompt {
-                id: format!("p{i}"),
-                tokens: vec![START],
-            })
-            .collect();
-        Self {
-            prompts,
-            max_new_tokens,
-            sign,
-        }
+        let prompts = (0..n).map(|i| PreparedPrompt { id: format!("p{i}"), tokens: vec![START] }).collect();
+        Self { prompts, max_new_tokens, sign }
     }
 
     pub fn true_reward(tokens: &[u32], max_new_tokens: usize) -> f64 {
