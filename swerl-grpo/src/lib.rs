@@ -31,7 +31,8 @@ pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss}
 pub use metrics::{CompletionRecord, JsonlWriter, StepMetrics, read_metrics, truncate_log_after};
 pub use optim::{AdamW, AdamWConfig, clip_grads, global_grad_norm, learning_rate};
 pub use policy::{
-    FinishReason, Generation, GenerationRequest, Optimizer, Policy, SamplingParams, TokenLogProbs,
+    AutogradPass, FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams,
+    TokenLogProbs, TrainPass,
 };
 pub use prompt::{ChatMessage, EDIT_INSTRUCTIONS, SYSTEM_PROMPT, build_messages};
 pub use reward::{RewardFunction, RewardOutcome, SweRlReward, score_all};

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor, Var};
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, TensorId, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -87,10 +90,17 @@ pub trait Policy {
     ) -> Result<Vec<Generation>>;
 
     /// Log-probs and entropies of each `(prompt, completion)` pair's completion tokens, with the
-    /// logits divided by `temperature`. With `grad`, the result is differentiable with respect
-    /// to [`Policy::parameters`]; without, implementations may use faster fused kernels.
-    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64, grad: bool)
-    -> Result<TokenLogProbs>;
+    /// logits divided by `temperature`, without gradients (implementations may use fused
+    /// kernels): the sampling-time ("old") and reference log-probs.
+    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenLogProbs>;
+
+    /// The training forward pass over the same inputs: log-probs the loss is built from, and a
+    /// backward pass that adds every parameter's gradient to a [`Gradients`].
+    fn train_forward<'a>(
+        &'a self,
+        sequences: &[(&[u32], &[u32])],
+        temperature: f64,
+    ) -> Result<Box<dyn TrainPass + 'a>>;
 
     /// The trainable parameters (f32 master weights), in a stable order.
     fn parameters(&self) -> Vec<Var>;
@@ -106,6 +116,91 @@ pub trait Policy {
     fn frozen_copy(&self) -> Result<Self>
     where
         Self: Sized;
+}
+
+/// One training forward pass (see [`Policy::train_forward`]).
+pub trait TrainPass {
+    /// Per-token log-probs and entropies; the loss must be a function of these.
+    fn scores(&self) -> &TokenLogProbs;
+
+    /// Back-propagates the scalar `loss` and adds the parameters' gradients to `grads`.
+    fn backward(self: Box<Self>, loss: &Tensor, grads: &mut Gradients) -> Result<()>;
+}
+
+/// A [`TrainPass`] for policies whose log-probs are an ordinary candle autograd graph of their
+/// parameters: `backward` is `loss.backward()`.
+#[derive(Debug)]
+pub struct AutogradPass {
+    /// The differentiable scores.
+    pub scores: TokenLogProbs,
+}
+
+impl TrainPass for AutogradPass {
+    fn scores(&self) -> &TokenLogProbs {
+        &self.scores
+    }
+
+    fn backward(self: Box<Self>, loss: &Tensor, grads: &mut Gradients) -> Result<()> {
+        let store = loss.backward()?;
+        grads.add_store(&store)
+    }
+}
+
+/// Gradients accumulated over micro-batches, aligned with a parameter list.
+#[derive(Debug)]
+pub struct Gradients {
+    params: Vec<Var>,
+    slots: Vec<Option<Tensor>>,
+    index: HashMap<TensorId, usize>,
+}
+
+impl Gradients {
+    /// Empty gradients for `params`.
+    pub fn new(params: &[Var]) -> Self {
+        let index = params.iter().enumerate().map(|(i, v)| (v.as_tensor().id(), i)).collect();
+        Self { params: params.to_vec(), slots: vec![None; params.len()], index }
+    }
+
+    /// Adds `grad` to the gradient of `var` (ignored when `var` is not a tracked parameter).
+    pub fn add(&mut self, var: &Var, grad: &Tensor) -> Result<()> {
+        if let Some(&i) = self.index.get(&var.as_tensor().id()) {
+            self.add_at(i, grad)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the gradients of every tracked parameter found in a candle `GradStore`.
+    pub fn add_store(&mut self, store: &GradStore) -> Result<()> {
+        for i in 0..self.params.len() {
+            if let Some(g) = store.get(self.params[i].as_tensor()) {
+                let g = g.clone();
+                self.add_at(i, &g)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_at(&mut self, i: usize, grad: &Tensor) -> Result<()> {
+        self.slots[i] = Some(match self.slots[i].take() {
+            Some(prev) => (prev + grad)?,
+            None => grad.clone(),
+        });
+        Ok(())
+    }
+
+    /// The gradients in parameter order (zeros for parameters that got none), contiguous.
+    pub fn into_tensors(self) -> Result<Vec<Tensor>> {
+        self.slots
+            .into_iter()
+            .zip(&self.params)
+            .map(|(g, p)| {
+                Ok(match g {
+                    Some(g) => g.contiguous()?,
+                    None => p.as_tensor().zeros_like()?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// The update rule. Gradients come aligned with [`Policy::parameters`], already accumulated over

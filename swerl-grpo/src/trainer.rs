@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::loss::{BatchNorm, LossInputs, LossStats, policy_loss};
 use crate::metrics::{CompletionRecord, JsonlWriter, StepMetrics, truncate_log_after};
 use crate::optim::{clip_grads, global_grad_norm, learning_rate};
-use crate::policy::{FinishReason, Generation, GenerationRequest, Optimizer, Policy, SamplingParams};
+use crate::policy::{
+    FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams, TokenLogProbs,
+};
 use crate::sampler::{PromptSampler, derive_seed};
 
 /// The metrics file in the output directory.
@@ -584,12 +586,18 @@ impl<P: Policy> Trainer<P> {
                 })
                 .collect();
             let old = if need_old && width > 0 {
-                Some(self.policy_logprobs(step, &seqs, false, width)?.0)
+                let out = self.policy.logprobs(&seqs, cfg.temperature)?;
+                check_scores(&out, step, seqs.len(), width)?;
+                Some(out.logp)
             } else {
                 None
             };
             let reference = match (&self.reference, width > 0) {
-                (Some(r), true) => Some(logprobs_checked(r, step, &seqs, cfg.temperature, false, width)?.0),
+                (Some(r), true) => {
+                    let out = r.logprobs(&seqs, cfg.temperature)?;
+                    check_scores(&out, step, seqs.len(), width)?;
+                    Some(out.logp)
+                }
                 _ => None,
             };
             micros.push(Micro { mask, advantages, old, reference, width });
@@ -609,7 +617,7 @@ impl<P: Policy> Trainer<P> {
         let mut entropy_sum = 0.0;
         let mut micro_index = 0;
         for _iteration in 0..cfg.num_iterations {
-            let mut acc: Vec<Option<Tensor>> = vec![None; self.params.len()];
+            let mut acc = Gradients::new(&self.params);
             let mut loss_sum = 0.0;
             for (batch, micro) in batches.iter().zip(&micros) {
                 micro_index += 1;
@@ -625,10 +633,12 @@ impl<P: Policy> Trainer<P> {
                         )
                     })
                     .collect();
-                let (logp, entropy) = self.policy_logprobs(step, &seqs, true, micro.width)?;
+                let pass = self.policy.train_forward(&seqs, cfg.temperature)?;
+                check_scores(pass.scores(), step, seqs.len(), micro.width)?;
+                let entropy = pass.scores().entropy.detach();
                 let out = policy_loss(
                     &LossInputs {
-                        logp: &logp,
+                        logp: &pass.scores().logp,
                         old_logp: micro.old.as_ref(),
                         ref_logp: micro.reference.as_ref(),
                         advantages: &micro.advantages,
@@ -640,32 +650,19 @@ impl<P: Policy> Trainer<P> {
                 let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 loss_sum += loss_value;
                 report.stats.add(&out.stats);
-                entropy_sum += (entropy.detach().to_dtype(DType::F32)? * micro.mask.to_dtype(DType::F32)?)?
+                entropy_sum += (entropy.to_dtype(DType::F32)? * micro.mask.to_dtype(DType::F32)?)?
                     .sum_all()?
                     .to_dtype(DType::F64)?
                     .to_scalar::<f64>()?;
                 if loss_value.is_finite() {
-                    let grads = out.loss.backward()?;
-                    for (slot, var) in acc.iter_mut().zip(&self.params) {
-                        if let Some(g) = grads.get(var) {
-                            *slot = Some(match slot.take() {
-                                Some(prev) => (prev + g)?,
-                                None => g.clone(),
-                            });
-                        }
-                    }
+                    pass.backward(&out.loss, &mut acc)?;
                 }
                 progress(&TrainEvent::MicroBatch { step, index: micro_index - 1, total: total_micro });
             }
             // Sum over ranks: gradients and the loss.
-            let mut grads = Vec::with_capacity(self.params.len());
-            for (slot, var) in acc.into_iter().zip(&self.params) {
-                let g = match slot {
-                    Some(g) => g.contiguous()?,
-                    None => var.as_tensor().zeros_like()?,
-                };
-                self.comm.all_reduce_sum(&g)?;
-                grads.push(g);
+            let mut grads = acc.into_tensors()?;
+            for g in &grads {
+                self.comm.all_reduce_sum(g)?;
             }
             let mut loss_arr = [loss_sum];
             self.comm.all_reduce_f64(&mut loss_arr)?;
@@ -721,28 +718,10 @@ impl<P: Policy> Trainer<P> {
         report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { 0.0 };
         Ok(report)
     }
-
-    fn policy_logprobs(
-        &self,
-        step: u64,
-        seqs: &[(&[u32], &[u32])],
-        grad: bool,
-        width: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        logprobs_checked(&self.policy, step, seqs, self.config.temperature, grad, width)
-    }
 }
 
-fn logprobs_checked<P: Policy>(
-    policy: &P,
-    step: u64,
-    seqs: &[(&[u32], &[u32])],
-    temperature: f64,
-    grad: bool,
-    width: usize,
-) -> Result<(Tensor, Tensor)> {
-    let out = policy.logprobs(seqs, temperature, grad)?;
-    let expected = [seqs.len(), width];
+fn check_scores(out: &TokenLogProbs, step: u64, rows: usize, width: usize) -> Result<()> {
+    let expected = [rows, width];
     if out.logp.dims() != expected || out.entropy.dims() != expected {
         return Err(Error::Policy {
             step,
@@ -754,5 +733,5 @@ fn logprobs_checked<P: Policy>(
             ),
         });
     }
-    Ok((out.logp, out.entropy))
+    Ok(())
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use swerl_grpo::{
-    Environment, FinishReason, Generation, GenerationRequest, Policy, PreparedPrompt, Result, RewardOutcome,
-    SamplingParams, TokenLogProbs,
+    AutogradPass, Environment, FinishReason, Generation, GenerationRequest, Policy, PreparedPrompt, Result,
+    RewardOutcome, SamplingParams, TokenLogProbs, TrainPass,
 };
 
 pub const VOCAB: usize = 8;
@@ -44,6 +44,32 @@ fn splitmix(state: &mut u64) -> f64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Bigram {
+    fn scores(&self, sequences: &[(&[u32], &[u32])], temperature: f64, grad: bool) -> Result<TokenLogProbs> {
+        let b = sequences.len();
+        let t = sequences.iter().map(|s| s.1.len()).max().unwrap_or(0);
+        let mut prev = vec![0u32; b * t];
+        let mut next = vec![0u32; b * t];
+        for (i, (prompt, completion)) in sequences.iter().enumerate() {
+            let mut p = *prompt.last().unwrap_or(&START);
+            for (j, &tok) in completion.iter().enumerate() {
+                prev[i * t + j] = p;
+                next[i * t + j] = tok;
+                p = tok;
+            }
+        }
+        let table = if grad { self.table.as_tensor().clone() } else { self.table.as_tensor().detach() };
+        let prev = Tensor::from_vec(prev, b * t, &Device::Cpu)?;
+        let next = Tensor::from_vec(next, (b * t, 1), &Device::Cpu)?;
+        let logits = (table.index_select(&prev, 0)? / temperature)?;
+        let logp_all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let logp = logp_all.gather(&next, 1)?.reshape((b, t))?;
+        let entropy = (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?.reshape((b, t))?;
+        let logp = if self.poison.load(Ordering::SeqCst) { (logp * f64::NAN)? } else { logp };
+        Ok(TokenLogProbs { logp, entropy })
+    }
 }
 
 impl Policy for Bigram {
@@ -92,33 +118,17 @@ impl Policy for Bigram {
             .collect())
     }
 
-    fn logprobs(
-        &self,
+    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenLogProbs> {
+        let out = self.scores(sequences, temperature, false)?;
+        Ok(TokenLogProbs { logp: out.logp.detach(), entropy: out.entropy.detach() })
+    }
+
+    fn train_forward<'a>(
+        &'a self,
         sequences: &[(&[u32], &[u32])],
         temperature: f64,
-        grad: bool,
-    ) -> Result<TokenLogProbs> {
-        let b = sequences.len();
-        let t = sequences.iter().map(|s| s.1.len()).max().unwrap_or(0);
-        let mut prev = vec![0u32; b * t];
-        let mut next = vec![0u32; b * t];
-        for (i, (prompt, completion)) in sequences.iter().enumerate() {
-            let mut p = *prompt.last().unwrap_or(&START);
-            for (j, &tok) in completion.iter().enumerate() {
-                prev[i * t + j] = p;
-                next[i * t + j] = tok;
-                p = tok;
-            }
-        }
-        let table = if grad { self.table.as_tensor().clone() } else { self.table.as_tensor().detach() };
-        let prev = Tensor::from_vec(prev, b * t, &Device::Cpu)?;
-        let next = Tensor::from_vec(next, (b * t, 1), &Device::Cpu)?;
-        let logits = (table.index_select(&prev, 0)? / temperature)?;
-        let logp_all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let logp = logp_all.gather(&next, 1)?.reshape((b, t))?;
-        let entropy = (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?.reshape((b, t))?;
-        let logp = if self.poison.load(Ordering::SeqCst) { (logp * f64::NAN)? } else { logp };
-        Ok(TokenLogProbs { logp, entropy })
+    ) -> Result<Box<dyn TrainPass + 'a>> {
+        Ok(Box::new(AutogradPass { scores: self.scores(sequences, temperature, true)? }))
     }
 
     fn parameters(&self) -> Vec<Var> {
