@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Score model completions with the SWE-RL reward (JSONL in, JSONL out).
     Reward(cmd::reward::Args),
+    /// Train a model with GRPO on RL instances and the SWE-RL reward.
+    Train(Box<cmd::train::Args>),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Reward(args) => cmd::reward::run(args),
+        Command::Train(args) => cmd::train::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -63,6 +63,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The model library failed (loading, saving, sampling, scoring).
+    #[error("model: {0}")]
+    Model(String),
+
     /// The policy (model) failed while sampling or computing log-probabilities.
     #[error("policy failed at step {step} while {during}: {message}")]
     Policy {
