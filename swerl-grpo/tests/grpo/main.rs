@@ -3,5 +3,6 @@
 
 mod golden;
 mod learning;
+mod parallel;
 mod resume;
 mod toy;
