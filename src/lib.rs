@@ -10,6 +10,8 @@
 //! | module | crate | what it does |
 //! | --- | --- | --- |
 //! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
+//! | [`grpo`] | `swerl-grpo` | the GRPO trainer: objective, loop, checkpoints, data parallelism |
 //!
 
+pub use swerl_grpo as grpo;
 pub use swerl_reward as reward;
