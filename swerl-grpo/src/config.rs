@@ -95,6 +95,8 @@ pub struct ObjectiveConfig {
     pub beta: f64,
     /// Loss aggregation. Default `dapo`.
     pub loss_type: LossType,
+    /// Upper cap of the ratio for two-sided clipping (`None`: off). Default none.
+    pub delta: Option<f64>,
 }
 
 impl Default for ObjectiveConfig {
@@ -106,6 +108,7 @@ impl Default for ObjectiveConfig {
             epsilon_high: 0.2,
             beta: 0.0,
             loss_type: LossType::Dapo,
+            delta: None,
         }
     }
 }
@@ -121,6 +124,11 @@ impl ObjectiveConfig {
         }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(Error::config("beta", "must be finite and >= 0"));
+        }
+        if let Some(delta) = self.delta {
+            if !(delta.is_finite() && delta > 1.0 + self.epsilon_high) {
+                return Err(Error::config("delta", "must be greater than 1 + epsilon_high"));
+            }
         }
         Ok(())
     }
@@ -172,6 +180,9 @@ pub struct TrainConfig {
     pub beta: f64,
     /// Loss aggregation. Default `dapo`.
     pub loss_type: LossType,
+    /// Two-sided clipping (INTELLECT-2): importance ratios are also capped at `delta` (must be
+    /// above `1 + epsilon_high`). Default: none.
+    pub delta: Option<f64>,
     /// Exclude completions cut at `max_new_tokens` from the loss (DAPO's overlong filtering).
     /// Default false.
     pub mask_truncated_completions: bool,
@@ -227,6 +238,7 @@ impl Default for TrainConfig {
             epsilon_high: 0.2,
             beta: 0.0,
             loss_type: LossType::Dapo,
+            delta: None,
             mask_truncated_completions: false,
             learning_rate: 1e-6,
             weight_decay: 0.0,
@@ -273,6 +285,7 @@ impl TrainConfig {
             epsilon_high: self.epsilon_high,
             beta: self.beta,
             loss_type: self.loss_type,
+            delta: self.delta,
         }
     }
 

@@ -176,6 +176,11 @@ pub fn policy_loss(
     };
     let coef1 = log_weights.exp()?;
     let coef2 = coef1.clamp(1.0 - config.epsilon_low, 1.0 + config.epsilon_high)?;
+    // Two-sided clipping caps the unclipped branch too (after `coef2` is formed, as TRL).
+    let coef1 = match config.delta {
+        Some(delta) => coef1.clamp(f64::NEG_INFINITY, delta)?,
+        None => coef1,
+    };
     let loss1 = coef1.broadcast_mul(&advantages)?;
     let loss2 = coef2.broadcast_mul(&advantages)?;
     let mut per_token = loss1.minimum(&loss2)?.neg()?;

@@ -96,6 +96,9 @@ struct Overrides {
     /// Upper clip range [default: 0.2; DAPO: 0.28].
     #[arg(long)]
     epsilon_high: Option<f64>,
+    /// Two-sided clipping: cap ratios at this value (> 1 + epsilon-high) [default: off].
+    #[arg(long)]
+    delta: Option<f64>,
     /// KL coefficient, 0 loads no reference model [default: 0].
     #[arg(long)]
     beta: Option<f64>,
@@ -159,6 +162,9 @@ impl Overrides {
             ($($field:ident),* $(,)?) => {
                 $(if let Some(v) = self.$field.clone() { c.$field = v; })*
             };
+        }
+        if self.delta.is_some() {
+            c.delta = self.delta;
         }
         set!(
             steps,

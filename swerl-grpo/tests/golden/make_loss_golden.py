@@ -60,7 +60,7 @@ def fake_trainer(cfg, logp):
     t.vllm_importance_sampling_correction = False
     t._entropy_bonus_enabled = False
     t.current_gradient_accumulation_steps = 1
-    t.args = types.SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1)
+    t.args = types.SimpleNamespace(use_bias_correction_kl=False, delta=cfg.get("delta"), steps_per_generation=1)
     t.accelerator = types.SimpleNamespace(
         num_processes=1, reduce=lambda x, reduction="sum": x, gather=lambda x: x
     )
@@ -137,6 +137,13 @@ def main():
                                 name, cfg, logp, old if off else None, ref if beta else None, adv, mask
                             )
                         )
+
+    # Two-sided clipping (delta) on the off-policy inputs.
+    for loss_type in ("grpo", "dapo"):
+        for level in ("token", "sequence"):
+            cfg = {"loss_type": loss_type, "importance_sampling_level": level, "beta": 0.0, "epsilon_low": 0.2,
+                   "epsilon_high": 0.2, "max_completion_length": 9, "delta": 1.3}
+            cases.append(loss_case(f"{loss_type}-{level}-delta1.3-off", cfg, logp, old, None, adv, mask))
 
     rewards = [1.0, 0.0, 0.25, -1.0, 0.5, 0.5, 0.5, 0.5, -1.0, 0.9, 0.1, 0.3, 0.0, 0.0, 1.0, -1.0]
     adv_cases = [trl_advantages(rewards, 4, s) for s in ("group", "batch", "none")]

@@ -35,6 +35,8 @@ struct CaseConfig {
     epsilon_low: f64,
     epsilon_high: f64,
     max_completion_length: usize,
+    #[serde(default)]
+    delta: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -82,7 +84,7 @@ fn policy_loss_gradient_and_metrics_match_trl() -> Result<()> {
     let reference = matrix(&g.inputs.ref_logp)?;
     let mask = matrix(&g.inputs.mask)?;
     let adv = Tensor::new(g.inputs.advantages.as_slice(), &Device::Cpu)?;
-    assert_eq!(g.loss_cases.len(), 64);
+    assert_eq!(g.loss_cases.len(), 68);
     for case in &g.loss_cases {
         let logp = Var::from_tensor(&matrix(&g.inputs.logp)?)?;
         let config = ObjectiveConfig {
@@ -91,6 +93,7 @@ fn policy_loss_gradient_and_metrics_match_trl() -> Result<()> {
             beta: case.config.beta,
             epsilon_low: case.config.epsilon_low,
             epsilon_high: case.config.epsilon_high,
+            delta: case.config.delta,
             ..ObjectiveConfig::default()
         };
         let inputs = LossInputs {
