@@ -430,4 +430,85 @@ mod tests {
         let err = policy_loss(&inputs, &ObjectiveConfig::default(), &norm).unwrap_err();
         assert!(err.to_string().contains("advantages"), "{err}");
     }
+
+    proptest::proptest! {
+        /// For any inputs and any split into two micro-batches, the shares of `grpo`, `dr_grpo`
+        /// and `dapo` add up to the whole batch's loss; the loss is finite; clip fractions are in
+        /// [0, 1]; the KL is non-negative.
+        #[test]
+        fn shares_add_up_for_any_split(
+            rows in 2usize..6,
+            cols in 1usize..6,
+            seed in 0u64..1000,
+            split_frac in 0.0f64..1.0,
+            level in proptest::sample::select(vec![ImportanceLevel::Token, ImportanceLevel::Sequence]),
+        ) {
+            let mut state = seed;
+            let mut next = || {
+                state = crate::sampler::mix64(state);
+                (state >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let logp: Vec<f64> = (0..rows * cols).map(|_| -3.0 * next()).collect();
+            let old: Vec<f64> = logp.iter().map(|l| l + 0.8 * (next() - 0.5)).collect();
+            let reference: Vec<f64> = logp.iter().map(|l| l + (next() - 0.5)).collect();
+            let mask: Vec<f64> = (0..rows * cols).map(|i| if i % cols == 0 || next() > 0.3 { 1.0 } else { 0.0 }).collect();
+            let adv: Vec<f64> = (0..rows).map(|_| 2.0 * next() - 1.0).collect();
+            let t = |v: &Vec<f64>| Tensor::from_vec(v.clone(), (rows, cols), &Device::Cpu).unwrap();
+            let (logp, old, reference, mask) = (t(&logp), t(&old), t(&reference), t(&mask));
+            let adv = Tensor::from_vec(adv, rows, &Device::Cpu).unwrap();
+            let split = 1 + ((rows - 1) as f64 * split_frac) as usize;
+            let split = split.min(rows - 1);
+            for loss_type in [LossType::Grpo, LossType::DrGrpo, LossType::Dapo] {
+                let config = ObjectiveConfig { loss_type, importance_sampling_level: level, beta: 0.1, ..ObjectiveConfig::default() };
+                let input = |a: usize, n: usize| LossInputs {
+                    logp: &logp, old_logp: Some(&old), ref_logp: Some(&reference), advantages: &adv, mask: &mask,
+                }.narrowed(a, n);
+                let whole = policy_loss(&input(0, rows).as_inputs(), &config, &BatchNorm::single(&mask, cols).unwrap()).unwrap();
+                let norm = BatchNorm { micro_batches: 2, ..BatchNorm::single(&mask, cols).unwrap() };
+                let a = policy_loss(&input(0, split).as_inputs(), &config, &norm).unwrap();
+                let b = policy_loss(&input(split, rows - split).as_inputs(), &config, &norm).unwrap();
+                let total = scalar(&whole.loss);
+                proptest::prop_assert!(total.is_finite());
+                proptest::prop_assert!((scalar(&a.loss) + scalar(&b.loss) - total).abs() < 1e-9 * (1.0 + total.abs()));
+                proptest::prop_assert!(whole.stats.kl_mean() >= 0.0);
+                for f in [whole.stats.clip_low_mean(), whole.stats.clip_high_mean(), whole.stats.clip_region_mean()] {
+                    proptest::prop_assert!((0.0..=1.0).contains(&f));
+                }
+            }
+        }
+    }
+
+    /// Owned narrowed inputs for the property test.
+    struct Narrowed {
+        logp: Tensor,
+        old: Tensor,
+        reference: Tensor,
+        adv: Tensor,
+        mask: Tensor,
+    }
+
+    impl Narrowed {
+        fn as_inputs(&self) -> LossInputs<'_> {
+            LossInputs {
+                logp: &self.logp,
+                old_logp: Some(&self.old),
+                ref_logp: Some(&self.reference),
+                advantages: &self.adv,
+                mask: &self.mask,
+            }
+        }
+    }
+
+    impl LossInputs<'_> {
+        fn narrowed(&self, start: usize, len: usize) -> Narrowed {
+            let n = |t: &Tensor| t.narrow(0, start, len).unwrap();
+            Narrowed {
+                logp: n(self.logp),
+                old: n(self.old_logp.unwrap()),
+                reference: n(self.ref_logp.unwrap()),
+                adv: n(self.advantages),
+                mask: n(self.mask),
+            }
+        }
+    }
 }
