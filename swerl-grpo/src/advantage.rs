@@ -55,7 +55,7 @@ pub fn compute_advantages(rewards: &[f64], group_size: usize, scale: ScaleReward
     if group_size < 2 {
         return Err(Error::shape("compute_advantages", format!("group size {group_size} < 2")));
     }
-    if rewards.is_empty() || rewards.len() % group_size != 0 {
+    if rewards.is_empty() || !rewards.len().is_multiple_of(group_size) {
         return Err(Error::shape(
             "compute_advantages",
             format!("{} rewards are not a whole number of groups of {group_size}", rewards.len()),

@@ -125,10 +125,10 @@ impl ObjectiveConfig {
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(Error::config("beta", "must be finite and >= 0"));
         }
-        if let Some(delta) = self.delta {
-            if !(delta.is_finite() && delta > 1.0 + self.epsilon_high) {
-                return Err(Error::config("delta", "must be greater than 1 + epsilon_high"));
-            }
+        if let Some(delta) = self.delta
+            && !(delta.is_finite() && delta > 1.0 + self.epsilon_high)
+        {
+            return Err(Error::config("delta", "must be greater than 1 + epsilon_high"));
         }
         Ok(())
     }

@@ -181,8 +181,8 @@ mod tests {
         let cfg = AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() };
         let mut opt = AdamW::new(cfg);
         let (lr, g1, g2) = (0.01f64, 0.5f64, -0.25f64);
-        opt.step(&[p.clone()], &[Tensor::new(&[g1 as f32], &Device::Cpu).unwrap()], lr).unwrap();
-        opt.step(&[p.clone()], &[Tensor::new(&[g2 as f32], &Device::Cpu).unwrap()], lr).unwrap();
+        opt.step(std::slice::from_ref(&p), &[Tensor::new(&[g1 as f32], &Device::Cpu).unwrap()], lr).unwrap();
+        opt.step(std::slice::from_ref(&p), &[Tensor::new(&[g2 as f32], &Device::Cpu).unwrap()], lr).unwrap();
         // reference
         let (mut x, mut m, mut v) = (1.0f64, 0.0f64, 0.0f64);
         for (t, g) in [(1, g1), (2, g2)] {
@@ -203,14 +203,14 @@ mod tests {
         let grads = |s: f32| vec![Tensor::new(&[s, -s, 2.0 * s], &Device::Cpu).unwrap()];
         let a = Var::new(&[1.0f32, 2.0, 3.0], &Device::Cpu).unwrap();
         let mut opt = AdamW::new(AdamWConfig::default());
-        opt.step(&[a.clone()], &grads(0.3), 0.1).unwrap();
+        opt.step(std::slice::from_ref(&a), &grads(0.3), 0.1).unwrap();
         opt.save(&dir.path().join("opt.safetensors")).unwrap();
         let b = Var::from_tensor(a.as_tensor()).unwrap();
-        opt.step(&[a.clone()], &grads(-0.7), 0.1).unwrap();
+        opt.step(std::slice::from_ref(&a), &grads(-0.7), 0.1).unwrap();
         let mut resumed = AdamW::new(AdamWConfig::default());
         resumed.load(&dir.path().join("opt.safetensors")).unwrap();
         assert_eq!(resumed.step_count(), 1);
-        resumed.step(&[b.clone()], &grads(-0.7), 0.1).unwrap();
+        resumed.step(std::slice::from_ref(&b), &grads(-0.7), 0.1).unwrap();
         assert_eq!(a.as_tensor().to_vec1::<f32>().unwrap(), b.as_tensor().to_vec1::<f32>().unwrap());
     }
 

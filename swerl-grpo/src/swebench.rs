@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::data::{RlInstance, SkippedRecord};
 
+/// Path -> file content.
+pub type FileMap = BTreeMap<String, String>;
+
 #[derive(Deserialize)]
 struct Record {
     instance_id: Option<String>,
@@ -21,7 +24,7 @@ struct Record {
 
 /// Before/after contents of each file a unified diff touches (see the module docs). Returns an
 /// error message for a diff with no file or a malformed hunk header.
-pub fn files_from_patch(patch: &str) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+pub fn files_from_patch(patch: &str) -> Result<(FileMap, FileMap), String> {
     let mut before = BTreeMap::new();
     let mut after = BTreeMap::new();
     let lines: Vec<&str> = patch.split_inclusive('\n').collect();

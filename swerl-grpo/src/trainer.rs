@@ -164,7 +164,7 @@ impl<P: Policy> Trainer<P> {
     /// Uses `comm` for data parallelism (default: [`SingleProcess`]). Each rank takes
     /// `prompts_per_step / world_size` prompts of every step.
     pub fn with_communicator(mut self, comm: Box<dyn Communicator>) -> Result<Self> {
-        if self.config.prompts_per_step % comm.world_size() != 0 {
+        if !self.config.prompts_per_step.is_multiple_of(comm.world_size()) {
             return Err(Error::config(
                 "prompts_per_step",
                 format!(
@@ -206,12 +206,18 @@ impl<P: Policy> Trainer<P> {
     /// Loads a given checkpoint directory.
     pub fn resume_from(&mut self, dir: &Path) -> Result<()> {
         let state = checkpoint::read_state(dir)?;
-        if let Ok(text) = fs_err::read_to_string(dir.join(CONFIG_FILE)) {
-            if let Ok(saved) = TrainConfig::from_toml_str(&text) {
-                let saved = TrainConfig { steps: self.config.steps, ..saved };
-                if saved != self.config {
-                    tracing::warn!(checkpoint = %dir.display(), "resuming with a configuration that differs from the checkpoint's (beyond `steps`): the run will not reproduce an uninterrupted one");
-                }
+        let saved = fs_err::read_to_string(dir.join(CONFIG_FILE))
+            .ok()
+            .and_then(|text| TrainConfig::from_toml_str(&text).ok());
+        if let Some(saved) = saved {
+            let differing = differing_keys(&saved, &self.config);
+            if !differing.is_empty() {
+                tracing::warn!(
+                    checkpoint = %dir.display(),
+                    keys = ?differing,
+                    "resuming with settings that differ from the checkpoint's: the run will not \
+                     reproduce an uninterrupted one"
+                );
             }
         }
         self.policy.load_weights(&dir.join(MODEL_DIR))?;
@@ -299,7 +305,8 @@ impl<P: Policy> Trainer<P> {
             progress(&TrainEvent::Step(&metrics));
             summary.steps.push(metrics);
             let last = self.state.step == self.config.steps;
-            if last || (self.config.save_steps > 0 && self.state.step % self.config.save_steps == 0) {
+            if last || (self.config.save_steps > 0 && self.state.step.is_multiple_of(self.config.save_steps))
+            {
                 let path = self.save_checkpoint()?;
                 progress(&TrainEvent::Checkpoint { step: self.state.step, path: &path });
                 summary.last_checkpoint = Some(path);
@@ -718,6 +725,17 @@ impl<P: Policy> Trainer<P> {
         report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { 0.0 };
         Ok(report)
     }
+}
+
+/// Settings that differ between two configurations (ignoring `steps`, which a resumed run may
+/// extend).
+fn differing_keys(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return Vec::new();
+    };
+    a.iter().filter(|(k, v)| *k != "steps" && b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect()
 }
 
 fn check_scores(out: &TokenLogProbs, step: u64, rows: usize, width: usize) -> Result<()> {

@@ -55,10 +55,10 @@ fn resumed_run_reproduces_the_uninterrupted_one() -> Result<()> {
     let mut b = trainer(config(7), broken.path())?;
     let crash = catch_unwind(AssertUnwindSafe(|| {
         b.train(&task, &mut |e| {
-            if let TrainEvent::Step(m) = e {
-                if m.step == 4 {
-                    panic!("simulated crash");
-                }
+            if let TrainEvent::Step(m) = e
+                && m.step == 4
+            {
+                panic!("simulated crash");
             }
         })
     }));
