@@ -59,6 +59,7 @@ mod config;
 mod data;
 mod env;
 mod error;
+pub mod llama;
 mod loss;
 mod metrics;
 mod optim;

@@ -16,8 +16,8 @@ use crate::config::TrainConfig;
 use crate::env::ChatEncoder;
 use crate::error::{Error, Result};
 use crate::policy::{
-    FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams,
-    TokenLogProbs, TrainPass,
+    FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams, TokenLogProbs,
+    TrainPass,
 };
 use crate::prompt::ChatMessage;
 
@@ -50,7 +50,9 @@ impl ModelSettings {
             "cuda" => Device::new_cuda(0)?,
             other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
                 Some(n) => Device::new_cuda(n)?,
-                None => return Err(Error::config("device", format!("`{other}`: expected cpu, cuda or cuda:N"))),
+                None => {
+                    return Err(Error::config("device", format!("`{other}`: expected cpu, cuda or cuda:N")));
+                }
             },
         };
         let dtype = match dtype {
@@ -151,7 +153,11 @@ impl Policy for LlamaPolicy {
         self.model.device()
     }
 
-    fn generate(&mut self, requests: &[GenerationRequest<'_>], params: &SamplingParams) -> Result<Vec<Generation>> {
+    fn generate(
+        &mut self,
+        requests: &[GenerationRequest<'_>],
+        params: &SamplingParams,
+    ) -> Result<Vec<Generation>> {
         let reqs: Vec<swerl_model::GenerationRequest> = requests
             .iter()
             .map(|r| swerl_model::GenerationRequest {
@@ -187,7 +193,11 @@ impl Policy for LlamaPolicy {
         Ok(TokenLogProbs { logp: scores.logprobs, entropy: scores.entropies })
     }
 
-    fn train_forward<'a>(&'a self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<Box<dyn TrainPass + 'a>> {
+    fn train_forward<'a>(
+        &'a self,
+        sequences: &[(&[u32], &[u32])],
+        temperature: f64,
+    ) -> Result<Box<dyn TrainPass + 'a>> {
         let opts = TrainOptions { score: Self::score_options(temperature), recompute: Recompute::Auto };
         let forward = self.model.forward_train(&self.batch(sequences)?, &opts)?;
         let scores = TokenLogProbs { logp: forward.logprobs().clone(), entropy: forward.entropies().clone() };

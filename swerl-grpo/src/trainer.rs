@@ -31,6 +31,7 @@ pub const COMPLETIONS_FILE: &str = "completions.jsonl";
 
 /// What a training step is doing (for progress displays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Phase {
     /// Sampling completions.
     Generating,

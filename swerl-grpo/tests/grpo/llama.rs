@@ -2,38 +2,47 @@
 //! with a byte-level tokenizer and a ChatML template, prompts rendered through that template,
 //! checkpoints in Hugging Face layout, exact resume.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
 use swerl_grpo::llama::{LlamaPolicy, ModelSettings};
 use swerl_grpo::{
-    Dataset, Environment, Generation, PreparedPrompt, PromptOverflow, RewardOutcome, RlInstance,
-    StepMetrics, SweRlEnvironment, TrainConfig, Trainer, read_metrics,
+    ChatEncoder, ChatMessage, Dataset, Environment, Generation, PreparedPrompt, PromptOverflow,
+    RewardOutcome, RlInstance, StepMetrics, SweRlEnvironment, TrainConfig, Trainer, read_metrics,
 };
 use swerl_model::{Llama, ModelConfig, ModelOptions, SaveOptions, TokenIds};
-use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-const SPECIALS: [&str; 2] = ["<|im_start|>", "<|im_end|>"];
 
 /// Writes a tiny random Llama with a byte-level BPE tokenizer (no merges) into `dir`.
 pub fn write_tiny_model(dir: &Path) -> Result<()> {
+    // A byte-level BPE tokenizer without merges: one token per byte, then the specials.
     let mut bytes: Vec<char> = ByteLevel::alphabet().into_iter().collect();
     bytes.sort_unstable();
-    let mut vocab: HashMap<String, u32> = bytes.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
-    for (k, s) in SPECIALS.iter().enumerate() {
-        vocab.insert((*s).to_owned(), (bytes.len() + k) as u32);
+    let mut vocab = serde_json::Map::new();
+    for (i, c) in bytes.iter().enumerate() {
+        vocab.insert(c.to_string(), i.into());
     }
-    let size = vocab.len();
-    let bpe = BPE::builder().vocab_and_merges(vocab, Vec::new()).build().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut tok = tokenizers::Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-    tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
-    let specials: Vec<tokenizers::AddedToken> =
-        SPECIALS.iter().map(|s| tokenizers::AddedToken::from((*s).to_owned(), true)).collect();
-    tok.add_special_tokens(&specials);
+    let specials = ["<|im_start|>", "<|im_end|>"];
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            serde_json::json!({"id": bytes.len() + k, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let size = bytes.len() + specials.len();
+    let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null, "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": []}
+    });
     std::fs::create_dir_all(dir)?;
     let eos = (size - 1) as u32;
     let config = ModelConfig {
@@ -53,7 +62,9 @@ pub fn write_tiny_model(dir: &Path) -> Result<()> {
     };
     let model = Llama::new_random(config, 7, 0.02, &ModelOptions::default())?;
     swerl_model::save_pretrained(dir, &model, None, None, &SaveOptions::default())?;
-    tok.save(dir.join("tokenizer.json"), false).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string())?;
+    // The file must load with the real `tokenizers` crate.
+    tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cfg = serde_json::json!({
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
         "chat_template": CHATML
@@ -69,19 +80,34 @@ pub fn instances(n: usize) -> Vec<RlInstance> {
             instance_id: format!("o__r-{i}"),
             problem_statement: format!("f{i} returns the wrong value"),
             code_context: BTreeMap::from([(format!("m{i}.py"), format!("def f{i}():\n    return {i}\n"))]),
-            oracle_new_content: BTreeMap::from([(format!("m{i}.py"), format!("def f{i}():\n    return {}\n", i + 1))]),
+            oracle_new_content: BTreeMap::from([(
+                format!("m{i}.py"),
+                format!("def f{i}():\n    return {}\n", i + 1),
+            )]),
         })
         .collect()
 }
 
-/// SWE-RL prompts, but a reward that varies on a random model: the fraction of `e` characters.
+/// Short chat prompts and a reward that varies on a random model: the fraction of `e`s.
 struct LetterTask {
-    inner: SweRlEnvironment,
+    prompts: Vec<PreparedPrompt>,
+}
+
+impl LetterTask {
+    fn new(policy: &LlamaPolicy) -> Result<Self> {
+        let prompts = (0..3)
+            .map(|i| {
+                let messages = [ChatMessage::new("user", format!("say e {i} times"))];
+                Ok(PreparedPrompt { id: format!("p{i}"), tokens: policy.encode_chat(&messages)? })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { prompts })
+    }
 }
 
 impl Environment for LetterTask {
     fn prompts(&self) -> &[PreparedPrompt] {
-        self.inner.prompts()
+        &self.prompts
     }
 
     fn score(&self, _prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome> {
@@ -116,11 +142,8 @@ fn config(steps: u64) -> TrainConfig {
 
 fn run(model: &Path, out: &Path, steps: u64, resume: bool) -> Result<Trainer<LlamaPolicy>> {
     let policy = LlamaPolicy::load(model.to_str().expect("utf-8 path"), &ModelSettings::default())?;
-    let data = Dataset { path: "mem".into(), instances: instances(3), skipped: Vec::new() };
     let cfg = config(steps);
-    let (inner, report) = SweRlEnvironment::new(data, &policy, cfg.max_prompt_tokens, cfg.prompt_overflow)?;
-    assert_eq!(report.fitted, 3);
-    let env = LetterTask { inner };
+    let env = LetterTask::new(&policy)?;
     let optimizer = policy.optimizer(&cfg)?;
     let mut trainer = Trainer::new(cfg, policy, optimizer, out)?;
     if resume {
@@ -128,6 +151,27 @@ fn run(model: &Path, out: &Path, steps: u64, resume: bool) -> Result<Trainer<Lla
     }
     trainer.train(&env, &mut |_| {})?;
     Ok(trainer)
+}
+
+/// The SWE-RL prompts through the model's own chat template and the budget.
+#[test]
+fn swe_rl_prompts_use_the_chat_template_and_the_budget() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let policy = LlamaPolicy::load(model.to_str().expect("utf-8 path"), &ModelSettings::default())?;
+    let data = Dataset { path: "mem".into(), instances: instances(3), skipped: Vec::new() };
+    let (env, report) = SweRlEnvironment::new(data.clone(), &policy, 100_000, PromptOverflow::Skip)?;
+    assert_eq!(report.fitted, 3);
+    let text = policy.tokenizer().decode(&env.prompts()[0].tokens, false)?;
+    assert!(text.starts_with("<|im_start|>system\nYou are an experienced software engineer"), "{text}");
+    assert!(text.contains("### m0.py\n```python\ndef f0():"), "{text}");
+    assert!(text.ends_with("<|im_end|>\n<|im_start|>assistant\n"), "{text}");
+    // A budget just under the longest prompt skips exactly the longest instance(s).
+    let longest = env.prompts().iter().map(|p| p.tokens.len()).max().unwrap_or(0);
+    let (small, report) = SweRlEnvironment::new(data, &policy, longest - 1, PromptOverflow::Skip)?;
+    assert!(!report.skipped.is_empty() && small.prompts().len() + report.skipped.len() == 3);
+    Ok(())
 }
 
 fn strip(m: Vec<StepMetrics>) -> Vec<StepMetrics> {
@@ -154,7 +198,10 @@ fn llama_policy_trains_saves_hf_checkpoints_and_resumes_exactly() -> Result<()> 
     }
     let reloaded = LlamaPolicy::load(ckpt.to_str().expect("utf-8"), &ModelSettings::default())?;
     for (x, y) in reloaded.model().parameters().iter().zip(a.policy().model().parameters()) {
-        assert_eq!(x.as_tensor().flatten_all()?.to_vec1::<f32>()?, y.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+        assert_eq!(
+            x.as_tensor().flatten_all()?.to_vec1::<f32>()?,
+            y.as_tensor().flatten_all()?.to_vec1::<f32>()?
+        );
     }
 
     // Interrupted after the step-2 checkpoint, resumed: same metrics and weights.
@@ -162,7 +209,10 @@ fn llama_policy_trains_saves_hf_checkpoints_and_resumes_exactly() -> Result<()> 
     let b = run(&model, &tmp.path().join("b"), 3, true)?;
     assert_eq!(strip(read_metrics(tmp.path().join("b/metrics.jsonl"))?), expected);
     for (x, y) in b.policy().model().parameters().iter().zip(a.policy().model().parameters()) {
-        assert_eq!(x.as_tensor().flatten_all()?.to_vec1::<f32>()?, y.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+        assert_eq!(
+            x.as_tensor().flatten_all()?.to_vec1::<f32>()?,
+            y.as_tensor().flatten_all()?.to_vec1::<f32>()?
+        );
     }
     Ok(())
 }

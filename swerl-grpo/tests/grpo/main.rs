@@ -3,6 +3,7 @@
 
 mod golden;
 mod learning;
+mod llama;
 mod parallel;
 mod resume;
 mod toy;
