@@ -10,6 +10,8 @@
 //! | module | crate | what it does |
 //! | --- | --- | --- |
 //! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
+//! | [`model`] | `swerl-model` | trainable Llama in candle: HF/GGUF loading, log-probs with gradients, sampling, AdamW |
 //!
 
+pub use swerl_model as model;
 pub use swerl_reward as reward;

@@ -24,6 +24,10 @@ struct Cli {
 enum Command {
     /// Score model completions with the SWE-RL reward (JSONL in, JSONL out).
     Reward(cmd::reward::Args),
+    /// Per-token log-probabilities of texts under a model (JSONL in, JSONL out).
+    Logprobs(cmd::logprobs::Args),
+    /// Sample completions of a prompt from a model, streaming tokens.
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Reward(args) => cmd::reward::run(args),
+        Command::Logprobs(args) => cmd::logprobs::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
     };
     match result {
         Ok(code) => code,
