@@ -128,8 +128,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny config only")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "swerl-model", "--example",
-                    "bench_model"], cwd=ROOT, check=True)
+    # One build for the binary and the examples (same feature set, so nothing is built twice).
+    subprocess.run(["cargo", "build", "--release", "-q", "--workspace", "--bins", "--examples"],
+                   cwd=ROOT, check=True)
     binary = os.path.join(ROOT, "target", "release", "examples", "bench_model")
 
     speed = [

@@ -8,6 +8,7 @@
 //! Options: `--config tiny|smollm2|<HF dir or .gguf>`, `--seq N`, `--batch N`, `--iters N`,
 //! `--new N` (sampling), `--prompt-len N` (sampling), `--recompute auto|always|never`,
 //! `--dtype f32|bf16`, `--device cpu|cuda`.
+#![allow(clippy::print_stdout)] // an example program: its stdout is the result
 
 use std::collections::HashMap;
 use std::time::Instant;

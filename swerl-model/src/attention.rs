@@ -61,6 +61,18 @@ impl AttnMask {
     }
 }
 
+/// A key/value slice ready for a batched matmul. On the CPU, gemm takes any row stride, so a
+/// prefix of the KV cache (`narrow` on the sequence axis) is used in place rather than copied
+/// (a full copy of the cache per layer and step otherwise); other backends get a contiguous
+/// copy.
+fn gemm_ready(t: &Tensor) -> Result<Tensor> {
+    if t.device().is_cpu() {
+        Ok(t.clone())
+    } else {
+        Ok(t.contiguous()?)
+    }
+}
+
 /// Queries per block so that one block's scores stay near `budget` bytes.
 pub(crate) fn block_size(batch: usize, heads: usize, seq: usize, keys: usize) -> usize {
     const BUDGET: usize = 64 << 20;
@@ -128,8 +140,8 @@ fn forward_blocks(
         let kend = mask.key_end(q0 + n);
         let m = mask.block(b, q0, n, kend, q.device())?;
         let (kb, vb) = (
-            k.narrow(2, 0, kend)?.contiguous()?,
-            v.narrow(2, 0, kend)?.contiguous()?,
+            gemm_ready(&k.narrow(2, 0, kend)?)?,
+            gemm_ready(&v.narrow(2, 0, kend)?)?,
         );
         let s = scores(&q.narrow(2, q0, n)?, &kb, &m, scale, heads, kv_heads)?;
         let max = s.max_keepdim(D::Minus1)?;
@@ -195,8 +207,8 @@ fn backward_blocks(
         let kend = mask.key_end(q0 + n);
         let m = mask.block(b, q0, n, kend, q.device())?;
         let (kb, vb) = (
-            k.narrow(2, 0, kend)?.contiguous()?,
-            v.narrow(2, 0, kend)?.contiguous()?,
+            gemm_ready(&k.narrow(2, 0, kend)?)?,
+            gemm_ready(&v.narrow(2, 0, kend)?)?,
         );
         let qb = q.narrow(2, q0, n)?;
         let s = scores(&qb, &kb, &m, scale, heads, kv_heads)?;
@@ -244,7 +256,7 @@ pub(crate) fn forward_graph(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask)
     let p = e
         .broadcast_div(&e.sum_keepdim(D::Minus1)?)?
         .to_dtype(q.dtype())?;
-    let o = group(&p, kv_heads)?.matmul(&v.contiguous()?)?;
+    let o = group(&p, kv_heads)?.matmul(&gemm_ready(v)?)?;
     ungroup(&o, heads)
 }
 
