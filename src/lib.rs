@@ -10,8 +10,10 @@
 //! | module | crate | what it does |
 //! | --- | --- | --- |
 //! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
+//! | [`model`] | `swerl-model` | trainable Llama in candle: HF/GGUF loading, log-probs with gradients, sampling, AdamW |
 //! | [`grpo`] | `swerl-grpo` | the GRPO trainer: objective, loop, checkpoints, data parallelism |
 //!
 
 pub use swerl_grpo as grpo;
+pub use swerl_model as model;
 pub use swerl_reward as reward;

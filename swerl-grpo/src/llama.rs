@@ -8,7 +8,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use swerl_model::{
-    GenerateOptions, GenerationConfig, Llama, LoadOptions, ModelOptions, Recompute, SaveOptions,
+    GenerateOptions, GenerationConfig, Llama, LoadOptions, LoadedModel, ModelOptions, Recompute, SaveOptions,
     ScoreOptions, TokenBatch, Tokenizer, TrainForward, TrainOptions,
 };
 
@@ -45,23 +45,7 @@ impl Default for ModelSettings {
 impl ModelSettings {
     /// Parses `cpu` / `cuda` / `cuda:N` and `f32` / `bf16` / `f16`.
     pub fn parse(device: &str, dtype: &str) -> Result<Self> {
-        let device = match device {
-            "cpu" => Device::Cpu,
-            "cuda" => Device::new_cuda(0)?,
-            other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => Device::new_cuda(n)?,
-                None => {
-                    return Err(Error::config("device", format!("`{other}`: expected cpu, cuda or cuda:N")));
-                }
-            },
-        };
-        let dtype = match dtype {
-            "f32" | "float32" => DType::F32,
-            "bf16" | "bfloat16" => DType::BF16,
-            "f16" | "float16" => DType::F16,
-            other => return Err(Error::config("dtype", format!("`{other}`: expected f32, bf16 or f16"))),
-        };
-        Ok(Self { device, dtype })
+        Ok(Self { device: swerl_model::parse_device(device)?, dtype: swerl_model::parse_dtype(dtype)? })
     }
 }
 
@@ -83,17 +67,24 @@ impl LlamaPolicy {
             model: ModelOptions { device: settings.device.clone(), compute_dtype: settings.dtype },
             ..LoadOptions::default()
         };
-        let loaded = swerl_model::load(spec, &opts)?;
+        Ok(Self::from_loaded(swerl_model::load(spec, &opts)?))
+    }
+
+    /// Wraps a model loaded with `swerl_model::load` (its eos and pad ids, generation config and
+    /// device settings are kept).
+    pub fn from_loaded(loaded: LoadedModel) -> Self {
         let eos = loaded.eos_ids();
         let pad = loaded.pad_id();
-        Ok(Self {
+        let settings =
+            ModelSettings { device: loaded.model.device().clone(), dtype: loaded.model.compute_dtype() };
+        Self {
             model: loaded.model,
             tokenizer: loaded.tokenizer,
             generation_config: loaded.generation_config,
             eos,
             pad,
-            settings: settings.clone(),
-        })
+            settings,
+        }
     }
 
     /// Wraps an in-memory model (tests, custom loading).

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use swerl_grpo::llama::{LlamaPolicy, ModelSettings};
+
+use super::model_args::ModelArgs;
+use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::{
     Dataset, ImportanceLevel, LossType, LrSchedule, Phase, PromptOverflow, ScaleRewards, SweRlEnvironment,
     TrainConfig, TrainEvent, Trainer,
@@ -18,9 +20,8 @@ use swerl_grpo::{
 /// Arguments of `swerl train`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Model to train: a Hugging Face directory, a Hub id (from the local cache) or a GGUF file.
-    #[arg(long)]
-    model: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// RL instances (JSONL: instance_id, problem_statement, code_context, oracle_new_content).
     #[arg(long)]
     data: PathBuf,
@@ -33,12 +34,6 @@ pub(crate) struct Args {
     /// Continue from the newest checkpoint in --out.
     #[arg(long)]
     resume: bool,
-    /// Device: `cpu`, `cuda` or `cuda:N` (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Compute dtype of forward passes (`f32`, `bf16`, `f16`); master weights stay f32.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
 
     #[command(flatten)]
     overrides: Overrides,
@@ -226,11 +221,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     );
 
     let spinner = spinner("loading model");
-    let settings = ModelSettings::parse(&args.device, &args.dtype)?;
-    let policy =
-        LlamaPolicy::load(&args.model, &settings).with_context(|| format!("loading {}", args.model))?;
+    let loaded = args.model.load().with_context(|| format!("loading {}", args.model.model))?;
+    let policy = LlamaPolicy::from_loaded(loaded);
     spinner.finish_and_clear();
-    eprintln!("model: {} ({} parameters)", args.model, policy.num_parameters());
+    eprintln!("model: {} ({} parameters)", args.model.model, policy.num_parameters());
 
     let (env, report) =
         SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
