@@ -12,6 +12,8 @@
 //! `--write-prompts FILE` it also writes each instance's chat messages (JSONL), which the TRL
 //! benchmark feeds to TRL so both trainers see the same prompts.
 
+#![allow(clippy::print_stdout)]
+
 use std::io::Write;
 use std::path::PathBuf;
 
