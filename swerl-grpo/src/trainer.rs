@@ -13,7 +13,7 @@ use crate::checkpoint::{
     self, CONFIG_FILE, MODEL_DIR, OPTIMIZER_FILE, TrainerState, checkpoint_dir, latest_checkpoint,
 };
 use crate::comm::{Communicator, SingleProcess};
-use crate::config::TrainConfig;
+use crate::config::{LossType, TrainConfig};
 use crate::env::Environment;
 use crate::error::{Error, Result};
 use crate::loss::{BatchNorm, LossInputs, LossStats, policy_loss};
@@ -545,6 +545,13 @@ impl<P: Policy> Trainer<P> {
                 i,
             )
         });
+        // Without a KL term, a completion whose advantage is 0 (e.g. every completion of a group
+        // that all failed the format) has exactly zero gradient and zero loss: skip its forward
+        // and backward passes. The normalisation counts below still include it, so the update is
+        // the same as computing it. (`bnpo` is defined per micro-batch, so it keeps them.)
+        if cfg.beta == 0.0 && cfg.loss_type != LossType::Bnpo {
+            order.retain(|&i| rollouts[i].advantage != 0.0);
+        }
         let batches: Vec<Vec<usize>> = order.chunks(cfg.micro_batch_size).map(<[usize]>::to_vec).collect();
         let included =
             |r: &Rollout| !(cfg.mask_truncated_completions && r.generation.finish == FinishReason::Length);
@@ -723,7 +730,8 @@ impl<P: Policy> Trainer<P> {
         self.comm.all_reduce_f64(&mut global)?;
         let entropy_sum = global.pop().unwrap_or(0.0);
         report.stats = LossStats::from_array(global.try_into().expect("six sums"));
-        report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { 0.0 };
+        // Over the completions trained on (NaN, logged as null, when every advantage was 0).
+        report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { f64::NAN };
         Ok(report)
     }
 }
