@@ -86,7 +86,8 @@ def main():
     make_tiny_model(smol, tiny)
 
     # Build swerl (release) and the prompts through swerl's own prompt builder.
-    sh(["cargo", "build", "--release", "-q", "-p", "swerl-cli", "-p", "swerl-grpo", "--example", "swebench_smollm2"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "-q", "-p", "swerl-cli"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "-q", "-p", "swerl-grpo", "--example", "swebench_smollm2"], cwd=ROOT)
     prompts_file = os.path.join(OUT, "prompts.jsonl")
     sh([os.path.join(ROOT, "target", "release", "examples", "swebench_smollm2"), "--model", tiny,
         "--swebench", args.swebench, "--out", os.path.join(OUT, "instances"), "--steps", "0",
@@ -97,7 +98,8 @@ def main():
     rows = [json.loads(l) for l in open(prompts_file)]
     keep = []
     for r in rows:
-        n = len(tok.apply_chat_template(r["messages"], add_generation_prompt=True, tokenize=True))
+        text = tok.apply_chat_template(r["messages"], add_generation_prompt=True, tokenize=False)
+        n = len(tok(text, add_special_tokens=False)["input_ids"])
         if n <= args.max_prompt_tokens:
             keep.append((r, n))
     keep = keep[: args.prompts]
