@@ -86,8 +86,9 @@ def main():
     make_tiny_model(smol, tiny)
 
     # Build swerl (release) and the prompts through swerl's own prompt builder.
-    sh(["cargo", "build", "--release", "-q", "-p", "swerl-cli"], cwd=ROOT)
-    sh(["cargo", "build", "--release", "-q", "-p", "swerl-grpo", "--example", "swebench_smollm2"], cwd=ROOT)
+    # One cargo invocation: the same feature set as the example build, so nothing is rebuilt twice.
+    sh(["cargo", "build", "--release", "-q", "-p", "swerl-cli", "-p", "swerl-grpo", "--bin", "swerl",
+        "--example", "swebench_smollm2"], cwd=ROOT)
     prompts_file = os.path.join(OUT, "prompts.jsonl")
     sh([os.path.join(ROOT, "target", "release", "examples", "swebench_smollm2"), "--model", tiny,
         "--swebench", args.swebench, "--out", os.path.join(OUT, "instances"), "--steps", "0",
