@@ -11,6 +11,8 @@
 //! | --- | --- | --- |
 //! | [`data`] | `swerl-data` | mining GH Archive events and git clones into RL instances |
 //! | [`reward`] | `swerl-reward` | the paper's rule-based reward, equal to the Python reference |
+//! | [`model`] | `swerl-model` | trainable Llama in candle: HF/GGUF loading, log-probs with gradients, sampling, AdamW |
+//! | [`grpo`] | `swerl-grpo` | the GRPO trainer: objective, loop, checkpoints, data parallelism |
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -22,4 +24,6 @@
 //! ```
 
 pub use swerl_data as data;
+pub use swerl_grpo as grpo;
+pub use swerl_model as model;
 pub use swerl_reward as reward;

@@ -26,6 +26,12 @@ enum Command {
     Mine(Box<cmd::mine::Args>),
     /// Score model completions with the SWE-RL reward (JSONL in, JSONL out).
     Reward(cmd::reward::Args),
+    /// Train a model with GRPO on RL instances and the SWE-RL reward.
+    Train(Box<cmd::train::Args>),
+    /// Per-token log-probabilities of texts under a model (JSONL in, JSONL out).
+    Logprobs(cmd::logprobs::Args),
+    /// Sample completions of a prompt from a model, streaming tokens.
+    Generate(cmd::generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mine(args) => cmd::mine::run(*args),
         Command::Reward(args) => cmd::reward::run(args),
+        Command::Train(args) => cmd::train::run(*args),
+        Command::Logprobs(args) => cmd::logprobs::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
     };
     match result {
         Ok(code) => code,

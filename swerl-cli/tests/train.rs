@@ -1,0 +1,198 @@
+//! `swerl train` end to end on a tiny random model written in Hugging Face layout.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+use swerl_model::{Llama, ModelConfig, ModelOptions, SaveOptions, TokenIds};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+fn write_tiny_model(dir: &Path) -> Result<()> {
+    // A byte-level BPE tokenizer without merges: one token per byte, then the specials.
+    let mut bytes: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+    bytes.sort_unstable();
+    let mut vocab = serde_json::Map::new();
+    for (i, c) in bytes.iter().enumerate() {
+        vocab.insert(c.to_string(), i.into());
+    }
+    let specials = ["<|im_start|>", "<|im_end|>"];
+    let added: Vec<serde_json::Value> = specials
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            serde_json::json!({"id": bytes.len() + k, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let size = bytes.len() + specials.len();
+    let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null, "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": []}
+    });
+    std::fs::create_dir_all(dir)?;
+    let eos = (size - 1) as u32;
+    let config = ModelConfig {
+        vocab_size: size,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 1,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        max_position_embeddings: 4096,
+        bos_token_id: Some(eos - 1),
+        eos_token_id: Some(TokenIds::One(eos)),
+        pad_token_id: Some(eos),
+        ..ModelConfig::default()
+    };
+    let model = Llama::new_random(config, 1, 0.02, &ModelOptions::default())?;
+    swerl_model::save_pretrained(dir, &model, None, None, &SaveOptions::default())?;
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string())?;
+    // The file must load with the real `tokenizers` crate.
+    tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = serde_json::json!({
+        "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
+        "chat_template": CHATML
+    });
+    std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string())?;
+    Ok(())
+}
+
+fn write_data(path: &Path) -> Result<()> {
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        lines.push(
+            serde_json::json!({
+                "instance_id": format!("o__r-{i}"),
+                "problem_statement": format!("f{i} returns the wrong value"),
+                "code_context": {format!("m{i}.py"): format!("def f{i}():\n    return {i}\n")},
+                "oracle_new_content": {format!("m{i}.py"): format!("def f{i}():\n    return {}\n", i + 1)},
+                "repo": "o/r"
+            })
+            .to_string(),
+        );
+    }
+    lines.insert(1, "{\"instance_id\": 5}".to_owned());
+    std::fs::write(path, lines.join("\n") + "\n")?;
+    Ok(())
+}
+
+fn swerl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_swerl")).args(args).output().expect("runs swerl")
+}
+
+#[test]
+fn trains_checkpoints_and_resumes() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let config = tmp.path().join("train.toml");
+    std::fs::write(
+        &config,
+        "group_size = 2\nmax_new_tokens = 3\nmicro_batch_size = 2\nsave_steps = 1\nlearning_rate = 1e-3\n",
+    )?;
+    let out = tmp.path().join("run");
+    let (m, d, o, c) =
+        (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap(), config.to_str().unwrap());
+    let common = [
+        "train",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--out",
+        o,
+        "--config",
+        c,
+        "--prompts-per-step",
+        "1",
+        "--seed",
+        "4",
+    ];
+
+    let first = swerl(&[&common[..], &["--steps", "2"]].concat());
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("instance_id"),
+        "malformed line not reported: {stderr}"
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl"))?;
+    assert_eq!(metrics.lines().count(), 2);
+    let step: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap())?;
+    for key in [
+        "reward",
+        "reward_std",
+        "frac_reward_zero_std",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "kl",
+        "entropy",
+        "clip_ratio/low_mean",
+        "clip_ratio/high_mean",
+        "clip_ratio/region_mean",
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "step_time",
+        "num_tokens",
+        "format_error_rate",
+    ] {
+        assert!(step.get(key).is_some(), "metrics miss {key}");
+    }
+    assert_eq!(step["format_error_rate"], 1.0, "a random model cannot write the format");
+    assert!(out.join("checkpoint-2/model/model.safetensors").is_file());
+    assert!(out.join("checkpoint-2/optimizer.safetensors").is_file());
+    assert!(out.join("completions.jsonl").is_file());
+    assert!(String::from_utf8_lossy(&first.stdout).contains("checkpoint-2"));
+
+    let resumed = swerl(&[&common[..], &["--steps", "3", "--resume"]].concat());
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resumed from"));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl"))?.lines().count(), 3);
+    Ok(())
+}
+
+#[test]
+fn bad_settings_are_reported_with_their_key() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let config = tmp.path().join("train.toml");
+    std::fs::write(&config, "group_sise = 4\n")?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let out = swerl(&[
+        "train",
+        "--model",
+        "missing",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        tmp.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("group_sise"));
+    let out = swerl(&[
+        "train",
+        "--model",
+        "missing",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        tmp.path().to_str().unwrap(),
+        "--group-size",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("group_size"));
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! End to end on CPU: RL instances reconstructed from SWE-bench patches, a real model
+//! (SmolLM2-135M-Instruct by default), the real SWE-RL reward, a few GRPO steps.
+//!
+//! ```sh
+//! cargo run --release -p swerl-grpo --example swebench_smollm2 -- \
+//!     --model "$(../shared/tools/smollm2-hf.sh)" \
+//!     --swebench ../shared/data/swebench/lite-dev.json --out /tmp/swerl-smollm2 --steps 3
+//! ```
+//!
+//! Writes `OUT/rl_instances.jsonl` (the reconstructed instances), `OUT/metrics.jsonl`,
+//! `OUT/completions.jsonl` and a final checkpoint, and prints one line per step. With
+//! `--write-prompts FILE` it also writes each instance's chat messages (JSONL), which the TRL
+//! benchmark feeds to TRL so both trainers see the same prompts.
+
+#![allow(clippy::print_stdout)]
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use swerl_grpo::llama::{LlamaPolicy, ModelSettings};
+use swerl_grpo::{
+    Dataset, PromptOverflow, SweRlEnvironment, TrainConfig, TrainEvent, Trainer, build_messages,
+};
+
+struct Args {
+    model: String,
+    swebench: PathBuf,
+    out: PathBuf,
+    steps: u64,
+    prompts_per_step: usize,
+    group_size: usize,
+    max_new_tokens: usize,
+    max_prompt_tokens: usize,
+    learning_rate: f64,
+    write_prompts: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        model: String::new(),
+        swebench: PathBuf::from("../shared/data/swebench/lite-dev.json"),
+        out: PathBuf::from("/tmp/swerl-smollm2"),
+        steps: 3,
+        prompts_per_step: 2,
+        group_size: 4,
+        max_new_tokens: 96,
+        max_prompt_tokens: 1536,
+        learning_rate: 1e-6,
+        write_prompts: None,
+        config: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model" => a.model = value()?,
+            "--swebench" => a.swebench = value()?.into(),
+            "--out" => a.out = value()?.into(),
+            "--steps" => a.steps = value()?.parse()?,
+            "--prompts-per-step" => a.prompts_per_step = value()?.parse()?,
+            "--group-size" => a.group_size = value()?.parse()?,
+            "--max-new-tokens" => a.max_new_tokens = value()?.parse()?,
+            "--max-prompt-tokens" => a.max_prompt_tokens = value()?.parse()?,
+            "--learning-rate" => a.learning_rate = value()?.parse()?,
+            "--write-prompts" => a.write_prompts = Some(value()?.into()),
+            "--config" => a.config = Some(value()?.into()),
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    if a.model.is_empty() {
+        bail!("--model is required (e.g. the directory printed by ../shared/tools/smollm2-hf.sh)");
+    }
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    let args = parse()?;
+    std::fs::create_dir_all(&args.out)?;
+
+    // 1. RL instances from SWE-bench: files reconstructed from the gold patches.
+    let text =
+        std::fs::read_to_string(&args.swebench).with_context(|| args.swebench.display().to_string())?;
+    let (instances, skipped) =
+        swerl_grpo::swebench::instances_from_swebench_json(&text).map_err(anyhow::Error::msg)?;
+    let data_path = args.out.join("rl_instances.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&data_path)?);
+    for inst in &instances {
+        serde_json::to_writer(&mut f, inst)?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    drop(f);
+    // Sanity check of the reconstruction: the gold edit, written as one SEARCH/REPLACE block per
+    // file (whole partial file -> whole new file), scores 1.0 with the real reward.
+    let mut perfect = 0;
+    for inst in &instances {
+        let mut blocks = String::new();
+        for (path, new) in &inst.oracle_new_content {
+            let old = inst.code_context.get(path).map_or("", String::as_str);
+            blocks.push_str(&format!(
+                "```\n### {path}\n<<<<<<< SEARCH\n{}\n=======\n{}\n>>>>>>> REPLACE\n```\n",
+                old.trim_end_matches('\n'),
+                new.trim_end_matches('\n')
+            ));
+        }
+        let completion = format!("<think>gold</think>\n<solution>\n{blocks}</solution>");
+        if swerl_reward::reward(&inst.code_context, &inst.oracle_new_content, &completion) == 1.0 {
+            perfect += 1;
+        }
+    }
+    println!(
+        "instances: {} from {} ({} skipped); gold edits scoring 1.0: {perfect}/{}",
+        instances.len(),
+        args.swebench.display(),
+        skipped.len(),
+        instances.len()
+    );
+
+    // 2. The model and the prompts (its own chat template, context budget).
+    let t0 = std::time::Instant::now();
+    let policy = LlamaPolicy::load(&args.model, &ModelSettings::default())?;
+    println!(
+        "model: {} ({} parameters) loaded in {:.1}s",
+        args.model,
+        policy.num_parameters(),
+        t0.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.write_prompts {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for inst in &instances {
+            let files: Vec<&str> = inst.code_context.keys().map(String::as_str).collect();
+            let messages = build_messages(inst, &files);
+            serde_json::to_writer(
+                &mut f,
+                &serde_json::json!({"instance_id": inst.instance_id, "messages": messages}),
+            )?;
+            f.write_all(b"\n")?;
+        }
+        f.flush()?;
+    }
+    let mut config = match &args.config {
+        Some(p) => TrainConfig::from_toml_file(p)?,
+        None => TrainConfig {
+            steps: args.steps,
+            prompts_per_step: args.prompts_per_step,
+            group_size: args.group_size,
+            max_new_tokens: args.max_new_tokens,
+            max_prompt_tokens: args.max_prompt_tokens,
+            prompt_overflow: PromptOverflow::Skip,
+            micro_batch_size: 2,
+            learning_rate: args.learning_rate,
+            save_steps: 0,
+            log_completions: 2,
+            ..TrainConfig::default()
+        },
+    };
+    config.steps = args.steps;
+    let dataset = Dataset::load(&data_path)?;
+    let (env, report) =
+        SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
+    println!(
+        "prompts: {} fit in {} tokens (longest {}), {} skipped",
+        report.fitted + report.truncated,
+        config.max_prompt_tokens,
+        report.max_prompt_tokens,
+        report.skipped.len()
+    );
+
+    // 3. Train.
+    let optimizer = policy.optimizer(&config)?;
+    let mut trainer = Trainer::new(config, policy, optimizer, &args.out)?;
+    trainer.resume()?;
+    trainer.train(&env, &mut |e| {
+        if let TrainEvent::Step(m) = e {
+            println!(
+                "step {}: reward {:+.3} (std {:.3}) format_error_rate {:.2} len {:.0} loss {:+.5} grad_norm {:.3} entropy {:.3} | {:.1}s (sampling {:.1}s, reward {:.3}s, train {:.1}s) tokens {}",
+                m.step, m.reward, m.reward_std, m.format_error_rate, m.completions_mean_length, m.loss,
+                m.grad_norm, m.entropy, m.step_time, m.time_generation, m.time_reward, m.time_train, m.num_tokens
+            );
+        }
+    })?;
+    println!("metrics: {}", args.out.join("metrics.jsonl").display());
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Checkpoint layout: `DIR/checkpoint-<step>/` holding
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `model/` | the policy as [`crate::Policy::save`] writes it (Hugging Face layout for real models) |
+//! | `optimizer.safetensors` | the optimizer's state (moments, update count) |
+//! | `trainer_state.json` | [`TrainerState`]: step, updates, data position, seed scheme, token count |
+//! | `config.toml` | the run's [`crate::TrainConfig`] |
+//!
+//! A checkpoint is written to `checkpoint-<step>.tmp` and renamed when complete, so a crash never
+//! leaves a half-written `checkpoint-<step>`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sampler::SamplerState;
+
+/// Everything besides weights and optimizer moments that a resumed run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Steps completed.
+    pub step: u64,
+    /// Optimizer updates applied.
+    pub updates: u64,
+    /// Prompt + completion tokens processed.
+    pub num_tokens: u64,
+    /// Position in the data.
+    pub sampler: SamplerState,
+    /// Number of prompts the position refers to (a resumed run must see the same data).
+    pub num_prompts: usize,
+    /// The run's seed. Every random choice is a function of `(seed, step, prompt, sample)`
+    /// (SplitMix64 mixing), so with `step` this is the whole RNG state.
+    pub seed: u64,
+    /// Steps in a row skipped for a non-finite loss or gradient.
+    pub consecutive_nonfinite: u32,
+}
+
+impl TrainerState {
+    /// The state of a run that has not started.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            step: 0,
+            updates: 0,
+            num_tokens: 0,
+            sampler: SamplerState::default(),
+            num_prompts: 0,
+            seed,
+            consecutive_nonfinite: 0,
+        }
+    }
+}
+
+/// File names inside a checkpoint directory.
+pub const MODEL_DIR: &str = "model";
+/// The optimizer's state file.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The trainer's state file.
+pub const STATE_FILE: &str = "trainer_state.json";
+/// The configuration file.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// `DIR/checkpoint-<step>`.
+pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
+    out.join(format!("checkpoint-{step}"))
+}
+
+/// The complete checkpoints in `out`, sorted by step.
+pub fn list_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    if !out.exists() {
+        return Ok(found);
+    }
+    for entry in fs_err::read_dir(out)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(step) =
+            name.to_str().and_then(|n| n.strip_prefix("checkpoint-")).and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if entry.path().join(STATE_FILE).is_file() {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The newest complete checkpoint in `out`.
+pub fn latest_checkpoint(out: &Path) -> Result<Option<(u64, PathBuf)>> {
+    Ok(list_checkpoints(out)?.pop())
+}
+
+/// Reads a checkpoint's trainer state.
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join(STATE_FILE);
+    let text = fs_err::read_to_string(&path)?;
+    serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+}
+
+/// Writes a trainer state file.
+pub(crate) fn write_state(dir: &Path, state: &TrainerState) -> Result<()> {
+    let path = dir.join(STATE_FILE);
+    let text =
+        serde_json::to_string_pretty(state).map_err(|source| Error::Json { path: path.clone(), source })?;
+    fs_err::write(path, text)?;
+    Ok(())
+}
+
+/// Deletes the oldest checkpoints so at most `keep` remain (0 keeps all).
+pub(crate) fn prune(out: &Path, keep: usize) -> Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let all = list_checkpoints(out)?;
+    if all.len() > keep {
+        for (_, dir) in &all[..all.len() - keep] {
+            fs_err::remove_dir_all(dir)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_complete_checkpoints_are_listed_and_pruning_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for step in [2u64, 10, 4] {
+            let d = checkpoint_dir(dir.path(), step);
+            fs_err::create_dir_all(&d).unwrap();
+            write_state(&d, &TrainerState { step, ..TrainerState::new(1) }).unwrap();
+        }
+        fs_err::create_dir_all(dir.path().join("checkpoint-12.tmp")).unwrap();
+        fs_err::create_dir_all(dir.path().join("checkpoint-11")).unwrap(); // no state: incomplete
+        let steps: Vec<u64> = list_checkpoints(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![2, 4, 10]);
+        assert_eq!(read_state(&checkpoint_dir(dir.path(), 4)).unwrap().step, 4);
+        prune(dir.path(), 2).unwrap();
+        let steps: Vec<u64> = list_checkpoints(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![4, 10]);
+    }
+}

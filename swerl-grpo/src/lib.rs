@@ -1,0 +1,92 @@
+//! # swerl-grpo
+//!
+//! The GRPO trainer of SWE-RL: a policy samples `G` completions for each of `P` issues, the
+//! SWE-RL reward scores them, group-normalised advantages weight a clipped policy-gradient loss,
+//! and AdamW updates the model, step after step, with checkpoints that resume exactly.
+//!
+//! The objective follows DeepSeekMath's GRPO with TRL's conventions and its variants, checked
+//! against TRL 1.16's own loss code (`tests/golden/make_loss_golden.py`):
+//!
+//! ```
+//! use candle_core::{Device, Tensor, Var};
+//! use swerl_grpo::{BatchNorm, LossInputs, ObjectiveConfig, ScaleRewards, compute_advantages, policy_loss};
+//!
+//! # fn main() -> swerl_grpo::Result<()> {
+//! // Two prompts, two completions each (G = 2): rewards -> advantages.
+//! let adv = compute_advantages(&[1.0, 0.0, -1.0, -1.0], 2, ScaleRewards::Group)?;
+//! assert!(adv.values[0] > 0.0 && adv.values[1] < 0.0);
+//! assert_eq!(adv.frac_zero_std(), 0.5); // the second group teaches nothing
+//!
+//! // Per-token log-probs of the completions (B = 4, T = 3) and their mask.
+//! let logp = Var::new(&[[-1.0f32, -2.0, -0.5]; 4], &Device::Cpu)?;
+//! let mask = Tensor::new(&[[1.0f32, 1.0, 0.0]; 4], &Device::Cpu)?;
+//! let advantages = Tensor::new(adv.values.iter().map(|&a| a as f32).collect::<Vec<_>>(), &Device::Cpu)?;
+//! let inputs = LossInputs { logp: logp.as_tensor(), old_logp: None, ref_logp: None, advantages: &advantages, mask: &mask };
+//! let out = policy_loss(&inputs, &ObjectiveConfig::default(), &BatchNorm::single(&mask, 3)?)?;
+//! let grads = out.loss.backward()?;
+//! assert!(grads.get(&logp).is_some());
+//! # Ok(()) }
+//! ```
+//!
+//! Training a real model: `swerl train --model DIR --data rl.jsonl --out runs/x` (see the
+//! crate README), or in code: load a [`llama::LlamaPolicy`], build a [`SweRlEnvironment`] from a
+//! [`Dataset`], and call [`Trainer::train`] with a progress callback.
+//!
+//! ## Modules
+//!
+//! | item | what it does |
+//! | --- | --- |
+//! | [`compute_advantages`] | group / batch / no std scaling, TRL's `1e-4`, zero-std fraction |
+//! | [`policy_loss`], [`k3_kl`] | clipped token- or sequence-level (GSPO) surrogate, k3 KL, `grpo` / `bnpo` / `dr_grpo` / `dapo` aggregation, clip statistics |
+//! | [`TrainConfig`] | every hyperparameter, its default, TOML loading and validation |
+//! | [`Dataset`], [`RlInstance`] | RL-instance JSONL with per-line errors |
+//! | [`build_messages`], [`SweRlEnvironment`] | the paper's prompt, chat template, context budget, reward |
+//! | [`score_all`], [`SweRlReward`] | parallel scoring that never crashes the run |
+//! | [`Policy`], [`TrainPass`], [`Optimizer`] | what the trainer needs from a model and an optimizer |
+//! | [`llama`] | `swerl-model`'s Llama and AdamW behind those traits |
+//! | [`Trainer`] | the loop: sampling, rewards, advantages, micro-batches, clipping, updates, metrics, checkpoints, resume, NaN guard |
+//! | [`StepMetrics`] | `metrics.jsonl` with TRL's metric names |
+//! | [`checkpoint`] | `checkpoint-<step>/` layout |
+//! | [`comm`] | data parallelism: [`Communicator`], rendezvous, NCCL (feature `nccl`) |
+//! | [`swebench`] | RL instances reconstructed from SWE-bench patches |
+//!
+//! The library never prints: it reports through [`TrainEvent`] callbacks and `tracing`.
+
+mod advantage;
+pub mod checkpoint;
+pub mod comm;
+mod config;
+mod data;
+mod env;
+mod error;
+pub mod llama;
+mod loss;
+mod metrics;
+mod optim;
+mod policy;
+mod prompt;
+mod reward;
+mod sampler;
+pub mod swebench;
+mod trainer;
+
+pub use advantage::{Advantages, STD_EPSILON, compute_advantages};
+pub use checkpoint::TrainerState;
+pub use comm::{Communicator, RankInfo, SingleProcess};
+pub use config::{
+    ImportanceLevel, LossType, LrSchedule, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig,
+};
+pub use data::{Dataset, RlInstance, SkippedRecord};
+pub use env::{ChatEncoder, Environment, PreparedPrompt, PromptReport, SweRlEnvironment};
+pub use error::{Error, Result};
+pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss};
+pub use metrics::{CompletionRecord, JsonlWriter, StepMetrics, read_metrics, truncate_log_after};
+pub use optim::{AdamW, AdamWConfig, clip_grads, global_grad_norm, learning_rate};
+pub use policy::{
+    AutogradPass, FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams,
+    TokenLogProbs, TrainPass,
+};
+pub use prompt::{ChatMessage, EDIT_INSTRUCTIONS, SYSTEM_PROMPT, build_messages};
+pub use reward::{RewardFunction, RewardOutcome, SweRlReward, score_all};
+pub use sampler::{PromptSampler, SamplerState, derive_seed};
+pub use trainer::{COMPLETIONS_FILE, METRICS_FILE, Phase, TrainEvent, TrainSummary, Trainer};

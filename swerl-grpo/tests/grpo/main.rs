@@ -1,0 +1,9 @@
+//! Integration tests of swerl-grpo (one binary; one module per concern).
+#![allow(unreachable_pub)]
+
+mod golden;
+mod learning;
+mod llama;
+mod parallel;
+mod resume;
+mod toy;

@@ -1,0 +1,109 @@
+//! Checkpoints and `--resume`: a run interrupted after a checkpoint and resumed gives the same
+//! metrics and weights as an uninterrupted one; non-finite steps leave the weights untouched.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use swerl_grpo::{
+    AdamW, AdamWConfig, Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer, read_metrics,
+};
+
+use crate::toy::{Bigram, TargetTask};
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        prompts_per_step: 2,
+        group_size: 4,
+        max_new_tokens: 5,
+        micro_batch_size: 3,
+        num_iterations: 2,
+        beta: 0.04,
+        epsilon_high: 0.28,
+        loss_type: LossType::Grpo,
+        learning_rate: 0.05,
+        warmup_steps: 2,
+        lr_scheduler: swerl_grpo::LrSchedule::Cosine,
+        save_steps: 3,
+        seed: 5,
+        ..TrainConfig::default()
+    }
+}
+
+fn trainer(cfg: TrainConfig, dir: &std::path::Path) -> Result<Trainer<Bigram>> {
+    Ok(Trainer::new(cfg, Bigram::new(), Box::new(AdamW::new(AdamWConfig::default())), dir)?)
+}
+
+fn strip(m: Vec<StepMetrics>) -> Vec<StepMetrics> {
+    m.into_iter().map(|m| m.without_timings()).collect()
+}
+
+#[test]
+fn resumed_run_reproduces_the_uninterrupted_one() -> Result<()> {
+    let task = TargetTask::new(5, 5, 1.0);
+    let straight = tempfile::tempdir()?;
+    let mut a = trainer(config(7), straight.path())?;
+    a.train(&task, &mut |_| {})?;
+    let expected = strip(read_metrics(straight.path().join("metrics.jsonl"))?);
+    assert_eq!(expected.len(), 7);
+    assert!(expected.iter().all(|m| m.updates == 2 && m.kl >= 0.0));
+    assert!(expected.iter().skip(1).any(|m| m.kl > 0.0), "KL never moved");
+
+    // Interrupted after step 4 (a checkpoint exists at step 3 only).
+    let broken = tempfile::tempdir()?;
+    let mut b = trainer(config(7), broken.path())?;
+    let crash = catch_unwind(AssertUnwindSafe(|| {
+        b.train(&task, &mut |e| {
+            if let TrainEvent::Step(m) = e
+                && m.step == 4
+            {
+                panic!("simulated crash");
+            }
+        })
+    }));
+    assert!(crash.is_err());
+    assert_eq!(read_metrics(broken.path().join("metrics.jsonl"))?.len(), 4);
+
+    let mut c = trainer(config(7), broken.path())?;
+    assert_eq!(c.resume()?, Some(3));
+    c.train(&task, &mut |_| {})?;
+    let got = strip(read_metrics(broken.path().join("metrics.jsonl"))?);
+    assert_eq!(got, expected);
+    assert_eq!(c.policy().weights(), a.policy().weights());
+    assert!(broken.path().join("checkpoint-7/model/model.safetensors").is_file());
+    assert!(broken.path().join("checkpoint-7/optimizer.safetensors").is_file());
+    assert!(broken.path().join("checkpoint-7/config.toml").is_file());
+    Ok(())
+}
+
+#[test]
+fn non_finite_steps_are_skipped_without_touching_weights_then_stop() -> Result<()> {
+    let task = TargetTask::new(4, 5, 1.0);
+    let dir2 = tempfile::tempdir()?;
+    let cfg =
+        TrainConfig { num_iterations: 1, beta: 0.0, max_nonfinite_steps: 2, save_steps: 0, ..config(6) };
+    let mut t = trainer(TrainConfig { steps: 2, ..cfg.clone() }, dir2.path())?;
+    t.train(&task, &mut |_| {})?;
+    let before = t.policy().weights();
+    let mut t2 = trainer(cfg, dir2.path())?;
+    t2.resume()?;
+    t2.policy().poison.store(true, Ordering::SeqCst);
+    let mut skipped = Vec::new();
+    let err = t2
+        .train(&task, &mut |e| {
+            if let TrainEvent::StepSkipped { step, reason } = e {
+                skipped.push((*step, reason.to_string()));
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::NonFinite { step: 4, consecutive: 2, .. }), "{err}");
+    assert_eq!(skipped.len(), 2);
+    assert!(skipped[0].1.contains("non-finite loss"), "{}", skipped[0].1);
+    assert_eq!(t2.policy().weights(), before, "weights changed by a non-finite step");
+    let m = read_metrics(dir2.path().join("metrics.jsonl"))?;
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[2].updates, 0);
+    assert!(m[2].skipped.is_some());
+    Ok(())
+}

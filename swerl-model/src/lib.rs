@@ -1,0 +1,91 @@
+//! A trainable Llama-family causal language model in [candle](https://github.com/huggingface/candle):
+//! the model side of swerl's GRPO trainer.
+//!
+//! - [`Llama`]: grouped-query attention, RoPE (Llama 3 and linear scaling), RMSNorm, SwiGLU,
+//!   tied or untied embeddings; `f32` master parameters ([`candle_core::Var`]s under their
+//!   Hugging Face names) with an optional `bf16`/`f16` compute dtype.
+//! - Per-token log-probabilities and entropies of completion tokens ([`TokenBatch`]):
+//!   [`Llama::score`] without gradients (fused kernels), [`Llama::forward_train`] +
+//!   [`TrainForward::backward`] with gradients for every parameter, activation recomputation
+//!   per block, blockwise attention and a chunked output projection (the full
+//!   `(batch, seq, vocab)` logits are never built), and [`Llama::forward_graph`] as one plain
+//!   autograd graph.
+//!
+//! # Example
+//!
+//! ```
+//! use swerl_model::{Gradients, Llama, ModelConfig, ModelOptions, TokenBatch, TrainOptions};
+//!
+//! # fn main() -> swerl_model::Result<()> {
+//! let config = ModelConfig {
+//!     vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+//!     num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8,
+//!     ..ModelConfig::default()
+//! };
+//! let model = Llama::new_random(config, 0, 0.02, &ModelOptions::default())?;
+//! // Two prompts with their sampled completions.
+//! let batch = TokenBatch::from_prompt_completions(&[vec![1, 5, 9], vec![1, 7]],
+//!                                                 &[vec![3, 4], vec![8, 2, 2]], 0)?;
+//! let fwd = model.forward_train(&batch, &TrainOptions::default())?;
+//! // Any loss of the per-token log-probs: here the mean negative log-likelihood.
+//! let loss = ((fwd.logprobs() * fwd.mask())?.sum_all()? / -(batch.num_scored() as f64))?;
+//! let mut grads = Gradients::new();
+//! fwd.backward(&loss, &mut grads)?;
+//! assert_eq!(grads.len(), model.parameters().len());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`config`]: [`ModelConfig`] (`config.json`, both RoPE spellings), [`GenerationConfig`].
+//! - [`model`]: [`Llama`] parameters, construction, [`ModelOptions`].
+//! - [`batch`]: [`TokenBatch`], padded prompt + completion layout.
+//! - [`logprobs`]: scoring passes, [`ScoreOptions`], [`TokenScores`].
+//! - [`train`]: the memory-bounded training pass, [`TrainForward`], [`Recompute`].
+//! - [`grads`]: [`Gradients`], accumulation and global-norm clipping.
+
+pub mod batch;
+pub mod chat;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod grads;
+pub mod hub;
+pub mod load;
+pub mod logprobs;
+pub mod model;
+pub mod optim;
+pub mod sampling;
+pub mod save;
+pub mod testing;
+pub mod tokenizer;
+pub mod train;
+
+mod attention;
+mod layer;
+mod rope;
+
+pub use batch::TokenBatch;
+pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};
+pub use config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
+pub use device::{parse_device, parse_dtype};
+pub use error::{Error, Result};
+pub use generate::{
+    Completion, FinishReason, GenerateOptions, GenerationRequest, StopReason, StreamEvent,
+};
+pub use gguf::GgufFile;
+pub use grads::Gradients;
+pub use hub::{HubOptions, HubRepo};
+pub use load::{LoadOptions, LoadedModel, ModelSource, load, load_dir, load_gguf, load_hub};
+pub use logprobs::{ScoreOptions, TokenScores};
+pub use model::{Llama, ModelOptions, parameter_shapes};
+pub use optim::{AdamW, AdamWConfig, LrSchedule, ScheduleKind};
+pub use sampling::SamplingParams;
+pub use save::{SaveOptions, save_pretrained};
+pub use tokenizer::{DecodeStream, Tokenizer};
+pub use train::{Recompute, TrainForward, TrainOptions};
+
+pub use candle_core::{DType, Device, Tensor, Var};
