@@ -314,11 +314,7 @@ impl Llama {
             .rope
             .cos_sin(positions, rows, t, self.compute_dtype, &self.device)?;
         let all_valid = key_valid.iter().all(|kv| kv.iter().all(|&v| v));
-        let mask = AttnMask {
-            key_valid: (!all_valid).then(|| key_valid.concat()),
-            keys,
-            q_offset: start,
-        };
+        let mask = AttnMask::new((!all_valid).then(|| key_valid.concat()), keys, start);
         for (w, cache) in weights.iter().zip(caches.iter_mut()) {
             let qkv = pre_attention(&self.config, w, &x, &cos, &sin, Kernels::Fused)?;
             if keys > cache.k.dim(2)? {
