@@ -100,6 +100,11 @@ struct Slot {
 impl Llama {
     /// Generates completions for `requests` in one batch with a KV cache; `on_token` sees every
     /// token as it is produced. `tokenizer` decodes text and finds stop strings.
+    ///
+    /// The cache takes `2 × layers × requests × kv_heads × head_dim × (longest prompt + largest
+    /// max_new_tokens)` values of the compute dtype, allocated up front; split very large
+    /// batches. Finished requests leave the batch (their cache rows are dropped), so a batch
+    /// gets cheaper as completions end.
     pub fn generate(
         &self,
         tokenizer: &Tokenizer,

@@ -101,6 +101,7 @@ pub mod tokenizer;
 pub mod train;
 
 mod attention;
+mod block;
 mod layer;
 mod rope;
 

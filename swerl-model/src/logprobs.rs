@@ -44,7 +44,7 @@ impl ScoreOptions {
             .max(1)
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::arg(
                 "temperature",
