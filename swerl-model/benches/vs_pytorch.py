@@ -127,10 +127,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="tiny config only")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--no-build", action="store_true", help="use the existing release build")
     args = ap.parse_args()
-    # One build for the binary and the examples (same feature set, so nothing is built twice).
-    subprocess.run(["cargo", "build", "--release", "-q", "--workspace", "--bins", "--examples"],
-                   cwd=ROOT, check=True)
+    if not args.no_build:
+        # One build for the binary and the examples (same feature set: nothing built twice).
+        subprocess.run(["cargo", "build", "--release", "-q", "--workspace", "--bins",
+                        "--examples"], cwd=ROOT, check=True)
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     binary = os.path.join(ROOT, "target", "release", "examples", "bench_model")
 
     speed = [
@@ -145,7 +149,10 @@ def main():
             dict(mode="sample", config="smollm2", batch=8, prompt_len=32, new=32),
             dict(mode="sample", config="smollm2", batch=1, prompt_len=32, new=32),
         ]
-    print(f"{'workload':58} {'swerl tok/s':>12} {'torch tok/s':>12} {'ratio':>7}")
+    if args.skip_speed:
+        speed = []
+    else:
+        print(f"{'workload':58} {'swerl tok/s':>12} {'torch tok/s':>12} {'ratio':>7}")
     for spec in speed:
         a, b = swerl(binary, spec), torch_run(spec)
         label = " ".join(f"{k}={v}" for k, v in spec.items() if k != "iters")
@@ -153,6 +160,7 @@ def main():
         print(f"{label:58} {a['tokens_per_s']:12.1f} {b['tokens_per_s']:12.1f} {ratio:7.2f}",
               flush=True)
 
+    print(f"load average after speed runs: {os.getloadavg()[0]:.1f}")
     if args.skip_memory:
         return
     config = "tiny" if args.quick else "smollm2"

@@ -103,8 +103,11 @@ fn main() -> Result<()> {
                 recompute,
                 ..TrainOptions::default()
             };
+            let forward_secs = std::cell::Cell::new(0f64);
             let step = || -> Result<()> {
+                let t0 = Instant::now();
                 let fwd = model.forward_train(&tb, &opts)?;
+                forward_secs.set(forward_secs.get() + t0.elapsed().as_secs_f64());
                 let n = tb.num_scored() as f64;
                 let loss = ((fwd.logprobs() * fwd.mask())?.sum_all()? / -n)?;
                 let mut grads = Gradients::new();
@@ -113,6 +116,7 @@ fn main() -> Result<()> {
             };
             reset_peak();
             step()?; // warm-up
+            forward_secs.set(0.0);
             let start = Instant::now();
             for _ in 0..iters {
                 step()?;
@@ -125,6 +129,7 @@ fn main() -> Result<()> {
                     "batch": batch, "recompute": get("recompute", "auto"),
                     "tokens_per_s": (iters * batch * seq) as f64 / secs,
                     "seconds_per_step": secs / iters as f64,
+                    "forward_share": forward_secs.get() / secs,
                     "peak_rss_mib": peak_rss_mib(), "loaded_rss_mib": rss_loaded,
                 })
             );

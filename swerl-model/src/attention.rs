@@ -6,12 +6,17 @@
 //! recomputes the attention probabilities block by block. Keys of padding positions are masked;
 //! query rows with no visible key (left padding) produce finite garbage that nothing reads.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::Result;
 
 /// Score added to masked (query, key) pairs. Finite, so fully masked rows stay NaN-free.
 const MASKED: f32 = -1e30;
+
+/// `(batch, q0, n, kend)` of a mask block.
+type BlockKey = (usize, usize, usize, usize);
 
 /// Which keys each query may attend to.
 #[derive(Clone, Debug)]
@@ -22,11 +27,48 @@ pub(crate) struct AttnMask {
     pub(crate) keys: usize,
     /// Absolute position (key index) of query 0: query `i` sees keys `0..=q_offset + i`.
     pub(crate) q_offset: usize,
+    /// The last block built, keyed by `(batch, q0, n, kend)`: every layer (and the backward
+    /// pass) asks for the same blocks.
+    memo: Arc<Mutex<Option<(BlockKey, Tensor)>>>,
 }
 
 impl AttnMask {
+    /// Causal attention over `keys` keys, query 0 at key position `q_offset`, with the given
+    /// key validity (`batch * keys` flags, `None`: all valid).
+    pub(crate) fn new(key_valid: Option<Vec<bool>>, keys: usize, q_offset: usize) -> Self {
+        Self {
+            key_valid,
+            keys,
+            q_offset,
+            memo: Arc::default(),
+        }
+    }
+
     /// Additive mask `(batch, 1, n, kend)` for queries `q0..q0 + n` over keys `0..kend`.
     fn block(
+        &self,
+        batch: usize,
+        q0: usize,
+        n: usize,
+        kend: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let key = (batch, q0, n, kend);
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((k, t)) = memo.as_ref()
+            && *k == key
+        {
+            return Ok(t.clone());
+        }
+        let t = self.build_block(batch, q0, n, kend, device)?;
+        *memo = Some((key, t.clone()));
+        Ok(t)
+    }
+
+    fn build_block(
         &self,
         batch: usize,
         q0: usize,
@@ -289,11 +331,7 @@ mod tests {
         // Row 0 has 5 left-padding positions; row 1 none.
         let mut valid = vec![true; b * t];
         valid[..5].iter_mut().for_each(|x| *x = false);
-        let mask = AttnMask {
-            key_valid: Some(valid),
-            keys: t,
-            q_offset: 0,
-        };
+        let mask = AttnMask::new(Some(valid), t, 0);
         // Padding query rows get no gradient in the model (nothing reads them).
         let d_o = Tensor::randn(0f32, 1., (b, h, t, hd), &dev).unwrap();
         let keep = Tensor::from_vec(

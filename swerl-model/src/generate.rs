@@ -100,6 +100,11 @@ struct Slot {
 impl Llama {
     /// Generates completions for `requests` in one batch with a KV cache; `on_token` sees every
     /// token as it is produced. `tokenizer` decodes text and finds stop strings.
+    ///
+    /// The cache takes `2 × layers × requests × kv_heads × head_dim × (longest prompt + largest
+    /// max_new_tokens)` values of the compute dtype, allocated up front; split very large
+    /// batches. Finished requests leave the batch (their cache rows are dropped), so a batch
+    /// gets cheaper as completions end.
     pub fn generate(
         &self,
         tokenizer: &Tokenizer,
@@ -314,11 +319,7 @@ impl Llama {
             .rope
             .cos_sin(positions, rows, t, self.compute_dtype, &self.device)?;
         let all_valid = key_valid.iter().all(|kv| kv.iter().all(|&v| v));
-        let mask = AttnMask {
-            key_valid: (!all_valid).then(|| key_valid.concat()),
-            keys,
-            q_offset: start,
-        };
+        let mask = AttnMask::new((!all_valid).then(|| key_valid.concat()), keys, start);
         for (w, cache) in weights.iter().zip(caches.iter_mut()) {
             let qkv = pre_attention(&self.config, w, &x, &cos, &sin, Kernels::Fused)?;
             if keys > cache.k.dim(2)? {

@@ -449,7 +449,8 @@ pub(crate) fn unpermute(t: &Tensor, heads: usize) -> Result<Tensor> {
         .reshape(dims)?)
 }
 
-/// The inverse of [`unpermute`]: what llama.cpp's converter does (used to write test files).
+/// What llama.cpp's converter does to the rows of Q and K (the inverse of what loading undoes);
+/// used to write GGUF files, e.g. in tests.
 pub fn permute_for_gguf(t: &Tensor, heads: usize) -> Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];

@@ -8,10 +8,12 @@ use candle_core::{DType, Tensor, TensorId, Var};
 
 use crate::error::Result;
 
-/// Gradients of parameters, keyed by the parameter ([`Var`]), kept in `f32`.
+/// Gradients of parameters, keyed by the parameter ([`Var`]), kept in `f32`. Iteration (norms)
+/// follows first-accumulation order, so results are reproducible run to run.
 #[derive(Debug, Default)]
 pub struct Gradients {
-    grads: HashMap<TensorId, Tensor>,
+    index: HashMap<TensorId, usize>,
+    grads: Vec<Tensor>,
 }
 
 impl Gradients {
@@ -35,18 +37,45 @@ impl Gradients {
     /// Adds `grad` to the gradient of `var`.
     pub fn accumulate(&mut self, var: &Var, grad: &Tensor) -> Result<()> {
         let grad = grad.detach().to_dtype(DType::F32)?;
-        let id = var.as_tensor().id();
-        let new = match self.grads.remove(&id) {
-            Some(old) => (old + grad)?,
-            None => grad,
-        };
-        self.grads.insert(id, new);
+        match self.index.get(&var.as_tensor().id()) {
+            Some(&i) => self.grads[i] = (&self.grads[i] + grad)?,
+            None => {
+                self.index.insert(var.as_tensor().id(), self.grads.len());
+                self.grads.push(grad);
+            }
+        }
         Ok(())
     }
 
     /// The accumulated gradient of `var`, if any backward pass reached it.
     pub fn get(&self, var: &Var) -> Option<&Tensor> {
-        self.grads.get(&var.as_tensor().id())
+        self.index
+            .get(&var.as_tensor().id())
+            .map(|&i| &self.grads[i])
+    }
+
+    /// Replaces the gradient of `var` (e.g. with its all-reduced value across ranks; iterate
+    /// [`crate::Llama::parameters`] for an order every rank agrees on).
+    pub fn set(&mut self, var: &Var, grad: Tensor) -> Result<()> {
+        if grad.dims() != var.dims() {
+            return Err(crate::error::Error::arg(
+                "grad",
+                format!(
+                    "shape {:?} does not match the parameter's {:?}",
+                    grad.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        let grad = grad.detach().to_dtype(DType::F32)?;
+        match self.index.get(&var.as_tensor().id()) {
+            Some(&i) => self.grads[i] = grad,
+            None => {
+                self.index.insert(var.as_tensor().id(), self.grads.len());
+                self.grads.push(grad);
+            }
+        }
+        Ok(())
     }
 
     /// Number of parameters holding a gradient.
@@ -61,12 +90,13 @@ impl Gradients {
 
     /// Drops every gradient (after an optimizer step).
     pub fn clear(&mut self) {
+        self.index.clear();
         self.grads.clear();
     }
 
     /// Multiplies every gradient by `factor` (e.g. `1 / accumulation_steps`).
     pub fn scale(&mut self, factor: f64) -> Result<()> {
-        for g in self.grads.values_mut() {
+        for g in &mut self.grads {
             *g = g.affine(factor, 0.)?;
         }
         Ok(())
@@ -74,11 +104,17 @@ impl Gradients {
 
     /// The L2 norm of all gradients taken together (as `torch.nn.utils.clip_grad_norm_`).
     pub fn global_norm(&self) -> Result<f64> {
-        let mut sq = 0f64;
-        for g in self.grads.values() {
-            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        if self.grads.is_empty() {
+            return Ok(0.0);
         }
-        Ok(sq.sqrt())
+        // One device-to-host transfer for all per-tensor sums of squares.
+        let sums = self
+            .grads
+            .iter()
+            .map(|g| Ok(g.sqr()?.sum_all()?))
+            .collect::<Result<Vec<_>>>()?;
+        let sums: Vec<f32> = Tensor::stack(&sums, 0)?.to_vec1()?;
+        Ok(sums.iter().map(|&x| f64::from(x)).sum::<f64>().sqrt())
     }
 
     /// Scales gradients so their global norm is at most `max_norm`, as

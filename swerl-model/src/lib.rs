@@ -36,6 +36,30 @@
 //! # }
 //! ```
 //!
+//! Loading and sampling:
+//!
+//! ```
+//! # fn main() -> swerl_model::Result<()> {
+//! # let dir = tempfile::tempdir().expect("temp dir");
+//! # swerl_model::testing::write_tiny_checkpoint(dir.path(), 0)?;
+//! # let path = dir.path().to_str().expect("utf-8");
+//! use swerl_model::{ChatMessage, GenerateOptions, GenerationRequest, LoadOptions, SamplingParams};
+//!
+//! // A Hugging Face directory, a Hub id (`org/name`) or a `.gguf` file.
+//! let loaded = swerl_model::load(path, &LoadOptions::default())?;
+//! let prompt = loaded.tokenizer.encode_chat(&[ChatMessage::user("Fix the bug.")], true)?;
+//! let requests = vec![GenerationRequest {
+//!     prompt_ids: prompt,
+//!     params: SamplingParams { temperature: 0.8, top_p: 0.95, max_new_tokens: 8, seed: Some(1),
+//!                              ..SamplingParams::default() },
+//! }];
+//! let opts = GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id() };
+//! let out = loaded.model.generate(&loaded.tokenizer, &requests, &opts, |_token| {})?;
+//! assert_eq!(out[0].logprobs.len(), out[0].token_ids.len());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Modules
 //!
 //! - [`config`]: [`ModelConfig`] (`config.json`, both RoPE spellings), [`GenerationConfig`].
@@ -44,6 +68,18 @@
 //! - [`logprobs`]: scoring passes, [`ScoreOptions`], [`TokenScores`].
 //! - [`train`]: the memory-bounded training pass, [`TrainForward`], [`Recompute`].
 //! - [`grads`]: [`Gradients`], accumulation and global-norm clipping.
+//! - [`optim`]: [`AdamW`], [`LrSchedule`].
+//! - [`generate`]: batched KV-cache sampling ([`Llama::generate`]); [`sampling`]: [`SamplingParams`].
+//! - [`load`]: [`load`] from a directory, Hub id or GGUF; [`hub`], [`gguf`]: those sources.
+//! - [`save`]: [`save_pretrained`] in Hugging Face layout.
+//! - [`tokenizer`]: [`Tokenizer`], [`DecodeStream`]; [`chat`]: [`ChatTemplate`] (minijinja).
+//! - [`device`]: [`parse_device`], [`parse_dtype`]; [`testing`]: tiny checkpoints for tests.
+//!
+//! # Features
+//!
+//! - `hub` (default): download Hub models with `hf-hub`; without it Hub ids resolve from the
+//!   local cache only.
+//! - `cuda`, `nccl`: GPU backends of candle, chosen at run time with [`parse_device`].
 
 pub mod batch;
 pub mod chat;
@@ -65,6 +101,7 @@ pub mod tokenizer;
 pub mod train;
 
 mod attention;
+mod block;
 mod layer;
 mod rope;
 

@@ -44,7 +44,7 @@ impl ScoreOptions {
             .max(1)
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(Error::arg(
                 "temperature",
@@ -94,11 +94,11 @@ impl Llama {
         let (cos, sin) = self
             .rope
             .cos_sin(&batch.positions(), b, t, self.compute_dtype, dev)?;
-        let mask = AttnMask {
-            key_valid: batch.has_padding().then(|| batch.attention().to_vec()),
-            keys: t,
-            q_offset: 0,
-        };
+        let mask = AttnMask::new(
+            batch.has_padding().then(|| batch.attention().to_vec()),
+            t,
+            0,
+        );
         let (rows, targets, slots) = batch.scored_rows();
         let n = rows.len();
         Ok(Prepared {

@@ -152,6 +152,9 @@ impl LayerVars {
 /// (`model.layers.0.self_attn.q_proj.weight`, ...); [`Llama::named_parameters`] lists them in a
 /// stable order for optimizers and checkpoints. The forward passes live in
 /// [`crate::logprobs`] (training and scoring) and [`crate::generate`] (sampling).
+///
+/// `clone()` is cheap and shares the parameters (an optimizer step through one clone is seen by
+/// all); [`Llama::deep_clone`] copies them (a frozen reference policy).
 #[derive(Clone, Debug)]
 pub struct Llama {
     pub(crate) config: ModelConfig,

@@ -1,21 +1,22 @@
 //! The memory-bounded training pass: per-token log-probs with gradients for every parameter.
 //!
-//! [`Llama::forward_train`] runs the model without an autograd graph and keeps, per block, only
-//! its input, its attention output and one log-sum-exp per query row (or, with recomputation
-//! off, the block's graph). The returned [`TrainForward`] exposes the log-probs and entropies as
-//! leaf tensors: build any loss from them, then [`TrainForward::backward`] propagates the loss
-//! back block by block, recomputing each block's projections from its saved input
-//! (activation recomputation), running the attention backward blockwise, and
-//! recomputing the output projection chunk by chunk, so neither full logits nor full attention
-//! matrices ever exist.
+//! [`Llama::forward_train`] runs the model without an autograd graph, saving per block either
+//! what its hand-written backward pass needs ([`Recompute::Never`]) or only its input and
+//! attention result ([`Recompute::Always`]: the rest is recomputed block by block during the
+//! backward pass). The returned [`TrainForward`] exposes the log-probs and entropies as leaf
+//! tensors: build any loss from them, then [`TrainForward::backward`] propagates it through the
+//! output projection (chunk by chunk, recomputing each chunk's logits), the blocks (last to
+//! first, attention blockwise) and the embedding. Neither the full `(batch, seq, vocab)` logits
+//! nor a full attention matrix exists at any time.
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{D, DType, Tensor, Var};
 
-use crate::attention::{self, AttnOut};
+use crate::attention::AttnOut;
 use crate::batch::TokenBatch;
+use crate::block::{BlockCtx, Saved, norm_forward};
 use crate::error::{Error, Result};
 use crate::grads::Gradients;
-use crate::layer::{Kernels, Qkv, post_attention, pre_attention};
+use crate::layer::Kernels;
 use crate::logprobs::{Prepared, ScoreOptions};
 use crate::model::{Llama, Track, view};
 
@@ -23,12 +24,13 @@ use crate::model::{Llama, Track, view};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recompute {
-    /// Recompute when the kept graphs would exceed about 2 GiB (the default).
+    /// Recompute when the saved activations would exceed about 2 GiB (the default).
     #[default]
     Auto,
-    /// Always recompute (least memory; about one extra forward pass of compute).
+    /// Always recompute (least memory: one block's activations at a time, plus each block's
+    /// input and attention output; about one extra forward pass of compute).
     Always,
-    /// Keep every block's graph (fastest; memory grows with tokens × layers).
+    /// Save every block's activations (fastest; memory grows with tokens × layers).
     Never,
 }
 
@@ -41,17 +43,11 @@ pub struct TrainOptions {
     pub recompute: Recompute,
 }
 
-enum Saved {
-    /// Block input and attention result; projections are recomputed in the backward pass.
-    Recompute { x: Tensor, attn: AttnOut },
-    /// The block's autograd graphs, kept from the forward pass.
-    Kept {
-        x: Var,
-        qkv: Qkv,
-        o: Var,
-        attn: AttnOut,
-        out: Tensor,
-    },
+enum Kept {
+    /// Everything the block's backward pass needs.
+    Full(Saved),
+    /// The block input and attention result; the rest is recomputed.
+    Checkpoint { x: Tensor, attn: AttnOut },
 }
 
 /// The result of [`Llama::forward_train`]: scores to build a loss from, plus what the backward
@@ -60,8 +56,7 @@ pub struct TrainForward<'m> {
     model: &'m Llama,
     prepared: Prepared,
     opts: ScoreOptions,
-    batch: usize,
-    saved: Vec<Saved>,
+    kept: Vec<Kept>,
     last: Tensor,
     logprobs: Var,
     entropies: Var,
@@ -76,64 +71,40 @@ impl Llama {
         batch: &TokenBatch,
         opts: &TrainOptions,
     ) -> Result<TrainForward<'_>> {
+        opts.score.check()?;
         let p = self.prepare(batch)?;
         let keep = match opts.recompute {
             Recompute::Always => false,
             Recompute::Never => true,
-            Recompute::Auto => self.graph_bytes(batch.batch_size() * batch.seq_len()) < 2 << 30,
+            Recompute::Auto => self.saved_bytes(batch.batch_size() * batch.seq_len()) < 2 << 30,
+        };
+        let ctx = BlockCtx {
+            cfg: &self.config,
+            cos: &p.cos,
+            sin: &p.sin,
+            mask: &p.mask,
         };
         let mut x = self.embed(&p.ids, batch.batch_size(), Track::NoGrad)?;
-        let mut saved = Vec::with_capacity(self.layers.len());
+        let mut kept = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            if keep {
-                let w = layer.weights(Track::Grad, self.compute_dtype)?;
-                let xv = Var::from_tensor(&x)?;
-                let qkv = pre_attention(
-                    &self.config,
-                    &w,
-                    xv.as_tensor(),
-                    &p.cos,
-                    &p.sin,
-                    Kernels::Differentiable,
-                )?;
-                let attn =
-                    attention::forward(&qkv.q.detach(), &qkv.k.detach(), &qkv.v.detach(), &p.mask)?;
-                let o = Var::from_tensor(&attn.o)?;
-                let out = post_attention(
-                    &self.config,
-                    &w,
-                    xv.as_tensor(),
-                    o.as_tensor(),
-                    Kernels::Differentiable,
-                )?;
-                x = out.detach();
-                saved.push(Saved::Kept {
-                    x: xv,
-                    qkv,
-                    o,
-                    attn,
-                    out,
-                });
+            let w = layer.weights(Track::NoGrad, self.compute_dtype)?;
+            let (out, saved) = ctx.forward(&w, &x, None)?;
+            kept.push(if keep {
+                Kept::Full(saved)
             } else {
-                let w = layer.weights(Track::NoGrad, self.compute_dtype)?;
-                let qkv = pre_attention(&self.config, &w, &x, &p.cos, &p.sin, Kernels::Fused)?;
-                let attn = attention::forward(&qkv.q, &qkv.k, &qkv.v, &p.mask)?;
-                let next = post_attention(&self.config, &w, &x, &attn.o, Kernels::Fused)?;
-                saved.push(Saved::Recompute {
-                    x: std::mem::replace(&mut x, next),
-                    attn,
-                });
-            }
+                let (x, attn) = saved.into_checkpoint();
+                Kept::Checkpoint { x, attn }
+            });
+            x = out;
         }
-        let opts_s = opts.score.clone();
-        let (lp, ent) = self.head_rows(&x, &p, &opts_s, Track::NoGrad, Kernels::Fused)?;
+        let score = opts.score.clone();
+        let (lp, ent) = self.head_rows(&x, &p, &score, Track::NoGrad, Kernels::Fused)?;
         let scores = self.scatter_scores(batch, &p, &lp, ent.as_ref())?;
         Ok(TrainForward {
             model: self,
             prepared: p,
-            opts: opts_s,
-            batch: batch.batch_size(),
-            saved,
+            opts: score,
+            kept,
             last: x,
             logprobs: Var::from_tensor(&scores.logprobs)?,
             entropies: Var::from_tensor(&scores.entropies)?,
@@ -141,11 +112,13 @@ impl Llama {
         })
     }
 
-    /// Rough bytes of autograd graph kept per block when recomputation is off.
-    fn graph_bytes(&self, tokens: usize) -> usize {
+    /// Rough bytes of saved activations with recomputation off.
+    fn saved_bytes(&self, tokens: usize) -> usize {
         let c = &self.config;
-        let per_token = 24 * c.hidden_size + 6 * c.intermediate_size;
-        tokens * per_token * 4 * c.num_hidden_layers
+        let q = c.num_attention_heads * c.head_dim;
+        let kv = c.num_key_value_heads * c.head_dim;
+        let per_token = 4 * c.hidden_size + 2 * q + 2 * kv + 2 * c.intermediate_size;
+        tokens * per_token * self.compute_dtype.size_in_bytes() * c.num_hidden_layers
     }
 }
 
@@ -209,115 +182,132 @@ impl TrainForward<'_> {
         let (b, t, d) = self.last.dims3()?;
         let flat = self.last.reshape((b * t, d))?;
         let mut dx = Tensor::zeros((b * t, d), DType::F32, dev)?;
-        let norm = view(&m.norm, Track::Grad, DType::F32)?;
-        let head = view(m.head_var(), Track::Grad, dtype)?;
-        let head_vars = [m.norm.clone(), m.head_var().clone()];
+        let norm = view(&m.norm, Track::NoGrad, DType::F32)?;
+        let head = view(m.head_var(), Track::NoGrad, dtype)?;
+        let (mut g_norm, mut g_head) = (None, None);
         let n = p.rows.dim(0)?;
         let chunk = self.opts.chunk(m.config.vocab_size);
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
             let rows = p.rows.narrow(0, start, len)?;
-            let h = Var::from_tensor(&flat.index_select(&rows, 0)?)?;
-            let targets = p.targets.narrow(0, start, len)?;
-            let (lp, ent) = m.head_chunk(
-                h.as_tensor(),
-                &targets,
-                &norm,
-                &head,
-                &self.opts,
-                Kernels::Differentiable,
-            )?;
-            let mut surrogate = Tensor::zeros((), DType::F32, dev)?;
-            if let Some(g) = &g_lp {
-                surrogate = (surrogate + (lp * g.narrow(0, start, len)?)?.sum_all()?)?;
-            }
-            if let (Some(g), Some(e)) = (&g_ent, ent) {
-                surrogate = (surrogate + (e * g.narrow(0, start, len)?)?.sum_all()?)?;
-            }
-            let store = surrogate.backward()?;
-            grads.accumulate_store(&store, &head_vars)?;
-            if let Some(gh) = store.get(h.as_tensor()) {
-                dx = dx.index_add(&rows, &gh.to_dtype(DType::F32)?, 0)?;
-            }
+            let h = flat.index_select(&rows, 0)?;
+            let dh = head_backward(HeadChunk {
+                h: &h,
+                targets: &p.targets.narrow(0, start, len)?,
+                norm: &norm,
+                head: &head,
+                eps: m.config.rms_norm_eps,
+                temperature: self.opts.temperature,
+                g_lp: g_lp.as_ref().map(|g| g.narrow(0, start, len)).transpose()?,
+                g_ent: g_ent
+                    .as_ref()
+                    .map(|g| g.narrow(0, start, len))
+                    .transpose()?,
+                g_norm: &mut g_norm,
+                g_head: &mut g_head,
+            })?;
+            dx = dx.index_add(&rows, &dh.to_dtype(DType::F32)?, 0)?;
             start += len;
+        }
+        if let Some(g) = g_norm {
+            grads.accumulate(&m.norm, &g)?;
+        }
+        if let Some(g) = g_head {
+            grads.accumulate(m.head_var(), &g)?;
         }
         let mut dx = dx.reshape((b, t, d))?.to_dtype(dtype)?;
 
         // Blocks, last to first.
-        for (layer, saved) in m.layers.iter().zip(self.saved).rev() {
-            let post_vars: Vec<Var> = layer.post_attention_vars().into_iter().cloned().collect();
-            let pre_vars: Vec<Var> = layer.pre_attention_vars().into_iter().cloned().collect();
-            let (x, qkv, o, attn, out) = match saved {
-                Saved::Kept {
-                    x,
-                    qkv,
-                    o,
-                    attn,
-                    out,
-                } => (x, qkv, o, attn, out),
-                Saved::Recompute { x, attn } => {
-                    let w = layer.weights(Track::Grad, dtype)?;
-                    let x = Var::from_tensor(&x)?;
-                    let qkv = pre_attention(
-                        &m.config,
-                        &w,
-                        x.as_tensor(),
-                        &p.cos,
-                        &p.sin,
-                        Kernels::Differentiable,
-                    )?;
-                    let o = Var::from_tensor(&attn.o)?;
-                    let out = post_attention(
-                        &m.config,
-                        &w,
-                        x.as_tensor(),
-                        o.as_tensor(),
-                        Kernels::Differentiable,
-                    )?;
-                    (x, qkv, o, attn, out)
-                }
+        let ctx = BlockCtx {
+            cfg: &m.config,
+            cos: &p.cos,
+            sin: &p.sin,
+            mask: &p.mask,
+        };
+        for (layer, kept) in m.layers.iter().zip(self.kept).rev() {
+            let w = layer.weights(Track::NoGrad, dtype)?;
+            let saved = match kept {
+                Kept::Full(s) => s,
+                Kept::Checkpoint { x, attn } => ctx.forward(&w, &x, Some(attn))?.1,
             };
-            // After the attention core: gradients of o_proj, norm, MLP, the attention output
-            // and (through the residual) the block input.
-            let store = (out * &dx)?.sum_all()?.backward()?;
-            grads.accumulate_store(&store, &post_vars)?;
-            let d_o = store.get(o.as_tensor()).cloned().ok_or_else(|| {
-                candle_core::Error::Msg("attention output has no gradient".into())
-            })?;
-            let dx_post = store.get(x.as_tensor()).cloned();
-            drop(store);
-            // The attention core, blockwise.
-            let (dq, dk, dv) = attention::backward(
-                &qkv.q.detach(),
-                &qkv.k.detach(),
-                &qkv.v.detach(),
-                &attn,
-                &d_o,
-                &p.mask,
-            )?;
-            // Before the attention core: norm and q/k/v projections.
-            let surrogate = ((&qkv.q * dq)?.sum_all()?
-                + (&qkv.k * dk)?.sum_all()?
-                + (&qkv.v * dv)?.sum_all()?)?;
-            let store = surrogate.to_dtype(DType::F32)?.backward()?;
-            grads.accumulate_store(&store, &pre_vars)?;
-            let dx_pre = store.get(x.as_tensor()).cloned();
-            dx = match (dx_post, dx_pre) {
-                (Some(a), Some(b)) => (a + b)?,
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => dx.zeros_like()?,
-            };
+            dx = ctx.backward(layer, &w, saved, &dx, grads)?;
         }
 
-        // Embeddings.
-        let e = view(&m.embed, Track::Grad, DType::F32)?;
-        let x0 = e.index_select(&p.ids, 0)?.to_dtype(dtype)?;
-        let x0 = x0.reshape((self.batch, x0.dim(0)? / self.batch, x0.dim(1)?))?;
-        let store = (x0 * dx)?.sum_all()?.to_dtype(DType::F32)?.backward()?;
-        grads.accumulate_store(&store, std::slice::from_ref(&m.embed))?;
+        // Embeddings: rows of the gradient added at the looked-up ids.
+        let e = m.embed.as_tensor();
+        let g_embed = Tensor::zeros(e.dims(), DType::F32, dev)?.index_add(
+            &p.ids,
+            &dx.reshape((b * t, d))?.to_dtype(DType::F32)?,
+            0,
+        )?;
+        grads.accumulate(&m.embed, &g_embed)?;
         Ok(())
     }
+}
+
+/// One chunk of the output projection's backward pass.
+struct HeadChunk<'a> {
+    h: &'a Tensor,
+    targets: &'a Tensor,
+    norm: &'a Tensor,
+    head: &'a Tensor,
+    eps: f64,
+    temperature: f64,
+    g_lp: Option<Tensor>,
+    g_ent: Option<Tensor>,
+    g_norm: &'a mut Option<Tensor>,
+    g_head: &'a mut Option<Tensor>,
+}
+
+/// Recomputes a chunk's logits and back-propagates the gradients of its log-probs and
+/// entropies: `d logp_t / d z = onehot_t - p`, `d H / d z = -p (log p + H)`. Returns the
+/// gradient of the chunk's hidden rows.
+fn head_backward(c: HeadChunk<'_>) -> Result<Tensor> {
+    let dtype = c.head.dtype();
+    let normed = norm_forward(c.h, c.norm, c.eps, dtype)?;
+    let mut z = normed.h.matmul(&c.head.t()?)?.to_dtype(DType::F32)?;
+    if c.temperature != 1.0 {
+        z = (z / c.temperature)?;
+    }
+    let (n, vocab) = z.dims2()?;
+    let z = z.broadcast_sub(&z.max_keepdim(D::Minus1)?)?;
+    let e = z.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    let p = e.broadcast_div(&sum)?;
+    let mut dz = Tensor::zeros((n, vocab), DType::F32, z.device())?;
+    if let Some(g) = &c.g_lp {
+        dz = p.broadcast_mul(&g.neg()?.unsqueeze(1)?)?;
+        let at: Vec<u32> = c
+            .targets
+            .to_vec1::<u32>()?
+            .iter()
+            .enumerate()
+            .map(|(i, &tgt)| (i * vocab) as u32 + tgt)
+            .collect();
+        let at = Tensor::from_vec(at, n, z.device())?;
+        dz = dz
+            .flatten_all()?
+            .index_add(&at, g, 0)?
+            .reshape((n, vocab))?;
+    }
+    if let Some(g) = &c.g_ent {
+        let logp = z.broadcast_sub(&sum.log()?)?;
+        let ent = (&p * &logp)?.sum_keepdim(D::Minus1)?.neg()?;
+        let d_ent = (&p * logp.broadcast_add(&ent)?)?.broadcast_mul(&g.neg()?.unsqueeze(1)?)?;
+        dz = (dz + d_ent)?;
+    }
+    if c.temperature != 1.0 {
+        dz = (dz / c.temperature)?;
+    }
+    let dz = dz.to_dtype(dtype)?;
+    let g_head = dz.t()?.matmul(&normed.h)?;
+    *c.g_head = Some(match c.g_head.take() {
+        Some(acc) => (acc + g_head.to_dtype(DType::F32)?)?,
+        None => g_head.to_dtype(DType::F32)?,
+    });
+    let dhn = dz.matmul(c.head)?;
+    crate::block::norm_backward(c.h, &normed.inv_rms, c.norm, &dhn, c.g_norm)
 }
 
 #[cfg(test)]
