@@ -79,7 +79,9 @@ def torch_main(spec):
         for _ in range(iters):
             step()
         secs = time.perf_counter() - start
-        out = {"tokens_per_s": iters * batch * seq / secs, "seconds_per_step": secs / iters}
+        # iters = 0: one warm-up step only (peak-memory runs); no speed to report.
+        out = {"tokens_per_s": iters * batch * seq / secs if iters else None,
+               "seconds_per_step": secs / iters if iters else None}
     else:
         batch, plen, new = spec["batch"], spec["prompt_len"], spec["new"]
         model.eval()

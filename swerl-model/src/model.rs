@@ -117,33 +117,6 @@ impl LayerVars {
             down_bias: view_opt(&self.down_bias, track, dtype)?,
         })
     }
-
-    /// The block's parameters split by which part of the block uses them: before the attention
-    /// core (norm, q/k/v) and after it (o, norm, MLP).
-    pub(crate) fn pre_attention_vars(&self) -> Vec<&Var> {
-        let mut v = vec![&self.input_norm, &self.q, &self.k, &self.v];
-        v.extend(
-            [&self.q_bias, &self.k_bias, &self.v_bias]
-                .into_iter()
-                .flatten(),
-        );
-        v
-    }
-
-    pub(crate) fn post_attention_vars(&self) -> Vec<&Var> {
-        let mut v = vec![&self.o, &self.post_norm, &self.gate, &self.up, &self.down];
-        v.extend(
-            [
-                &self.o_bias,
-                &self.gate_bias,
-                &self.up_bias,
-                &self.down_bias,
-            ]
-            .into_iter()
-            .flatten(),
-        );
-        v
-    }
 }
 
 /// A Llama-family causal language model whose parameters can be trained.

@@ -88,7 +88,7 @@ pub fn instances(n: usize) -> Vec<RlInstance> {
         .collect()
 }
 
-/// Short chat prompts and a reward that varies on a random model: the fraction of `e`s.
+/// Short chat prompts and a reward that varies on a random model.
 struct LetterTask {
     prompts: Vec<PreparedPrompt>,
 }
@@ -114,9 +114,11 @@ impl Environment for LetterTask {
         completions
             .iter()
             .map(|g| {
-                let n = g.text.chars().count().max(1) as f64;
-                let e = g.text.chars().filter(|&c| c == 'e').count() as f64;
-                RewardOutcome { reward: e / n, format_error: false, reason: None }
+                // Continuous in the sampled bytes, so that groups (almost) never tie whatever
+                // the seed: the mean of each token's id modulo 7, scaled to [0, 1].
+                let n = g.tokens.len().max(1) as f64;
+                let sum: f64 = g.tokens.iter().map(|&t| f64::from(t % 7) / 6.0).sum();
+                RewardOutcome { reward: sum / n, format_error: false, reason: None }
             })
             .collect()
     }
