@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use swerl_model::{
-    GenerateOptions, GenerationRequest, Gradients, Llama, LoadOptions, ModelConfig, ModelOptions,
-    Recompute, SamplingParams, TokenBatch, TrainOptions,
+    GenerateOptions, GenerationRequest, Gradients, Llama, LoadOptions, ModelConfig, ModelOptions, Recompute,
+    SamplingParams, TokenBatch, TrainOptions,
 };
 
 fn config(name: &str) -> Option<ModelConfig> {
@@ -57,9 +57,7 @@ fn main() -> Result<()> {
     let mut opts: HashMap<String, String> = HashMap::new();
     for pair in args[1..].chunks(2) {
         let key = pair[0].trim_start_matches("--").to_string();
-        let value = pair
-            .get(1)
-            .with_context(|| format!("--{key} needs a value"))?;
+        let value = pair.get(1).with_context(|| format!("--{key} needs a value"))?;
         opts.insert(key, value.clone());
     }
     let get = |k: &str, d: &str| opts.get(k).cloned().unwrap_or_else(|| d.to_string());
@@ -72,10 +70,7 @@ fn main() -> Result<()> {
     let model = match config(&name) {
         Some(cfg) => Llama::new_random(cfg, 0, 0.02, &model_opts)?,
         None => {
-            let load = LoadOptions {
-                model: model_opts.clone(),
-                ..LoadOptions::default()
-            };
+            let load = LoadOptions { model: model_opts.clone(), ..LoadOptions::default() };
             swerl_model::load(&name, &load)?.model
         }
     };
@@ -92,17 +87,12 @@ fn main() -> Result<()> {
                 other => bail!("recompute: {other}"),
             };
             // Half prompt, half completion; every completion token is scored.
-            let prompts: Vec<Vec<u32>> = (0..batch)
-                .map(|b| (0..seq / 2).map(|i| token(i + b)).collect())
-                .collect();
-            let completions: Vec<Vec<u32>> = (0..batch)
-                .map(|b| (seq / 2..seq).map(|i| token(i + b)).collect())
-                .collect();
+            let prompts: Vec<Vec<u32>> =
+                (0..batch).map(|b| (0..seq / 2).map(|i| token(i + b)).collect()).collect();
+            let completions: Vec<Vec<u32>> =
+                (0..batch).map(|b| (seq / 2..seq).map(|i| token(i + b)).collect()).collect();
             let tb = TokenBatch::from_prompt_completions(&prompts, &completions, 0)?;
-            let opts = TrainOptions {
-                recompute,
-                ..TrainOptions::default()
-            };
+            let opts = TrainOptions { recompute, ..TrainOptions::default() };
             let forward_secs = std::cell::Cell::new(0f64);
             let step = || -> Result<()> {
                 let t0 = Instant::now();

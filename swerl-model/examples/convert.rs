@@ -10,9 +10,7 @@ use swerl_model::{LoadOptions, SaveOptions, save_pretrained};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let spec = args
-        .next()
-        .context("usage: convert <model> <out_dir> [f32|bf16|f16]")?;
+    let spec = args.next().context("usage: convert <model> <out_dir> [f32|bf16|f16]")?;
     let out = args.next().context("missing output directory")?;
     let dtype = swerl_model::parse_dtype(&args.next().unwrap_or_else(|| "f32".into()))?;
     let loaded = swerl_model::load(&spec, &LoadOptions::default())?;
@@ -21,10 +19,7 @@ fn main() -> Result<()> {
         &loaded.model,
         Some(&loaded.tokenizer),
         Some(&loaded.generation_config),
-        &SaveOptions {
-            dtype,
-            ..SaveOptions::default()
-        },
+        &SaveOptions { dtype, ..SaveOptions::default() },
     )?;
     Ok(())
 }

@@ -36,28 +36,13 @@ impl AttnMask {
     /// Causal attention over `keys` keys, query 0 at key position `q_offset`, with the given
     /// key validity (`batch * keys` flags, `None`: all valid).
     pub(crate) fn new(key_valid: Option<Vec<bool>>, keys: usize, q_offset: usize) -> Self {
-        Self {
-            key_valid,
-            keys,
-            q_offset,
-            memo: Arc::default(),
-        }
+        Self { key_valid, keys, q_offset, memo: Arc::default() }
     }
 
     /// Additive mask `(batch, 1, n, kend)` for queries `q0..q0 + n` over keys `0..kend`.
-    fn block(
-        &self,
-        batch: usize,
-        q0: usize,
-        n: usize,
-        kend: usize,
-        device: &Device,
-    ) -> Result<Tensor> {
+    fn block(&self, batch: usize, q0: usize, n: usize, kend: usize, device: &Device) -> Result<Tensor> {
         let key = (batch, q0, n, kend);
-        let mut memo = self
-            .memo
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut memo = self.memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((k, t)) = memo.as_ref()
             && *k == key
         {
@@ -68,14 +53,7 @@ impl AttnMask {
         Ok(t)
     }
 
-    fn build_block(
-        &self,
-        batch: usize,
-        q0: usize,
-        n: usize,
-        kend: usize,
-        device: &Device,
-    ) -> Result<Tensor> {
+    fn build_block(&self, batch: usize, q0: usize, n: usize, kend: usize, device: &Device) -> Result<Tensor> {
         let rows = if self.key_valid.is_some() { batch } else { 1 };
         let mut m = vec![0f32; rows * n * kend];
         for b in 0..rows {
@@ -83,11 +61,7 @@ impl AttnMask {
                 let qpos = self.q_offset + q0 + i;
                 let row = &mut m[(b * n + i) * kend..(b * n + i + 1) * kend];
                 for (j, slot) in row.iter_mut().enumerate() {
-                    let visible = j <= qpos
-                        && self
-                            .key_valid
-                            .as_ref()
-                            .is_none_or(|kv| kv[b * self.keys + j]);
+                    let visible = j <= qpos && self.key_valid.as_ref().is_none_or(|kv| kv[b * self.keys + j]);
                     if !visible {
                         *slot = MASKED;
                     }
@@ -108,11 +82,7 @@ impl AttnMask {
 /// (a full copy of the cache per layer and step otherwise); other backends get a contiguous
 /// copy.
 fn gemm_ready(t: &Tensor) -> Result<Tensor> {
-    if t.device().is_cpu() {
-        Ok(t.clone())
-    } else {
-        Ok(t.contiguous()?)
-    }
+    if t.device().is_cpu() { Ok(t.clone()) } else { Ok(t.contiguous()?) }
 }
 
 /// Queries per block so that one block's scores stay near `budget` bytes.
@@ -134,8 +104,7 @@ pub(crate) struct AttnOut {
 /// head serves its whole query group.
 fn group(q: &Tensor, kv_heads: usize) -> Result<Tensor> {
     let (b, h, n, hd) = q.dims4()?;
-    Ok(q.contiguous()?
-        .reshape((b, kv_heads, (h / kv_heads) * n, hd))?)
+    Ok(q.contiguous()?.reshape((b, kv_heads, (h / kv_heads) * n, hd))?)
 }
 
 fn ungroup(x: &Tensor, heads: usize) -> Result<Tensor> {
@@ -164,13 +133,7 @@ pub(crate) fn forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Re
     forward_blocks(q, k, v, mask, block_size(b, heads, t, mask.keys))
 }
 
-fn forward_blocks(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: &AttnMask,
-    block: usize,
-) -> Result<AttnOut> {
+fn forward_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, block: usize) -> Result<AttnOut> {
     let (b, heads, t, hd) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let scale = 1.0 / (hd as f64).sqrt();
@@ -181,10 +144,7 @@ fn forward_blocks(
         let n = block.min(t - q0);
         let kend = mask.key_end(q0 + n);
         let m = mask.block(b, q0, n, kend, q.device())?;
-        let (kb, vb) = (
-            gemm_ready(&k.narrow(2, 0, kend)?)?,
-            gemm_ready(&v.narrow(2, 0, kend)?)?,
-        );
+        let (kb, vb) = (gemm_ready(&k.narrow(2, 0, kend)?)?, gemm_ready(&v.narrow(2, 0, kend)?)?);
         let s = scores(&q.narrow(2, q0, n)?, &kb, &m, scale, heads, kv_heads)?;
         let max = s.max_keepdim(D::Minus1)?;
         let p = s.broadcast_sub(&max)?.exp()?;
@@ -195,16 +155,8 @@ fn forward_blocks(
         lses.push((max + sum.log()?)?.squeeze(D::Minus1)?);
         q0 += n;
     }
-    let o = if outs.len() == 1 {
-        outs.pop().expect("one block")
-    } else {
-        Tensor::cat(&outs, 2)?
-    };
-    let lse = if lses.len() == 1 {
-        lses.pop().expect("one block")
-    } else {
-        Tensor::cat(&lses, 2)?
-    };
+    let o = if outs.len() == 1 { outs.pop().expect("one block") } else { Tensor::cat(&outs, 2)? };
+    let lse = if lses.len() == 1 { lses.pop().expect("one block") } else { Tensor::cat(&lses, 2)? };
     Ok(AttnOut { o, lse })
 }
 
@@ -240,18 +192,14 @@ fn backward_blocks(
     let dv = Tensor::zeros(v.dims(), DType::F32, q.device())?;
     let d_o = d_o.to_dtype(dtype)?;
     // D_i = rowsum(dO_i * O_i), the softmax-backward correction term.
-    let delta =
-        (d_o.to_dtype(DType::F32)? * out.o.to_dtype(DType::F32)?)?.sum_keepdim(D::Minus1)?;
+    let delta = (d_o.to_dtype(DType::F32)? * out.o.to_dtype(DType::F32)?)?.sum_keepdim(D::Minus1)?;
     let mut dqs = Vec::new();
     let mut q0 = 0;
     while q0 < t {
         let n = block.min(t - q0);
         let kend = mask.key_end(q0 + n);
         let m = mask.block(b, q0, n, kend, q.device())?;
-        let (kb, vb) = (
-            gemm_ready(&k.narrow(2, 0, kend)?)?,
-            gemm_ready(&v.narrow(2, 0, kend)?)?,
-        );
+        let (kb, vb) = (gemm_ready(&k.narrow(2, 0, kend)?)?, gemm_ready(&v.narrow(2, 0, kend)?)?);
         let qb = q.narrow(2, q0, n)?;
         let s = scores(&qb, &kb, &m, scale, heads, kv_heads)?;
         let lse = out.lse.narrow(2, q0, n)?.unsqueeze(D::Minus1)?;
@@ -275,11 +223,7 @@ fn backward_blocks(
         dv.slice_set(&acc_v, 2, 0)?;
         q0 += n;
     }
-    let dq = if dqs.len() == 1 {
-        dqs.pop().expect("one block")
-    } else {
-        Tensor::cat(&dqs, 2)?
-    };
+    let dq = if dqs.len() == 1 { dqs.pop().expect("one block") } else { Tensor::cat(&dqs, 2)? };
     Ok((dq, dk.to_dtype(dtype)?, dv.to_dtype(dtype)?))
 }
 
@@ -295,9 +239,7 @@ pub(crate) fn forward_graph(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask)
     // Softmax with the row maximum detached: the shift cancels in the gradient.
     let max = s.max_keepdim(D::Minus1)?.detach();
     let e = s.broadcast_sub(&max)?.exp()?;
-    let p = e
-        .broadcast_div(&e.sum_keepdim(D::Minus1)?)?
-        .to_dtype(q.dtype())?;
+    let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(q.dtype())?;
     let o = group(&p, kv_heads)?.matmul(&gemm_ready(v)?)?;
     ungroup(&o, heads)
 }
@@ -309,16 +251,7 @@ mod tests {
     use super::*;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
     }
 
     #[test]
@@ -335,21 +268,14 @@ mod tests {
         // Padding query rows get no gradient in the model (nothing reads them).
         let d_o = Tensor::randn(0f32, 1., (b, h, t, hd), &dev).unwrap();
         let keep = Tensor::from_vec(
-            (0..b * t)
-                .map(|i| if i < 5 { 0f32 } else { 1. })
-                .collect::<Vec<_>>(),
+            (0..b * t).map(|i| if i < 5 { 0f32 } else { 1. }).collect::<Vec<_>>(),
             (b, 1, t, 1),
             &dev,
         )
         .unwrap();
         let d_o = d_o.broadcast_mul(&keep).unwrap();
         let reference = forward_graph(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask).unwrap();
-        let grads = (reference.clone() * &d_o)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let grads = (reference.clone() * &d_o).unwrap().sum_all().unwrap().backward().unwrap();
 
         // Blocks of 16 queries: three blocks, the last one partial.
         let out = forward_blocks(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 16).unwrap();
@@ -357,16 +283,8 @@ mod tests {
         let o_valid = out.o.narrow(2, 5, t - 5).unwrap();
         let r_valid = reference.narrow(2, 5, t - 5).unwrap();
         assert!(max_diff(&o_valid, &r_valid) < 1e-5);
-        let (dq, dk, dv) = backward_blocks(
-            q.as_tensor(),
-            k.as_tensor(),
-            v.as_tensor(),
-            &out,
-            &d_o,
-            &mask,
-            16,
-        )
-        .unwrap();
+        let (dq, dk, dv) =
+            backward_blocks(q.as_tensor(), k.as_tensor(), v.as_tensor(), &out, &d_o, &mask, 16).unwrap();
         assert!(max_diff(&dq, grads.get(q.as_tensor()).unwrap()) < 1e-4);
         assert!(max_diff(&dk, grads.get(k.as_tensor()).unwrap()) < 1e-4);
         assert!(max_diff(&dv, grads.get(v.as_tensor()).unwrap()) < 1e-4);

@@ -34,22 +34,14 @@ impl TokenBatch {
         if prompts.len() != completions.len() {
             return Err(Error::arg(
                 "completions",
-                format!(
-                    "{} prompts but {} completions",
-                    prompts.len(),
-                    completions.len()
-                ),
+                format!("{} prompts but {} completions", prompts.len(), completions.len()),
             ));
         }
         if prompts.is_empty() {
             return Err(Error::arg("prompts", "empty batch"));
         }
         let p_len = prompts.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
-        let c_len = completions
-            .iter()
-            .map(|c| c.as_ref().len())
-            .max()
-            .unwrap_or(0);
+        let c_len = completions.iter().map(|c| c.as_ref().len()).max().unwrap_or(0);
         let seq = p_len + c_len;
         let batch = prompts.len();
         let mut ids = Vec::with_capacity(batch * seq);
@@ -106,11 +98,7 @@ impl TokenBatch {
         if !ids.len().is_multiple_of(batch) || attention.len() != ids.len() {
             return Err(Error::arg(
                 "ids",
-                format!(
-                    "{} ids and {} mask entries do not form {batch} rows",
-                    ids.len(),
-                    attention.len()
-                ),
+                format!("{} ids and {} mask entries do not form {batch} rows", ids.len(), attention.len()),
             ));
         }
         let seq = ids.len() / batch;
@@ -124,11 +112,7 @@ impl TokenBatch {
             Some(m) if m.len() != batch * completion_len => {
                 return Err(Error::arg(
                     "completion_mask",
-                    format!(
-                        "expected {} entries, found {}",
-                        batch * completion_len,
-                        m.len()
-                    ),
+                    format!("expected {} entries, found {}", batch * completion_len, m.len()),
                 ));
             }
             Some(m) => m,
@@ -142,9 +126,7 @@ impl TokenBatch {
                 if completion_mask[b * completion_len + j] && !attention[b * seq + t - 1] {
                     return Err(Error::arg(
                         "completion_mask",
-                        format!(
-                            "row {b}: scored position {t} follows a padding position (empty prompt?)"
-                        ),
+                        format!("row {b}: scored position {t} follows a padding position (empty prompt?)"),
                     ));
                 }
                 if completion_mask[b * completion_len + j] && !attention[b * seq + t] {
@@ -155,14 +137,7 @@ impl TokenBatch {
                 }
             }
         }
-        Ok(Self {
-            ids,
-            attention,
-            batch,
-            seq,
-            completion_len,
-            completion_mask,
-        })
+        Ok(Self { ids, attention, batch, seq, completion_len, completion_mask })
     }
 
     /// Builds a batch from tensors: `input_ids` `(batch, seq)` (u32 or i64), `attention_mask`
@@ -176,10 +151,7 @@ impl TokenBatch {
         completion_mask: Option<&Tensor>,
     ) -> Result<Self> {
         let (batch, _) = input_ids.dims2()?;
-        let ids: Vec<u32> = input_ids
-            .to_dtype(candle_core::DType::U32)?
-            .flatten_all()?
-            .to_vec1()?;
+        let ids: Vec<u32> = input_ids.to_dtype(candle_core::DType::U32)?.flatten_all()?.to_vec1()?;
         let flags = |t: &Tensor| -> Result<Vec<bool>> {
             Ok(t.to_dtype(candle_core::DType::F32)?
                 .flatten_all()?
@@ -265,16 +237,8 @@ impl TokenBatch {
 
     /// The scored-token mask as an f32 `(batch, completion_len)` tensor.
     pub fn completion_mask_tensor(&self, device: &Device) -> Result<Tensor> {
-        let m: Vec<f32> = self
-            .completion_mask
-            .iter()
-            .map(|&x| f32::from(u8::from(x)))
-            .collect();
-        Ok(Tensor::from_vec(
-            m,
-            (self.batch, self.completion_len),
-            device,
-        )?)
+        let m: Vec<f32> = self.completion_mask.iter().map(|&x| f32::from(u8::from(x))).collect();
+        Ok(Tensor::from_vec(m, (self.batch, self.completion_len), device)?)
     }
 
     /// Whether any row has padding (otherwise masks can be skipped).
@@ -289,20 +253,11 @@ mod tests {
 
     #[test]
     fn lays_out_prompts_left_and_completions_right() {
-        let b = TokenBatch::from_prompt_completions(
-            &[vec![1, 2, 3], vec![4]],
-            &[vec![5], vec![6, 7]],
-            0,
-        )
-        .unwrap();
+        let b = TokenBatch::from_prompt_completions(&[vec![1, 2, 3], vec![4]], &[vec![5], vec![6, 7]], 0)
+            .unwrap();
         assert_eq!(b.seq_len(), 5);
         assert_eq!(b.ids(), &[1, 2, 3, 5, 0, 0, 0, 4, 6, 7]);
-        assert_eq!(
-            b.attention(),
-            &[
-                true, true, true, true, false, false, false, true, true, true
-            ]
-        );
+        assert_eq!(b.attention(), &[true, true, true, true, false, false, false, true, true, true]);
         assert_eq!(b.completion_mask(), &[true, false, true, true]);
         assert_eq!(b.positions(), vec![0, 1, 2, 3, 0, 0, 0, 0, 1, 2]);
         let (rows, targets, slots) = b.scored_rows();
@@ -314,8 +269,8 @@ mod tests {
 
     #[test]
     fn rejects_empty_prompts_and_bad_shapes() {
-        let err = TokenBatch::from_prompt_completions(&[vec![1], vec![]], &[vec![5], vec![6]], 0)
-            .unwrap_err();
+        let err =
+            TokenBatch::from_prompt_completions(&[vec![1], vec![]], &[vec![5], vec![6]], 0).unwrap_err();
         assert!(err.to_string().contains("row 1"), "{err}");
         assert!(TokenBatch::from_sequences(&[vec![1, 2], vec![]], 0).is_err());
         assert!(TokenBatch::new(vec![1, 2, 3], vec![true; 3], 2, 1, None).is_err());

@@ -25,9 +25,7 @@ pub(crate) struct Normed {
 /// Forward RMSNorm of `x` (any float dtype) with an f32 `weight`, output in `dtype`.
 pub(crate) fn norm_forward(x: &Tensor, weight: &Tensor, eps: f64, dtype: DType) -> Result<Normed> {
     let x32 = x.to_dtype(DType::F32)?;
-    let inv_rms = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?
-        .sqrt()?
-        .recip()?;
+    let inv_rms = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
     let h = candle_nn::ops::rms_norm(&x32.contiguous()?, weight, eps as f32)?.to_dtype(dtype)?;
     Ok(Normed { h, inv_rms })
 }
@@ -50,10 +48,7 @@ pub(crate) fn norm_backward(
     });
     let dxhat = dh.broadcast_mul(weight)?;
     let m = (&dxhat * &xhat)?.mean_keepdim(D::Minus1)?;
-    Ok(dxhat
-        .broadcast_sub(&xhat.broadcast_mul(&m)?)?
-        .broadcast_mul(inv_rms)?
-        .to_dtype(x.dtype())?)
+    Ok(dxhat.broadcast_sub(&xhat.broadcast_mul(&m)?)?.broadcast_mul(inv_rms)?.to_dtype(x.dtype())?)
 }
 
 /// `x @ w.T (+ b)` for 2-D `x`.
@@ -74,11 +69,7 @@ fn linear2_backward(
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let dx = dy.matmul(w)?;
     let dw = dy.t()?.matmul(x)?;
-    let db = if bias {
-        Some(dy.to_dtype(DType::F32)?.sum(0)?)
-    } else {
-        None
-    };
+    let db = if bias { Some(dy.to_dtype(DType::F32)?.sum(0)?) } else { None };
     Ok((dx, dw, db))
 }
 
@@ -124,28 +115,16 @@ impl BlockCtx<'_> {
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = heads(
-            linear2(&h1, &w.q, w.q_bias.as_ref())?,
-            cfg.num_attention_heads,
-        )?;
-        let k = heads(
-            linear2(&h1, &w.k, w.k_bias.as_ref())?,
-            cfg.num_key_value_heads,
-        )?;
-        let v = heads(
-            linear2(&h1, &w.v, w.v_bias.as_ref())?,
-            cfg.num_key_value_heads,
-        )?;
+        let q = heads(linear2(&h1, &w.q, w.q_bias.as_ref())?, cfg.num_attention_heads)?;
+        let k = heads(linear2(&h1, &w.k, w.k_bias.as_ref())?, cfg.num_key_value_heads)?;
+        let v = heads(linear2(&h1, &w.v, w.v_bias.as_ref())?, cfg.num_key_value_heads)?;
         let q = candle_nn::rotary_emb::rope(&q, self.cos, self.sin)?;
         let k = candle_nn::rotary_emb::rope(&k, self.cos, self.sin)?;
         let attn = match attn {
             Some(a) => a,
             None => attention::forward(&q, &k, &v, self.mask)?,
         };
-        let o = attn
-            .o
-            .transpose(1, 2)?
-            .reshape((b * t, cfg.num_attention_heads * hd))?;
+        let o = attn.o.transpose(1, 2)?.reshape((b * t, cfg.num_attention_heads * hd))?;
         let x1 = (x + linear2(&o, &w.o, w.o_bias.as_ref())?.reshape((b, t, d))?)?;
         let n2 = norm_forward(&x1, &w.post_norm, cfg.rms_norm_eps, dtype)?;
         let h2 = n2.h.reshape((b * t, d))?;
@@ -196,16 +175,14 @@ impl BlockCtx<'_> {
         let sig = candle_nn::ops::sigmoid(&s.gate)?;
         let silu = (&s.gate * &sig)?;
         let act = (&silu * &s.up)?;
-        let (d_act, g_down, gb_down) =
-            linear2_backward(&act, &w.down, &dout, w.down_bias.is_some())?;
+        let (d_act, g_down, gb_down) = linear2_backward(&act, &w.down, &dout, w.down_bias.is_some())?;
         put(&Some(vars.down.clone()), Some(g_down))?;
         put(&vars.down_bias, gb_down)?;
         let d_up = (&d_act * &silu)?;
         // silu'(g) = s * (1 + g * (1 - s))
         let dsilu = (&sig * (&s.gate * sig.affine(-1.0, 1.0)?)?.affine(1.0, 1.0)?)?;
         let d_gate = ((&d_act * &s.up)? * dsilu)?;
-        let (dh2_g, g_gate, gb_gate) =
-            linear2_backward(&s.h2, &w.gate, &d_gate, w.gate_bias.is_some())?;
+        let (dh2_g, g_gate, gb_gate) = linear2_backward(&s.h2, &w.gate, &d_gate, w.gate_bias.is_some())?;
         let (dh2_u, g_up, gb_up) = linear2_backward(&s.h2, &w.up, &d_up, w.up_bias.is_some())?;
         put(&Some(vars.gate.clone()), Some(g_gate))?;
         put(&vars.gate_bias, gb_gate)?;
@@ -224,25 +201,18 @@ impl BlockCtx<'_> {
         let (d_o, g_o, gb_o) = linear2_backward(&o, &w.o, &dx1_flat, w.o_bias.is_some())?;
         put(&Some(vars.o.clone()), Some(g_o))?;
         put(&vars.o_bias, gb_o)?;
-        let d_o = d_o
-            .reshape((b, t, heads_q, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let d_o = d_o.reshape((b, t, heads_q, hd))?.transpose(1, 2)?.contiguous()?;
         let (dq, dk, dv) = attention::backward(&s.q, &s.k, &s.v, &s.attn, &d_o, self.mask)?;
         // RoPE is a rotation: its transpose rotates by the opposite angle.
         let neg_sin = self.sin.neg()?;
         let dq = candle_nn::rotary_emb::rope(&dq.contiguous()?, self.cos, &neg_sin)?;
         let dk = candle_nn::rotary_emb::rope(&dk.contiguous()?, self.cos, &neg_sin)?;
-        let flat = |g: Tensor, n: usize| -> Result<Tensor> {
-            Ok(g.transpose(1, 2)?.reshape((b * t, n * hd))?)
-        };
+        let flat =
+            |g: Tensor, n: usize| -> Result<Tensor> { Ok(g.transpose(1, 2)?.reshape((b * t, n * hd))?) };
         let kvh = cfg.num_key_value_heads;
-        let (dh1_q, g_q, gb_q) =
-            linear2_backward(&s.h1, &w.q, &flat(dq, heads_q)?, w.q_bias.is_some())?;
-        let (dh1_k, g_k, gb_k) =
-            linear2_backward(&s.h1, &w.k, &flat(dk, kvh)?, w.k_bias.is_some())?;
-        let (dh1_v, g_v, gb_v) =
-            linear2_backward(&s.h1, &w.v, &flat(dv, kvh)?, w.v_bias.is_some())?;
+        let (dh1_q, g_q, gb_q) = linear2_backward(&s.h1, &w.q, &flat(dq, heads_q)?, w.q_bias.is_some())?;
+        let (dh1_k, g_k, gb_k) = linear2_backward(&s.h1, &w.k, &flat(dk, kvh)?, w.k_bias.is_some())?;
+        let (dh1_v, g_v, gb_v) = linear2_backward(&s.h1, &w.v, &flat(dv, kvh)?, w.v_bias.is_some())?;
         put(&Some(vars.q.clone()), Some(g_q))?;
         put(&vars.q_bias, gb_q)?;
         put(&Some(vars.k.clone()), Some(g_k))?;

@@ -21,10 +21,7 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A message with the given role.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 
     /// A `system` message.
@@ -86,13 +83,8 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned(NAME, source.to_string())
-            .map_err(|e| template_error(origin, &e))?;
-        Ok(Self {
-            env,
-            source: source.to_string(),
-            specials,
-        })
+        env.add_template_owned(NAME, source.to_string()).map_err(|e| template_error(origin, &e))?;
+        Ok(Self { env, source: source.to_string(), specials })
     }
 
     /// The template text.
@@ -108,15 +100,8 @@ impl ChatTemplate {
     /// Renders `messages` (any serialisable list of message objects, e.g. [`ChatMessage`]s or
     /// JSON values with tool calls), appending the assistant header when
     /// `add_generation_prompt` is set, as `tokenizer.apply_chat_template(tokenize=False)`.
-    pub fn render<M: Serialize>(
-        &self,
-        messages: &[M],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
-        let tmpl = self
-            .env
-            .get_template(NAME)
-            .map_err(|e| template_error("render", &e))?;
+    pub fn render<M: Serialize>(&self, messages: &[M], add_generation_prompt: bool) -> Result<String> {
+        let tmpl = self.env.get_template(NAME).map_err(|e| template_error("render", &e))?;
         let ctx = minijinja::context! {
             messages => Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt => add_generation_prompt,
@@ -139,10 +124,7 @@ fn template_error(context: &str, e: &minijinja::Error) -> Error {
         message.push_str(&format!(": {s}"));
         source = s.source();
     }
-    Error::ChatTemplate {
-        context: context.to_string(),
-        message,
-    }
+    Error::ChatTemplate { context: context.to_string(), message }
 }
 
 fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Error> {
@@ -151,10 +133,7 @@ fn raise_exception(message: String) -> std::result::Result<Value, minijinja::Err
 
 /// `strftime_now(format)` as transformers provides it, for the common directives.
 fn strftime_now(format: String) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     strftime(secs, &format)
 }
 
@@ -260,34 +239,23 @@ mod tests {
 
     #[test]
     fn renders_llama3_with_python_methods_and_errors() {
-        let specials = SpecialTokens {
-            bos_token: Some("<|begin_of_text|>".into()),
-            ..SpecialTokens::default()
-        };
+        let specials =
+            SpecialTokens { bos_token: Some("<|begin_of_text|>".into()), ..SpecialTokens::default() };
         let t = ChatTemplate::new(LLAMA3, specials, "test").unwrap();
-        let msgs = [
-            ChatMessage::system("Be brief. "),
-            ChatMessage::user("  2+2?  "),
-        ];
+        let msgs = [ChatMessage::system("Be brief. "), ChatMessage::user("  2+2?  ")];
         let out = t.render(&msgs, true).unwrap();
         assert_eq!(
             out,
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         );
-        let err = t
-            .render(&[ChatMessage::new("robot", "x")], false)
-            .unwrap_err();
+        let err = t.render(&[ChatMessage::new("robot", "x")], false).unwrap_err();
         assert!(err.to_string().contains("unknown role robot"), "{err}");
     }
 
     #[test]
     fn bad_templates_are_reported_with_their_origin() {
-        let err = ChatTemplate::new(
-            "{% for %}",
-            SpecialTokens::default(),
-            "tokenizer_config.json",
-        )
-        .unwrap_err();
+        let err =
+            ChatTemplate::new("{% for %}", SpecialTokens::default(), "tokenizer_config.json").unwrap_err();
         assert!(err.to_string().contains("tokenizer_config.json"), "{err}");
     }
 
@@ -295,10 +263,7 @@ mod tests {
     fn strftime_formats_known_dates() {
         // 2024-07-26T13:05:09Z
         assert_eq!(strftime(1_721_999_109, "%d %b %Y"), "26 Jul 2024");
-        assert_eq!(
-            strftime(1_721_999_109, "%Y-%m-%d %H:%M:%S %B"),
-            "2024-07-26 13:05:09 July"
-        );
+        assert_eq!(strftime(1_721_999_109, "%Y-%m-%d %H:%M:%S %B"), "2024-07-26 13:05:09 July");
         assert_eq!(strftime(0, "%d %B %y %%"), "01 January 70 %");
     }
 }

@@ -129,10 +129,8 @@ impl Default for ModelConfig {
 impl ModelConfig {
     /// Parses a `config.json` document; `source_name` names it in errors.
     pub fn from_json_str(json: &str, source_name: &str) -> Result<Self> {
-        let raw: RawConfig = serde_json::from_str(json).map_err(|e| Error::InvalidJson {
-            path: source_name.into(),
-            message: e.to_string(),
-        })?;
+        let raw: RawConfig = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidJson { path: source_name.into(), message: e.to_string() })?;
         Self::from_raw(raw, source_name)
     }
 
@@ -179,20 +177,13 @@ impl ModelConfig {
 
     /// The end-of-sequence ids of the config (possibly empty).
     pub fn eos_ids(&self) -> Vec<u32> {
-        self.eos_token_id
-            .as_ref()
-            .map(TokenIds::to_vec)
-            .unwrap_or_default()
+        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
     }
 
     /// Checks internal consistency (head counts divide, sizes non-zero).
     pub fn validate(&self, source_name: &str) -> Result<()> {
-        let bad = |message: String| {
-            Err(Error::InvalidConfig {
-                source_name: source_name.to_string(),
-                message,
-            })
-        };
+        let bad =
+            |message: String| Err(Error::InvalidConfig { source_name: source_name.to_string(), message });
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -205,20 +196,14 @@ impl ModelConfig {
                 return bad(format!("`{name}` must be positive"));
             }
         }
-        if !self
-            .num_attention_heads
-            .is_multiple_of(self.num_key_value_heads)
-        {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
         if !self.head_dim.is_multiple_of(2) {
-            return bad(format!(
-                "head_dim ({}) must be even for RoPE",
-                self.head_dim
-            ));
+            return bad(format!("head_dim ({}) must be even for RoPE", self.head_dim));
         }
         if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return bad(format!("rope_theta ({}) must be positive", self.rope_theta));
@@ -227,10 +212,7 @@ impl ModelConfig {
     }
 
     fn from_raw(raw: RawConfig, source_name: &str) -> Result<Self> {
-        let bad = |message: String| Error::InvalidConfig {
-            source_name: source_name.to_string(),
-            message,
-        };
+        let bad = |message: String| Error::InvalidConfig { source_name: source_name.to_string(), message };
         if let Some(arch) = raw.extra.get("model_type").and_then(Value::as_str)
             && !matches!(arch, "llama" | "mistral" | "qwen2")
         {
@@ -239,13 +221,10 @@ impl ModelConfig {
         if let Some(act) = raw.extra.get("hidden_act").and_then(Value::as_str)
             && act != "silu"
         {
-            return Err(bad(format!(
-                "hidden_act `{act}` is not supported (only silu)"
-            )));
+            return Err(bad(format!("hidden_act `{act}` is not supported (only silu)")));
         }
-        let need = |v: Option<usize>, name: &str| {
-            v.ok_or_else(|| bad(format!("missing required key `{name}`")))
-        };
+        let need =
+            |v: Option<usize>, name: &str| v.ok_or_else(|| bad(format!("missing required key `{name}`")));
         let hidden_size = need(raw.hidden_size, "hidden_size")?;
         let num_attention_heads = need(raw.num_attention_heads, "num_attention_heads")?;
         if num_attention_heads == 0 {
@@ -295,17 +274,9 @@ fn parse_rope(
     if obj.is_null() {
         return Ok((top_theta.unwrap_or(10_000.0), None));
     }
-    let theta = obj
-        .get("rope_theta")
-        .and_then(Value::as_f64)
-        .or(top_theta)
-        .unwrap_or(10_000.0);
+    let theta = obj.get("rope_theta").and_then(Value::as_f64).or(top_theta).unwrap_or(10_000.0);
     // Older configs spell the key `type`.
-    let kind = obj
-        .get("rope_type")
-        .or_else(|| obj.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = obj.get("rope_type").or_else(|| obj.get("type")).and_then(Value::as_str).unwrap_or("default");
     let num = |key: &str| {
         obj.get(key)
             .and_then(Value::as_f64)
@@ -319,13 +290,9 @@ fn parse_rope(
             high_freq_factor: num("high_freq_factor")?,
             original_max_position_embeddings: num("original_max_position_embeddings")? as usize,
         }),
-        "linear" => Some(RopeScaling::Linear {
-            factor: num("factor")?,
-        }),
+        "linear" => Some(RopeScaling::Linear { factor: num("factor")? }),
         other => {
-            return Err(bad(format!(
-                "rope type `{other}` is not supported (default, linear, llama3)"
-            )));
+            return Err(bad(format!("rope type `{other}` is not supported (default, linear, llama3)")));
         }
     };
     Ok((theta, scaling))
@@ -385,15 +352,9 @@ impl TryFrom<RawConfig> for ModelConfig {
 impl From<ModelConfig> for RawConfig {
     fn from(c: ModelConfig) -> Self {
         let mut extra = c.extra;
-        extra
-            .entry("architectures")
-            .or_insert_with(|| Value::from(vec!["LlamaForCausalLM"]));
-        extra
-            .entry("model_type")
-            .or_insert_with(|| Value::from("llama"));
-        extra
-            .entry("hidden_act")
-            .or_insert_with(|| Value::from("silu"));
+        extra.entry("architectures").or_insert_with(|| Value::from(vec!["LlamaForCausalLM"]));
+        extra.entry("model_type").or_insert_with(|| Value::from("llama"));
+        extra.entry("hidden_act").or_insert_with(|| Value::from("silu"));
         Self {
             vocab_size: Some(c.vocab_size),
             hidden_size: Some(c.hidden_size),
@@ -457,10 +418,8 @@ impl GenerationConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = fs_err::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::InvalidJson {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidJson { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// Defaults derived from a model config (its special ids), as transformers does when a
@@ -482,10 +441,7 @@ impl GenerationConfig {
 
     /// The end-of-sequence ids (possibly empty).
     pub fn eos_ids(&self) -> Vec<u32> {
-        self.eos_token_id
-            .as_ref()
-            .map(TokenIds::to_vec)
-            .unwrap_or_default()
+        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
     }
 }
 
@@ -545,10 +501,7 @@ mod tests {
         let back = ModelConfig::from_json_str(&c.to_json().to_string(), "round-trip").unwrap();
         assert_eq!(back, {
             let mut c = c.clone();
-            c.extra.insert(
-                "architectures".into(),
-                Value::from(vec!["LlamaForCausalLM"]),
-            );
+            c.extra.insert("architectures".into(), Value::from(vec!["LlamaForCausalLM"]));
             c.extra.insert("model_type".into(), Value::from("llama"));
             c.extra.insert("hidden_act".into(), Value::from("silu"));
             c

@@ -12,14 +12,10 @@ pub fn parse_device(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" | "gpu" => cuda(0),
         other => match other.strip_prefix("cuda:") {
-            Some(n) => cuda(
-                n.parse()
-                    .map_err(|_| Error::arg("device", format!("bad GPU index in `{other}`")))?,
-            ),
-            None => Err(Error::arg(
-                "device",
-                format!("`{other}` is not cpu, cuda or cuda:N"),
-            )),
+            Some(n) => {
+                cuda(n.parse().map_err(|_| Error::arg("device", format!("bad GPU index in `{other}`")))?)
+            }
+            None => Err(Error::arg("device", format!("`{other}` is not cpu, cuda or cuda:N"))),
         },
     }
 }
@@ -40,10 +36,7 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
         "f32" | "float32" => Ok(DType::F32),
         "bf16" | "bfloat16" => Ok(DType::BF16),
         "f16" | "float16" | "half" => Ok(DType::F16),
-        other => Err(Error::arg(
-            "dtype",
-            format!("`{other}` is not f32, bf16 or f16"),
-        )),
+        other => Err(Error::arg("dtype", format!("`{other}` is not f32, bf16 or f16"))),
     }
 }
 

@@ -117,18 +117,12 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Io`] that names `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     /// Builds an [`Error::InvalidArgument`].
     pub(crate) fn arg(name: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            name,
-            message: message.into(),
-        }
+        Self::InvalidArgument { name, message: message.into() }
     }
 }
 

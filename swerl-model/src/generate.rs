@@ -119,10 +119,7 @@ impl Llama {
         for (i, r) in requests.iter().enumerate() {
             r.params.check(i)?;
             if r.prompt_ids.is_empty() {
-                return Err(Error::arg(
-                    "requests",
-                    format!("request {i} has an empty prompt"),
-                ));
+                return Err(Error::arg("requests", format!("request {i} has an empty prompt")));
             }
             if let Some(t) = r.prompt_ids.iter().find(|&&t| t >= vocab) {
                 return Err(Error::arg(
@@ -133,26 +130,15 @@ impl Llama {
         }
         let dtype = self.compute_dtype;
         let dev = self.device.clone();
-        let weights: Vec<LayerWeights> = self
-            .layers
-            .iter()
-            .map(|l| l.weights(Track::NoGrad, dtype))
-            .collect::<Result<_>>()?;
+        let weights: Vec<LayerWeights> =
+            self.layers.iter().map(|l| l.weights(Track::NoGrad, dtype)).collect::<Result<_>>()?;
         let norm = view(&self.norm, Track::NoGrad, DType::F32)?;
         let head = view(self.head_var(), Track::NoGrad, dtype)?;
 
         // Prompts left-padded to a common length.
         let b = requests.len();
-        let p_len = requests
-            .iter()
-            .map(|r| r.prompt_ids.len())
-            .max()
-            .unwrap_or(0);
-        let max_new = requests
-            .iter()
-            .map(|r| r.params.max_new_tokens)
-            .max()
-            .unwrap_or(0);
+        let p_len = requests.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0);
+        let max_new = requests.iter().map(|r| r.params.max_new_tokens).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(b * p_len);
         let mut valid = Vec::with_capacity(b * p_len);
         let mut positions = Vec::with_capacity(b * p_len);
@@ -201,17 +187,8 @@ impl Llama {
 
         // Prefill.
         let input = Tensor::from_vec(ids, b * p_len, &dev)?;
-        let mut logits = self.step(
-            &weights,
-            &norm,
-            &head,
-            &mut caches,
-            &input,
-            &positions,
-            &key_valid,
-            0,
-            p_len,
-        )?;
+        let mut logits =
+            self.step(&weights, &norm, &head, &mut caches, &input, &positions, &key_valid, 0, p_len)?;
         let mut finished: Vec<Option<Completion>> = vec![None; b];
         for (step, len) in (0..max_new).zip(p_len..) {
             // Sample one token per running row.
@@ -231,17 +208,11 @@ impl Llama {
                     slot.done = Some((FinishReason::Length, None));
                 }
                 let emitted = push_text(slot, tokenizer, c.token, params)?;
-                on_token(StreamEvent {
-                    request: slot.request,
-                    token_id: c.token,
-                    text: &emitted,
-                });
+                on_token(StreamEvent { request: slot.request, token_id: c.token, text: &emitted });
                 next.push(c.token);
             }
             // Retire finished rows.
-            let keep: Vec<usize> = (0..rows.len())
-                .filter(|&i| slots[rows[i]].done.is_none())
-                .collect();
+            let keep: Vec<usize> = (0..rows.len()).filter(|&i| slots[rows[i]].done.is_none()).collect();
             for &r in &rows {
                 if slots[r].done.is_some() && finished[r].is_none() {
                     finished[r] = Some(finish(&mut slots[r]));
@@ -251,11 +222,8 @@ impl Llama {
                 break;
             }
             if keep.len() < rows.len() {
-                let idx = Tensor::from_vec(
-                    keep.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-                    keep.len(),
-                    &dev,
-                )?;
+                let idx =
+                    Tensor::from_vec(keep.iter().map(|&i| i as u32).collect::<Vec<_>>(), keep.len(), &dev)?;
                 for c in &mut caches {
                     c.k = c.k.index_select(&idx, 0)?;
                     c.v = c.v.index_select(&idx, 0)?;
@@ -270,17 +238,7 @@ impl Llama {
                 kv.push(true);
             }
             let input = Tensor::from_vec(next, rows.len(), &dev)?;
-            logits = self.step(
-                &weights,
-                &norm,
-                &head,
-                &mut caches,
-                &input,
-                &pos,
-                &key_valid,
-                len,
-                1,
-            )?;
+            logits = self.step(&weights, &norm, &head, &mut caches, &input, &pos, &key_valid, len, 1)?;
             for &r in &rows {
                 next_pos[slots[r].request] += 1;
             }
@@ -291,10 +249,7 @@ impl Llama {
                 finished[i] = Some(finish(slot));
             }
         }
-        Ok(finished
-            .into_iter()
-            .map(|c| c.expect("every request finished"))
-            .collect())
+        Ok(finished.into_iter().map(|c| c.expect("every request finished")).collect())
     }
 
     /// Runs `t` new positions per row through the model, appending keys/values at cache index
@@ -315,18 +270,13 @@ impl Llama {
         let rows = key_valid.len();
         let keys = start + t;
         let mut x = self.embed(input, rows, Track::NoGrad)?;
-        let (cos, sin) = self
-            .rope
-            .cos_sin(positions, rows, t, self.compute_dtype, &self.device)?;
+        let (cos, sin) = self.rope.cos_sin(positions, rows, t, self.compute_dtype, &self.device)?;
         let all_valid = key_valid.iter().all(|kv| kv.iter().all(|&v| v));
         let mask = AttnMask::new((!all_valid).then(|| key_valid.concat()), keys, start);
         for (w, cache) in weights.iter().zip(caches.iter_mut()) {
             let qkv = pre_attention(&self.config, w, &x, &cos, &sin, Kernels::Fused)?;
             if keys > cache.k.dim(2)? {
-                return Err(Error::arg(
-                    "max_new_tokens",
-                    "KV cache overflow".to_string(),
-                ));
+                return Err(Error::arg("max_new_tokens", "KV cache overflow".to_string()));
             }
             cache.k.slice_set(&qkv.k.contiguous()?, 2, start)?;
             cache.v.slice_set(&qkv.v.contiguous()?, 2, start)?;
@@ -336,13 +286,7 @@ impl Llama {
             x = post_attention(&self.config, w, &x, &o, Kernels::Fused)?;
         }
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
-        let h = rms_norm(
-            &last,
-            norm,
-            self.config.rms_norm_eps,
-            self.compute_dtype,
-            Kernels::Fused,
-        )?;
+        let h = rms_norm(&last, norm, self.config.rms_norm_eps, self.compute_dtype, Kernels::Fused)?;
         Ok(h.matmul(&head.t()?)?)
     }
 }
@@ -351,24 +295,14 @@ impl Llama {
 /// returns the text that can be shown now: text that could still turn out to begin a stop
 /// string is held back until the completion ends, so streamed text always equals the final
 /// text.
-fn push_text(
-    slot: &mut Slot,
-    tokenizer: &Tokenizer,
-    token: u32,
-    params: &SamplingParams,
-) -> Result<String> {
+fn push_text(slot: &mut Slot, tokenizer: &Tokenizer, token: u32, params: &SamplingParams) -> Result<String> {
     let before = slot.text.len();
     slot.text.push_str(&slot.stream.step(tokenizer, token)?);
     if slot.done.is_some() {
         slot.text.push_str(&slot.stream.flush(tokenizer)?);
     }
     if !params.stop_strings.is_empty() && slot.text.len() > before {
-        let longest = params
-            .stop_strings
-            .iter()
-            .map(String::len)
-            .max()
-            .unwrap_or(0);
+        let longest = params.stop_strings.iter().map(String::len).max().unwrap_or(0);
         // Only matches overlapping the new text are new.
         let mut from = before.saturating_sub(longest.saturating_sub(1));
         while !slot.text.is_char_boundary(from) {
@@ -398,11 +332,7 @@ fn push_text(
 fn held_back(text: &str, stops: &[String]) -> usize {
     stops
         .iter()
-        .filter_map(|s| {
-            (1..s.len())
-                .rev()
-                .find(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k]))
-        })
+        .filter_map(|s| (1..s.len()).rev().find(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k])))
         .max()
         .unwrap_or(0)
 }

@@ -44,26 +44,14 @@ impl GgufFile {
     /// Opens `path` and reads its header.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut file = fs_err::File::open(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .into_parts()
-            .0;
-        let content = Content::read(&mut file).map_err(|e| Error::InvalidGguf {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            path,
-            content,
-            file,
-        })
+        let mut file = fs_err::File::open(&path).map_err(|e| Error::io(&path, e))?.into_parts().0;
+        let content = Content::read(&mut file)
+            .map_err(|e| Error::InvalidGguf { path: path.clone(), message: e.to_string() })?;
+        Ok(Self { path, content, file })
     }
 
     fn bad(&self, message: impl Into<String>) -> Error {
-        Error::InvalidGguf {
-            path: self.path.clone(),
-            message: message.into(),
-        }
+        Error::InvalidGguf { path: self.path.clone(), message: message.into() }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
@@ -71,8 +59,7 @@ impl GgufFile {
     }
 
     fn need(&self, key: &str) -> Result<&Value> {
-        self.get(key)
-            .ok_or_else(|| self.bad(format!("missing metadata key `{key}`")))
+        self.get(key).ok_or_else(|| self.bad(format!("missing metadata key `{key}`")))
     }
 
     fn uint(&self, key: &str) -> Result<Option<u64>> {
@@ -82,9 +69,7 @@ impl GgufFile {
     }
 
     fn need_uint(&self, key: &str) -> Result<usize> {
-        self.uint(key)?
-            .map(|v| v as usize)
-            .ok_or_else(|| self.bad(format!("missing metadata key `{key}`")))
+        self.uint(key)?.map(|v| v as usize).ok_or_else(|| self.bad(format!("missing metadata key `{key}`")))
     }
 
     fn float(&self, key: &str) -> Result<Option<f64>> {
@@ -131,9 +116,7 @@ impl GgufFile {
     pub fn config(&self) -> Result<ModelConfig> {
         let arch = self.architecture()?;
         if arch != "llama" {
-            return Err(self.bad(format!(
-                "architecture `{arch}` is not supported (only llama)"
-            )));
+            return Err(self.bad(format!("architecture `{arch}` is not supported (only llama)")));
         }
         let k = |s: &str| format!("llama.{s}");
         let hidden_size = self.need_uint(&k("embedding_length"))?;
@@ -141,12 +124,8 @@ impl GgufFile {
         if heads == 0 {
             return Err(self.bad("`llama.attention.head_count` is 0"));
         }
-        let kv_heads = self
-            .uint(&k("attention.head_count_kv"))?
-            .map_or(heads, |v| v as usize);
-        let head_dim = self
-            .uint(&k("attention.key_length"))?
-            .map_or(hidden_size / heads, |v| v as usize);
+        let kv_heads = self.uint(&k("attention.head_count_kv"))?.map_or(heads, |v| v as usize);
+        let head_dim = self.uint(&k("attention.key_length"))?.map_or(hidden_size / heads, |v| v as usize);
         let vocab_size = match self.uint(&k("vocab_size"))? {
             Some(v) => v as usize,
             None => self
@@ -166,22 +145,16 @@ impl GgufFile {
             num_attention_heads: heads,
             num_key_value_heads: kv_heads,
             head_dim,
-            rms_norm_eps: self
-                .float(&k("attention.layer_norm_rms_epsilon"))?
-                .unwrap_or(1e-5),
+            rms_norm_eps: self.float(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
             rope_theta: self.float(&k("rope.freq_base"))?.unwrap_or(10_000.0),
             rope_scaling: None,
-            max_position_embeddings: self
-                .uint(&k("context_length"))?
-                .map_or(2048, |v| v as usize),
+            max_position_embeddings: self.uint(&k("context_length"))?.map_or(2048, |v| v as usize),
             tie_word_embeddings: tied,
             attention_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
             mlp_bias: false,
             bos_token_id: self.uint("tokenizer.ggml.bos_token_id")?.map(|v| v as u32),
             eos_token_id: eos.map(TokenIds::One),
-            pad_token_id: self
-                .uint("tokenizer.ggml.padding_token_id")?
-                .map(|v| v as u32),
+            pad_token_id: self.uint("tokenizer.ggml.padding_token_id")?.map(|v| v as u32),
             extra: serde_json::Map::new(),
         };
         match self.string(&k("rope.scaling.type"))? {
@@ -220,14 +193,9 @@ impl GgufFile {
                 high_freq_factor: high,
                 original_max_position_embeddings: orig,
             };
-            let plain = crate::rope::inv_freq(&ModelConfig {
-                rope_scaling: None,
-                ..cfg.clone()
-            });
-            let scaled = crate::rope::inv_freq(&ModelConfig {
-                rope_scaling: Some(scaling.clone()),
-                ..cfg.clone()
-            });
+            let plain = crate::rope::inv_freq(&ModelConfig { rope_scaling: None, ..cfg.clone() });
+            let scaled =
+                crate::rope::inv_freq(&ModelConfig { rope_scaling: Some(scaling.clone()), ..cfg.clone() });
             let fits = freqs.len() == plain.len()
                 && plain
                     .iter()
@@ -250,9 +218,7 @@ impl GgufFile {
                 .content
                 .tensor(&mut file, gguf, device)
                 .map_err(|e| self.bad(format!("tensor `{gguf}`: {e}")))?;
-            let t = q
-                .dequantize(device)
-                .map_err(|e| self.bad(format!("dequantizing `{gguf}`: {e}")))?;
+            let t = q.dequantize(device).map_err(|e| self.bad(format!("dequantizing `{gguf}`: {e}")))?;
             let t = match permute_heads {
                 Some(heads) => unpermute(&t, heads)?,
                 None => t,
@@ -260,11 +226,7 @@ impl GgufFile {
             out.insert(hf, t);
             Ok(())
         };
-        load(
-            "token_embd.weight",
-            "model.embed_tokens.weight".into(),
-            None,
-        )?;
+        load("token_embd.weight", "model.embed_tokens.weight".into(), None)?;
         load("output_norm.weight", "model.norm.weight".into(), None)?;
         if !cfg.tie_word_embeddings {
             load("output.weight", "lm_head.weight".into(), None)?;
@@ -273,16 +235,8 @@ impl GgufFile {
             let (b, p) = (format!("blk.{i}"), format!("model.layers.{i}"));
             let pairs: [(&str, String, Option<usize>); 9] = [
                 ("attn_norm", format!("{p}.input_layernorm"), None),
-                (
-                    "attn_q",
-                    format!("{p}.self_attn.q_proj"),
-                    Some(cfg.num_attention_heads),
-                ),
-                (
-                    "attn_k",
-                    format!("{p}.self_attn.k_proj"),
-                    Some(cfg.num_key_value_heads),
-                ),
+                ("attn_q", format!("{p}.self_attn.q_proj"), Some(cfg.num_attention_heads)),
+                ("attn_k", format!("{p}.self_attn.k_proj"), Some(cfg.num_key_value_heads)),
                 ("attn_v", format!("{p}.self_attn.v_proj"), None),
                 ("attn_output", format!("{p}.self_attn.o_proj"), None),
                 ("ffn_norm", format!("{p}.post_attention_layernorm"), None),
@@ -304,9 +258,9 @@ impl GgufFile {
     pub fn tokenizer(&self) -> Result<Tokenizer> {
         let model = self.string("tokenizer.ggml.model")?.unwrap_or("gpt2");
         if model != "gpt2" {
-            return Err(self.bad(format!(
-                "tokenizer model `{model}` is not supported (only byte-level BPE `gpt2`)"
-            )));
+            return Err(
+                self.bad(format!("tokenizer model `{model}` is not supported (only byte-level BPE `gpt2`)"))
+            );
         }
         let tokens = self.strings("tokenizer.ggml.tokens")?;
         let merges: Vec<(String, String)> = self
@@ -318,11 +272,8 @@ impl GgufFile {
                     .ok_or_else(|| self.bad(format!("merge `{m}` has no space")))
             })
             .collect::<Result<_>>()?;
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let vocab: tokenizers::models::bpe::Vocab =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
@@ -331,20 +282,14 @@ impl GgufFile {
         let pre = self.string("tokenizer.ggml.pre")?.unwrap_or("default");
         let byte_level = |use_regex| ByteLevel::new(false, true, use_regex);
         let split = |re: &str| -> Result<PreTokenizerWrapper> {
-            Ok(Split::new(
-                SplitPattern::Regex(re.into()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| tok_err(self.path.display().to_string(), e))?
-            .into())
+            Ok(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| tok_err(self.path.display().to_string(), e))?
+                .into())
         };
         let pre_tokenizer: PreTokenizerWrapper = match pre {
             "default" | "gpt2" | "gpt-2" => byte_level(true).into(),
             // SmolLM: every digit is its own pre-token, then GPT-2's rules.
-            "smollm" => {
-                Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into()
-            }
+            "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
             "llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" => {
                 Sequence::new(vec![split(REGEX_LLAMA3)?, byte_level(false).into()]).into()
             }
@@ -381,12 +326,8 @@ impl GgufFile {
             .filter_map(|&i| tokens.get(i as usize))
             .map(|t| AddedToken::from(t.clone(), true))
             .collect();
-        tok.add_special_tokens(added)
-            .map_err(|e| tok_err(self.path.display().to_string(), e))?;
-        let add_bos = matches!(
-            self.get("tokenizer.ggml.add_bos_token"),
-            Some(Value::Bool(true))
-        );
+        tok.add_special_tokens(added).map_err(|e| tok_err(self.path.display().to_string(), e))?;
+        let add_bos = matches!(self.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
         if add_bos && let (Some(id), Some(t)) = (bos, text(bos)) {
             let pp = TemplateProcessing::builder()
                 .try_single(format!("{t} $A"))
@@ -443,10 +384,7 @@ pub(crate) fn unpermute(t: &Tensor, heads: usize) -> Result<Tensor> {
     let rows = dims[0];
     let rest: usize = dims[1..].iter().product();
     let hd = rows / heads;
-    Ok(t.reshape((heads, hd / 2, 2, rest))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)?)
+    Ok(t.reshape((heads, hd / 2, 2, rest))?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
 }
 
 /// What llama.cpp's converter does to the rows of Q and K (the inverse of what loading undoes);
@@ -456,8 +394,5 @@ pub fn permute_for_gguf(t: &Tensor, heads: usize) -> Result<Tensor> {
     let rows = dims[0];
     let rest: usize = dims[1..].iter().product();
     let hd = rows / heads;
-    Ok(t.reshape((heads, 2, hd / 2, rest))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)?)
+    Ok(t.reshape((heads, 2, hd / 2, rest))?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
 }

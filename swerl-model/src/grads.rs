@@ -49,9 +49,7 @@ impl Gradients {
 
     /// The accumulated gradient of `var`, if any backward pass reached it.
     pub fn get(&self, var: &Var) -> Option<&Tensor> {
-        self.index
-            .get(&var.as_tensor().id())
-            .map(|&i| &self.grads[i])
+        self.index.get(&var.as_tensor().id()).map(|&i| &self.grads[i])
     }
 
     /// Replaces the gradient of `var` (e.g. with its all-reduced value across ranks; iterate
@@ -60,11 +58,7 @@ impl Gradients {
         if grad.dims() != var.dims() {
             return Err(crate::error::Error::arg(
                 "grad",
-                format!(
-                    "shape {:?} does not match the parameter's {:?}",
-                    grad.dims(),
-                    var.dims()
-                ),
+                format!("shape {:?} does not match the parameter's {:?}", grad.dims(), var.dims()),
             ));
         }
         let grad = grad.detach().to_dtype(DType::F32)?;
@@ -108,11 +102,7 @@ impl Gradients {
             return Ok(0.0);
         }
         // One device-to-host transfer for all per-tensor sums of squares.
-        let sums = self
-            .grads
-            .iter()
-            .map(|g| Ok(g.sqr()?.sum_all()?))
-            .collect::<Result<Vec<_>>>()?;
+        let sums = self.grads.iter().map(|g| Ok(g.sqr()?.sum_all()?)).collect::<Result<Vec<_>>>()?;
         let sums: Vec<f32> = Tensor::stack(&sums, 0)?.to_vec1()?;
         Ok(sums.iter().map(|&x| f64::from(x)).sum::<f64>().sqrt())
     }
@@ -145,12 +135,9 @@ mod tests {
         let a = Var::zeros(2, DType::F32, &dev).unwrap();
         let b = Var::zeros(1, DType::F32, &dev).unwrap();
         let mut g = Gradients::new();
-        g.accumulate(&a, &Tensor::new(&[1f32, 2.], &dev).unwrap())
-            .unwrap();
-        g.accumulate(&a, &Tensor::new(&[2f32, 2.], &dev).unwrap())
-            .unwrap();
-        g.accumulate(&b, &Tensor::new(&[12f32], &dev).unwrap())
-            .unwrap();
+        g.accumulate(&a, &Tensor::new(&[1f32, 2.], &dev).unwrap()).unwrap();
+        g.accumulate(&a, &Tensor::new(&[2f32, 2.], &dev).unwrap()).unwrap();
+        g.accumulate(&b, &Tensor::new(&[12f32], &dev).unwrap()).unwrap();
         assert_eq!(g.len(), 2);
         // sqrt(3² + 4² + 12²) = 13
         let norm = g.clip_global_norm(1.0).unwrap();

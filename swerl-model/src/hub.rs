@@ -30,12 +30,8 @@ impl HubOptions {
     /// Whether to stay offline (explicit setting, else `HF_HUB_OFFLINE` is `1`/`true`/`yes`/`on`).
     pub fn is_offline(&self) -> bool {
         self.offline.unwrap_or_else(|| {
-            std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "1" | "true" | "yes" | "on"
-                )
-            })
+            std::env::var("HF_HUB_OFFLINE")
+                .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
         })
     }
 }
@@ -47,8 +43,7 @@ pub fn looks_like_repo_id(spec: &str) -> bool {
         !p.is_empty()
             && !p.starts_with('.')
             && !p.starts_with('-')
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     matches!(parts.len(), 1 | 2) && parts.iter().all(|p| ok(p)) && !spec.ends_with(".gguf")
 }
@@ -56,11 +51,7 @@ pub fn looks_like_repo_id(spec: &str) -> bool {
 /// The cache directory as `huggingface_hub` resolves it: `HF_HUB_CACHE`, else `$HF_HOME/hub`,
 /// else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
 pub fn default_cache_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = var("HF_HUB_CACHE") {
         return dir;
     }
@@ -100,10 +91,8 @@ impl HubRepo {
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
         #[cfg(feature = "hub")]
         let repo = {
-            let client: HFClientSync = HFClientBuilder::new()
-                .cache_dir(&cache_dir)
-                .build_sync()
-                .map_err(|e| Error::Hub {
+            let client: HFClientSync =
+                HFClientBuilder::new().cache_dir(&cache_dir).build_sync().map_err(|e| Error::Hub {
                     repo: id.to_string(),
                     file: String::new(),
                     message: e.to_string(),
@@ -158,22 +147,15 @@ impl HubRepo {
         match result {
             Ok(p) => Ok(Some(p)),
             Err(HFError::EntryNotFound { .. } | HFError::LocalEntryNotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::Hub {
-                repo: self.id.clone(),
-                file: file.to_string(),
-                message: e.to_string(),
-            }),
+            Err(e) => {
+                Err(Error::Hub { repo: self.id.clone(), file: file.to_string(), message: e.to_string() })
+            }
         }
     }
 
     #[cfg(not(feature = "hub"))]
     fn fetch(&self, file: &str) -> Result<Option<PathBuf>> {
-        Ok(cached_file(
-            &self.cache_dir,
-            &self.id,
-            self.revision.as_deref().unwrap_or("main"),
-            file,
-        ))
+        Ok(cached_file(&self.cache_dir, &self.id, self.revision.as_deref().unwrap_or("main"), file))
     }
 }
 
@@ -184,10 +166,7 @@ pub fn cached_file(cache_dir: &Path, repo: &str, revision: &str, file: &str) -> 
     let commit = if is_commit {
         revision.to_string()
     } else {
-        std::fs::read_to_string(folder.join("refs").join(revision))
-            .ok()?
-            .trim()
-            .to_string()
+        std::fs::read_to_string(folder.join("refs").join(revision)).ok()?.trim().to_string()
     };
     let path = folder.join("snapshots").join(commit).join(file);
     path.is_file().then_some(path)
@@ -220,11 +199,7 @@ mod tests {
         std::fs::create_dir_all(folder.join("refs")).unwrap();
         std::fs::create_dir_all(folder.join("snapshots").join(&commit)).unwrap();
         std::fs::write(folder.join("refs/main"), format!("{commit}\n")).unwrap();
-        std::fs::write(
-            folder.join("snapshots").join(&commit).join("config.json"),
-            "{}",
-        )
-        .unwrap();
+        std::fs::write(folder.join("snapshots").join(&commit).join("config.json"), "{}").unwrap();
         let found = cached_file(dir.path(), "org/name", "main", "config.json").unwrap();
         assert!(found.ends_with(format!("{commit}/config.json")));
         assert!(cached_file(dir.path(), "org/name", &commit, "config.json").is_some());
@@ -233,11 +208,7 @@ mod tests {
         // The loader goes through the same layout offline.
         let repo = HubRepo::new(
             "org/name",
-            &HubOptions {
-                cache_dir: Some(dir.path().to_path_buf()),
-                offline: Some(true),
-                revision: None,
-            },
+            &HubOptions { cache_dir: Some(dir.path().to_path_buf()), offline: Some(true), revision: None },
         )
         .unwrap();
         assert_eq!(repo.get("config.json").unwrap(), found);

@@ -85,18 +85,9 @@ pub(crate) fn pre_attention(
     let heads = |y: Tensor, n: usize| -> Result<Tensor> {
         Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
     };
-    let q = heads(
-        linear(&h, &w.q, w.q_bias.as_ref())?,
-        cfg.num_attention_heads,
-    )?;
-    let k = heads(
-        linear(&h, &w.k, w.k_bias.as_ref())?,
-        cfg.num_key_value_heads,
-    )?;
-    let v = heads(
-        linear(&h, &w.v, w.v_bias.as_ref())?,
-        cfg.num_key_value_heads,
-    )?;
+    let q = heads(linear(&h, &w.q, w.q_bias.as_ref())?, cfg.num_attention_heads)?;
+    let k = heads(linear(&h, &w.k, w.k_bias.as_ref())?, cfg.num_key_value_heads)?;
+    let v = heads(linear(&h, &w.v, w.v_bias.as_ref())?, cfg.num_key_value_heads)?;
     let (q, k) = match kernels {
         Kernels::Differentiable => (rope_diff(&q, cos, sin)?, rope_diff(&k, cos, sin)?),
         Kernels::Fused => (rope_fused(&q, cos, sin)?, rope_fused(&k, cos, sin)?),
@@ -115,9 +106,7 @@ pub(crate) fn post_attention(
 ) -> Result<Tensor> {
     let (b, t, d) = x.dims3()?;
     let dtype = w.o.dtype();
-    let o = o
-        .transpose(1, 2)?
-        .reshape((b, t, cfg.num_attention_heads * cfg.head_dim))?;
+    let o = o.transpose(1, 2)?.reshape((b, t, cfg.num_attention_heads * cfg.head_dim))?;
     let attn = linear(&o, &w.o, w.o_bias.as_ref())?;
     let x1 = (x + attn)?;
     let h = rms_norm(&x1, &w.post_norm, cfg.rms_norm_eps, dtype, kernels)?;

@@ -70,7 +70,7 @@
 //! - [`grads`]: [`Gradients`], accumulation and global-norm clipping.
 //! - [`optim`]: [`AdamW`], [`LrSchedule`].
 //! - [`generate`]: batched KV-cache sampling ([`Llama::generate`]); [`sampling`]: [`SamplingParams`].
-//! - [`load`]: [`load`] from a directory, Hub id or GGUF; [`hub`], [`gguf`]: those sources.
+//! - [`mod@load`]: [`load()`] from a directory, Hub id or GGUF; [`hub`], [`gguf`]: those sources.
 //! - [`save`]: [`save_pretrained`] in Hugging Face layout.
 //! - [`tokenizer`]: [`Tokenizer`], [`DecodeStream`]; [`chat`]: [`ChatTemplate`] (minijinja).
 //! - [`device`]: [`parse_device`], [`parse_dtype`]; [`testing`]: tiny checkpoints for tests.
@@ -110,9 +110,7 @@ pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
 pub use device::{parse_device, parse_dtype};
 pub use error::{Error, Result};
-pub use generate::{
-    Completion, FinishReason, GenerateOptions, GenerationRequest, StopReason, StreamEvent,
-};
+pub use generate::{Completion, FinishReason, GenerateOptions, GenerationRequest, StopReason, StreamEvent};
 pub use gguf::GgufFile;
 pub use grads::Gradients;
 pub use hub::{HubOptions, HubRepo};

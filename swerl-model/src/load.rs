@@ -83,16 +83,12 @@ impl LoadedModel {
 pub fn load(spec: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     let path = Path::new(spec);
     if path.is_file() {
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
             return load_gguf(path, &opts.model);
         }
         return Err(Error::ModelNotFound {
             spec: spec.to_string(),
-            message: "a file that is not .gguf; pass a model directory, a .gguf file or a hub id"
-                .into(),
+            message: "a file that is not .gguf; pass a model directory, a .gguf file or a hub id".into(),
         });
     }
     if path.is_dir() {
@@ -121,22 +117,13 @@ struct HfFiles {
 /// Shard file names listed in `model.safetensors.index.json`.
 fn shard_names(index: &Path) -> Result<Vec<String>> {
     let text = fs_err::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::InvalidJson {
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidJson { path: index.to_path_buf(), message: e.to_string() })?;
+    let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| Error::InvalidJson {
         path: index.to_path_buf(),
-        message: e.to_string(),
+        message: "no `weight_map` object".into(),
     })?;
-    let map = v
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| Error::InvalidJson {
-            path: index.to_path_buf(),
-            message: "no `weight_map` object".into(),
-        })?;
-    let names: BTreeSet<String> = map
-        .values()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
+    let names: BTreeSet<String> = map.values().filter_map(Value::as_str).map(str::to_string).collect();
     Ok(names.into_iter().collect())
 }
 
@@ -148,10 +135,7 @@ pub fn load_dir(dir: &Path, opts: &ModelOptions) -> Result<LoadedModel> {
     };
     let index = dir.join("model.safetensors.index.json");
     let weights = if index.is_file() {
-        shard_names(&index)?
-            .into_iter()
-            .map(|n| dir.join(n))
-            .collect()
+        shard_names(&index)?.into_iter().map(|n| dir.join(n)).collect()
     } else {
         let single = dir.join("model.safetensors");
         if !single.is_file() {
@@ -180,10 +164,7 @@ pub fn load_hub(repo_id: &str, opts: &LoadOptions) -> Result<LoadedModel> {
     let repo = HubRepo::new(repo_id, &opts.hub)?;
     let config = repo.get("config.json")?;
     let weights = match repo.get_optional("model.safetensors.index.json")? {
-        Some(index) => shard_names(&index)?
-            .iter()
-            .map(|n| repo.get(n))
-            .collect::<Result<Vec<_>>>()?,
+        Some(index) => shard_names(&index)?.iter().map(|n| repo.get(n)).collect::<Result<Vec<_>>>()?,
         None => vec![repo.get("model.safetensors")?],
     };
     let files = HfFiles {
@@ -194,10 +175,7 @@ pub fn load_hub(repo_id: &str, opts: &LoadOptions) -> Result<LoadedModel> {
         weights,
         config,
     };
-    let source = ModelSource::Hub {
-        repo: repo_id.to_string(),
-        snapshot: parent_dir(&files.config),
-    };
+    let source = ModelSource::Hub { repo: repo_id.to_string(), snapshot: parent_dir(&files.config) };
     load_files(&files, &opts.model, source)
 }
 
@@ -221,28 +199,19 @@ fn load_files(files: &HfFiles, opts: &ModelOptions, source: ModelSource) -> Resu
         Some(p) => GenerationConfig::from_file(p)?,
         None => GenerationConfig::from_model_config(model.config()),
     };
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        generation_config,
-        source,
-    })
+    Ok(LoadedModel { model, tokenizer, generation_config, source })
 }
 
 /// Reads one safetensors file, converting every tensor to f32 on `device`.
 pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
-        Error::InvalidWeights {
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::InvalidWeights {
             source_name: path.display().to_string(),
             tensor: String::new(),
             message: e.to_string(),
-        }
-    })?;
-    tensors
-        .into_iter()
-        .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
-        .collect()
+        })?;
+    tensors.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?))).collect()
 }
 
 /// Loads a GGUF file (weights dequantized to f32, tokenizer from its metadata).
@@ -253,10 +222,5 @@ pub fn load_gguf(path: &Path, opts: &ModelOptions) -> Result<LoadedModel> {
     let tokenizer = gguf.tokenizer()?;
     let generation_config = gguf.generation_config(&config);
     let model = Llama::from_tensors(config, tensors, opts, &path.display().to_string())?;
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        generation_config,
-        source: ModelSource::Gguf(path.to_path_buf()),
-    })
+    Ok(LoadedModel { model, tokenizer, generation_config, source: ModelSource::Gguf(path.to_path_buf()) })
 }

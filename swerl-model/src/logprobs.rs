@@ -29,27 +29,18 @@ pub struct ScoreOptions {
 
 impl Default for ScoreOptions {
     fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            entropy: true,
-            chunk_tokens: None,
-        }
+        Self { temperature: 1.0, entropy: true, chunk_tokens: None }
     }
 }
 
 impl ScoreOptions {
     pub(crate) fn chunk(&self, vocab: usize) -> usize {
-        self.chunk_tokens
-            .unwrap_or_else(|| ((256usize << 20) / (vocab * 4)).max(1))
-            .max(1)
+        self.chunk_tokens.unwrap_or_else(|| ((256usize << 20) / (vocab * 4)).max(1)).max(1)
     }
 
     pub(crate) fn check(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(Error::arg(
-                "temperature",
-                format!("{} is not a positive number", self.temperature),
-            ));
+            return Err(Error::arg("temperature", format!("{} is not a positive number", self.temperature)));
         }
         Ok(())
     }
@@ -91,14 +82,8 @@ impl Llama {
         let (b, t) = (batch.batch_size(), batch.seq_len());
         let dev = &self.device;
         let ids = Tensor::from_vec(batch.ids().to_vec(), b * t, dev)?;
-        let (cos, sin) = self
-            .rope
-            .cos_sin(&batch.positions(), b, t, self.compute_dtype, dev)?;
-        let mask = AttnMask::new(
-            batch.has_padding().then(|| batch.attention().to_vec()),
-            t,
-            0,
-        );
+        let (cos, sin) = self.rope.cos_sin(&batch.positions(), b, t, self.compute_dtype, dev)?;
+        let mask = AttnMask::new(batch.has_padding().then(|| batch.attention().to_vec()), t, 0);
         let (rows, targets, slots) = batch.scored_rows();
         let n = rows.len();
         Ok(Prepared {
@@ -146,14 +131,7 @@ impl Llama {
         let mut x = self.embed(&p.ids, batch.batch_size(), Track::Grad)?;
         for layer in &self.layers {
             let w = layer.weights(Track::Grad, self.compute_dtype)?;
-            let qkv = pre_attention(
-                &self.config,
-                &w,
-                &x,
-                &p.cos,
-                &p.sin,
-                Kernels::Differentiable,
-            )?;
+            let qkv = pre_attention(&self.config, &w, &x, &p.cos, &p.sin, Kernels::Differentiable)?;
             let o = attention::forward_graph(&qkv.q, &qkv.k, &qkv.v, &p.mask)?;
             x = post_attention(&self.config, &w, &x, &o, Kernels::Differentiable)?;
         }
@@ -176,18 +154,10 @@ impl Llama {
             x = post_attention(&self.config, &w, &x, &o, Kernels::Fused)?;
         }
         let norm = view(&self.norm, Track::NoGrad, DType::F32)?;
-        let h = rms_norm(
-            &x,
-            &norm,
-            self.config.rms_norm_eps,
-            self.compute_dtype,
-            Kernels::Fused,
-        )?;
+        let h = rms_norm(&x, &norm, self.config.rms_norm_eps, self.compute_dtype, Kernels::Fused)?;
         let head = view(self.head_var(), Track::NoGrad, self.compute_dtype)?;
-        let logits = h
-            .reshape((batch * seq, self.config.hidden_size))?
-            .matmul(&head.t()?)?
-            .to_dtype(DType::F32)?;
+        let logits =
+            h.reshape((batch * seq, self.config.hidden_size))?.matmul(&head.t()?)?.to_dtype(DType::F32)?;
         Ok(logits.reshape((batch, seq, self.config.vocab_size))?)
     }
 
@@ -240,13 +210,7 @@ impl Llama {
         opts: &ScoreOptions,
         kernels: Kernels,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let hn = rms_norm(
-            h,
-            norm,
-            self.config.rms_norm_eps,
-            self.compute_dtype,
-            kernels,
-        )?;
+        let hn = rms_norm(h, norm, self.config.rms_norm_eps, self.compute_dtype, kernels)?;
         let mut logits = hn.matmul(&head.t()?)?.to_dtype(DType::F32)?;
         if opts.temperature != 1.0 {
             logits = (logits / opts.temperature)?;
@@ -289,10 +253,6 @@ impl Llama {
             Some(e) => place(e)?,
             None => Tensor::zeros((b, c), DType::F32, &self.device)?,
         };
-        Ok(TokenScores {
-            logprobs,
-            entropies,
-            mask,
-        })
+        Ok(TokenScores { logprobs, entropies, mask })
     }
 }

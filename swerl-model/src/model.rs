@@ -24,10 +24,7 @@ pub struct ModelOptions {
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        Self {
-            device: Device::Cpu,
-            compute_dtype: DType::F32,
-        }
+        Self { device: Device::Cpu, compute_dtype: DType::F32 }
     }
 }
 
@@ -168,10 +165,7 @@ pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let q = cfg.num_attention_heads * cfg.head_dim;
     let kv = cfg.num_key_value_heads * cfg.head_dim;
     let f = cfg.intermediate_size;
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, d],
-    )];
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![cfg.vocab_size, d])];
     for i in 0..cfg.num_hidden_layers {
         for name in layer_tensor_names(cfg, i) {
             let shape = match name.rsplit('.').nth(1).unwrap_or_default() {
@@ -242,12 +236,7 @@ impl Llama {
     /// A model with random weights: projections and embeddings drawn from `N(0, std²)`
     /// (transformers' `initializer_range`, 0.02 by default), norms set to one, biases to zero.
     /// Deterministic for a given `seed`.
-    pub fn new_random(
-        config: ModelConfig,
-        seed: u64,
-        std: f64,
-        opts: &ModelOptions,
-    ) -> Result<Self> {
+    pub fn new_random(config: ModelConfig, seed: u64, std: f64, opts: &ModelOptions) -> Result<Self> {
         config.validate("random init")?;
         check_compute_dtype(opts.compute_dtype)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -271,10 +260,7 @@ impl Llama {
     fn assemble(config: ModelConfig, named: Vec<(String, Var)>, opts: &ModelOptions) -> Self {
         let map: HashMap<&str, &Var> = named.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let get = |name: &str| -> Var {
-            (*map
-                .get(name)
-                .unwrap_or_else(|| panic!("parameter {name} was just created")))
-            .clone()
+            (*map.get(name).unwrap_or_else(|| panic!("parameter {name} was just created"))).clone()
         };
         let opt = |name: &str| map.get(name).map(|v| (*v).clone());
         let layers = (0..config.num_hidden_layers)
@@ -356,10 +342,7 @@ impl Llama {
     /// Copies every parameter's current value (detached) into a name -> tensor map, e.g. to
     /// snapshot a frozen reference policy with [`Llama::from_tensors`].
     pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
-        self.named
-            .iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
-            .collect()
+        self.named.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?))).collect()
     }
 
     /// An independent copy of the model (parameters copied, nothing shared): a frozen reference
@@ -368,17 +351,9 @@ impl Llama {
         let named = self
             .named
             .iter()
-            .map(|(n, v)| {
-                Ok((
-                    n.clone(),
-                    Var::from_tensor(&v.as_tensor().detach().copy()?)?,
-                ))
-            })
+            .map(|(n, v)| Ok((n.clone(), Var::from_tensor(&v.as_tensor().detach().copy()?)?)))
             .collect::<Result<Vec<_>>>()?;
-        let opts = ModelOptions {
-            device: self.device.clone(),
-            compute_dtype: self.compute_dtype,
-        };
+        let opts = ModelOptions { device: self.device.clone(), compute_dtype: self.compute_dtype };
         Ok(Self::assemble(self.config.clone(), named, &opts))
     }
 
@@ -424,18 +399,8 @@ mod tests {
         assert_eq!(m.named_parameters()[0].0, "model.embed_tokens.weight");
         assert!(m.parameter("lm_head.weight").is_none(), "tied");
         let again = Llama::new_random(cfg, 7, 0.02, &ModelOptions::default()).unwrap();
-        let a = m.parameters()[1]
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let b = again.parameters()[1]
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let a = m.parameters()[1].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = again.parameters()[1].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(a, b, "same seed, same weights");
     }
 
@@ -445,18 +410,10 @@ mod tests {
         let m = Llama::new_random(cfg.clone(), 1, 0.02, &ModelOptions::default()).unwrap();
         let mut sd = m.state_dict().unwrap();
         sd.remove("model.layers.1.mlp.up_proj.weight");
-        let err =
-            Llama::from_tensors(cfg.clone(), sd, &ModelOptions::default(), "ckpt").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("model.layers.1.mlp.up_proj.weight"),
-            "{err}"
-        );
+        let err = Llama::from_tensors(cfg.clone(), sd, &ModelOptions::default(), "ckpt").unwrap_err();
+        assert!(err.to_string().contains("model.layers.1.mlp.up_proj.weight"), "{err}");
         let mut sd = m.state_dict().unwrap();
-        sd.insert(
-            "model.norm.weight".into(),
-            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
-        );
+        sd.insert("model.norm.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
         let err = Llama::from_tensors(cfg, sd, &ModelOptions::default(), "ckpt").unwrap_err();
         assert!(err.to_string().contains("expected shape [32]"), "{err}");
     }

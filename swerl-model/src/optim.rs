@@ -82,10 +82,7 @@ impl AdamW {
                 if var.dtype() != DType::F32 {
                     return Err(Error::arg(
                         "params",
-                        format!(
-                            "{name} is {:?}; AdamW keeps f32 master weights",
-                            var.dtype()
-                        ),
+                        format!("{name} is {:?}; AdamW keeps f32 master weights", var.dtype()),
                     ));
                 }
                 Ok(ParamState {
@@ -97,11 +94,7 @@ impl AdamW {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Self {
-            config,
-            params,
-            step: 0,
-        })
+        Ok(Self { config, params, step: 0 })
     }
 
     /// The hyper-parameters.
@@ -156,10 +149,7 @@ impl AdamW {
         }
         let metadata: HashMap<String, String> = [
             ("step".to_string(), self.step.to_string()),
-            (
-                "config".to_string(),
-                serde_json::to_string(&self.config).expect("config serialises"),
-            ),
+            ("config".to_string(), serde_json::to_string(&self.config).expect("config serialises")),
         ]
         .into();
         safetensors::tensor::serialize_to_file(tensors, Some(metadata), path)
@@ -170,10 +160,7 @@ impl AdamW {
     /// with its shape. The hyper-parameters of `self` are kept.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bad = |message: String| Error::OptimizerState {
-            path: path.to_path_buf(),
-            message,
-        };
+        let bad = |message: String| Error::OptimizerState { path: path.to_path_buf(), message };
         let bytes = fs_err::read(path).map_err(|e| Error::io(path, e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
@@ -183,20 +170,14 @@ impl AdamW {
             .and_then(|m| m.get("step"))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad("no `step` in the metadata".into()))?;
-        let device = self
-            .params
-            .first()
-            .map(|p| p.var.device().clone())
-            .unwrap_or(candle_core::Device::Cpu);
-        let mut tensors = candle_core::safetensors::load_buffer(&bytes, &device)
-            .map_err(|e| bad(e.to_string()))?;
+        let device = self.params.first().map(|p| p.var.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        let mut tensors =
+            candle_core::safetensors::load_buffer(&bytes, &device).map_err(|e| bad(e.to_string()))?;
         let mut restored = Vec::with_capacity(self.params.len());
         for p in &self.params {
             let mut take = |suffix: &str| -> Result<Tensor> {
                 let key = format!("{}.{suffix}", p.name);
-                let t = tensors
-                    .remove(&key)
-                    .ok_or_else(|| bad(format!("missing `{key}`")))?;
+                let t = tensors.remove(&key).ok_or_else(|| bad(format!("missing `{key}`")))?;
                 if t.dims() != p.var.dims() {
                     return Err(bad(format!(
                         "`{key}` has shape {:?}, the parameter {:?}",
@@ -260,9 +241,7 @@ impl LrSchedule {
         let progress = (step - self.warmup_steps) as f64 / decay_steps;
         match self.kind {
             ScheduleKind::Constant => 1.0,
-            ScheduleKind::Linear => {
-                (self.total_steps.saturating_sub(step) as f64 / decay_steps).max(0.0)
-            }
+            ScheduleKind::Linear => (self.total_steps.saturating_sub(step) as f64 / decay_steps).max(0.0),
             ScheduleKind::Cosine => {
                 let f = (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0);
                 f * (1.0 - self.min_lr_ratio) + self.min_lr_ratio
@@ -282,30 +261,19 @@ mod tests {
 
     #[test]
     fn schedules_match_transformers_formulas() {
-        let lin = LrSchedule {
-            kind: ScheduleKind::Linear,
-            warmup_steps: 2,
-            total_steps: 10,
-            min_lr_ratio: 0.0,
-        };
+        let lin =
+            LrSchedule { kind: ScheduleKind::Linear, warmup_steps: 2, total_steps: 10, min_lr_ratio: 0.0 };
         let f: Vec<f64> = (0..12).map(|s| lin.factor(s)).collect();
         assert_eq!(&f[..3], &[0.0, 0.5, 1.0]);
         assert!((f[6] - 0.5).abs() < 1e-12);
         assert_eq!(f[10], 0.0);
         assert_eq!(f[11], 0.0);
-        let cos = LrSchedule {
-            kind: ScheduleKind::Cosine,
-            warmup_steps: 0,
-            total_steps: 4,
-            min_lr_ratio: 0.1,
-        };
+        let cos =
+            LrSchedule { kind: ScheduleKind::Cosine, warmup_steps: 0, total_steps: 4, min_lr_ratio: 0.1 };
         assert!((cos.factor(0) - 1.0).abs() < 1e-12);
         assert!((cos.factor(2) - (0.5 * 0.9 + 0.1)).abs() < 1e-12);
         assert!((cos.factor(4) - 0.1).abs() < 1e-12);
-        let constant = LrSchedule {
-            warmup_steps: 4,
-            ..LrSchedule::default()
-        };
+        let constant = LrSchedule { warmup_steps: 4, ..LrSchedule::default() };
         assert_eq!(constant.factor(1), 0.25);
         assert_eq!(constant.factor(100), 1.0);
     }

@@ -14,9 +14,7 @@ pub(crate) struct Rope {
 
 impl Rope {
     pub(crate) fn new(cfg: &ModelConfig) -> Self {
-        Self {
-            inv_freq: inv_freq(cfg),
-        }
+        Self { inv_freq: inv_freq(cfg) }
     }
 }
 
@@ -25,10 +23,8 @@ impl Rope {
 pub(crate) fn inv_freq(cfg: &ModelConfig) -> Vec<f32> {
     let dim = cfg.head_dim;
     let base = cfg.rope_theta as f32;
-    let mut inv_freq: Vec<f32> = (0..dim)
-        .step_by(2)
-        .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
-        .collect();
+    let mut inv_freq: Vec<f32> =
+        (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32)).collect();
     match &cfg.rope_scaling {
         None => {}
         Some(RopeScaling::Linear { factor }) => {
@@ -48,11 +44,7 @@ pub(crate) fn inv_freq(cfg: &ModelConfig) -> Vec<f32> {
             let high_freq_wavelen = old_len / high;
             for f in &mut inv_freq {
                 let wavelen = 2.0 * std::f32::consts::PI / *f;
-                let scaled = if wavelen > low_freq_wavelen {
-                    *f / factor
-                } else {
-                    *f
-                };
+                let scaled = if wavelen > low_freq_wavelen { *f / factor } else { *f };
                 let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
                 *f = if medium {
                     let smooth = (old_len / wavelen - low) / (high - low);
@@ -137,19 +129,12 @@ mod tests {
         // A medium frequency is smoothly interpolated between the two.
         let i = 30;
         let f = 1.0 / 500_000f32.powf(2.0 * i as f32 / 128.0);
-        assert!(
-            r.inv_freq[i] < f && r.inv_freq[i] > f / 8.0,
-            "{}",
-            r.inv_freq[i]
-        );
+        assert!(r.inv_freq[i] < f && r.inv_freq[i] > f / 8.0, "{}", r.inv_freq[i]);
     }
 
     #[test]
     fn fused_and_differentiable_rope_agree() {
-        let cfg = ModelConfig {
-            head_dim: 8,
-            ..ModelConfig::default()
-        };
+        let cfg = ModelConfig { head_dim: 8, ..ModelConfig::default() };
         let r = Rope::new(&cfg);
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1., (2, 3, 5, 8), &dev).unwrap();

@@ -45,11 +45,7 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// Greedy decoding of at most `max_new_tokens` tokens.
     pub fn greedy(max_new_tokens: usize) -> Self {
-        Self {
-            temperature: 0.0,
-            max_new_tokens,
-            ..Self::default()
-        }
+        Self { temperature: 0.0, max_new_tokens, ..Self::default() }
     }
 
     pub(crate) fn check(&self, request: usize) -> Result<()> {
@@ -100,24 +96,15 @@ pub(crate) fn choose<R: Rng>(logits: &mut [f32], params: &SamplingParams, rng: &
         let (token, &p) = probs
             .iter()
             .enumerate()
-            .fold(
-                (0, &f32::NEG_INFINITY),
-                |acc, x| if x.1 > acc.1 { x } else { acc },
-            );
-        return Choice {
-            token: token as u32,
-            logprob: logprob_of(p),
-        };
+            .fold((0, &f32::NEG_INFINITY), |acc, x| if x.1 > acc.1 { x } else { acc });
+        return Choice { token: token as u32, logprob: logprob_of(p) };
     }
     let token = if params.top_k == 0 && params.top_p >= 1.0 {
         sample_all(probs, sum, rng)
     } else {
         sample_truncated(probs, sum, params.top_k, params.top_p, rng)
     };
-    Choice {
-        token,
-        logprob: logprob_of(probs[token as usize]),
-    }
+    Choice { token, logprob: logprob_of(probs[token as usize]) }
 }
 
 /// Samples from unnormalised probabilities summing to `sum`.
@@ -136,11 +123,7 @@ fn sample_all<R: Rng>(probs: &[f32], sum: f64, rng: &mut R) -> u32 {
 /// Samples among the `top_k` most likely tokens, then the smallest prefix of them (by
 /// decreasing probability) whose mass reaches `top_p` of the total.
 fn sample_truncated<R: Rng>(probs: &[f32], sum: f64, top_k: usize, top_p: f64, rng: &mut R) -> u32 {
-    let k = if top_k == 0 {
-        probs.len()
-    } else {
-        top_k.min(probs.len())
-    };
+    let k = if top_k == 0 { probs.len() } else { top_k.min(probs.len()) };
     let mut idx: Vec<u32> = (0..probs.len() as u32).collect();
     let by_prob = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]);
     // Partial selection first: most of the mass usually sits in a few candidates.
@@ -196,11 +179,7 @@ mod tests {
     fn greedy_picks_the_argmax_with_its_logprob() {
         let logits = vec![0.5f32, 3.0, -1.0, 2.9];
         let mut l = logits.clone();
-        let c = choose(
-            &mut l,
-            &SamplingParams::greedy(1),
-            &mut StdRng::seed_from_u64(0),
-        );
+        let c = choose(&mut l, &SamplingParams::greedy(1), &mut StdRng::seed_from_u64(0));
         assert_eq!(c.token, 1);
         assert!((c.logprob - log_softmax(&logits)[1]).abs() < 1e-6);
     }
@@ -210,16 +189,10 @@ mod tests {
         let logits: Vec<f32> = vec![1.0, 4.0, 2.0, 3.9, 0.0];
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..50 {
-            let p = SamplingParams {
-                top_k: 1,
-                ..SamplingParams::default()
-            };
+            let p = SamplingParams { top_k: 1, ..SamplingParams::default() };
             assert_eq!(choose(&mut logits.clone(), &p, &mut rng).token, 1);
             // Tokens 1 and 3 carry ~0.86 of the mass: top_p 0.8 samples only them.
-            let p = SamplingParams {
-                top_p: 0.8,
-                ..SamplingParams::default()
-            };
+            let p = SamplingParams { top_p: 0.8, ..SamplingParams::default() };
             let t = choose(&mut logits.clone(), &p, &mut rng).token;
             assert!(t == 1 || t == 3, "{t}");
         }
@@ -228,20 +201,14 @@ mod tests {
     #[test]
     fn sampling_frequencies_follow_the_tempered_distribution() {
         let logits = vec![0.0f32, 1.0, 2.0];
-        let params = SamplingParams {
-            temperature: 2.0,
-            ..SamplingParams::default()
-        };
+        let params = SamplingParams { temperature: 2.0, ..SamplingParams::default() };
         let mut rng = StdRng::seed_from_u64(42);
         let mut counts = [0usize; 3];
         let n = 20_000;
         for _ in 0..n {
             counts[choose(&mut logits.clone(), &params, &mut rng).token as usize] += 1;
         }
-        let want: Vec<f32> = log_softmax(&[0.0, 0.5, 1.0])
-            .iter()
-            .map(|l| l.exp())
-            .collect();
+        let want: Vec<f32> = log_softmax(&[0.0, 0.5, 1.0]).iter().map(|l| l.exp()).collect();
         for i in 0..3 {
             let got = counts[i] as f32 / n as f32;
             assert!((got - want[i]).abs() < 0.015, "{i}: {got} vs {}", want[i]);
@@ -251,16 +218,10 @@ mod tests {
     #[test]
     fn same_seed_same_choices() {
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
-        let p = SamplingParams {
-            top_p: 0.9,
-            top_k: 50,
-            ..SamplingParams::default()
-        };
+        let p = SamplingParams { top_p: 0.9, top_k: 50, ..SamplingParams::default() };
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            (0..20)
-                .map(|_| choose(&mut logits.clone(), &p, &mut rng).token)
-                .collect::<Vec<_>>()
+            (0..20).map(|_| choose(&mut logits.clone(), &p, &mut rng).token).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));

@@ -24,10 +24,7 @@ pub struct SaveOptions {
 
 impl Default for SaveOptions {
     fn default() -> Self {
-        Self {
-            dtype: DType::F32,
-            max_shard_bytes: 5_000_000_000,
-        }
+        Self { dtype: DType::F32, max_shard_bytes: 5_000_000_000 }
     }
 }
 
@@ -36,10 +33,7 @@ fn dtype_name(dtype: DType) -> Result<&'static str> {
         DType::F32 => Ok("float32"),
         DType::BF16 => Ok("bfloat16"),
         DType::F16 => Ok("float16"),
-        other => Err(Error::arg(
-            "dtype",
-            format!("cannot save weights as {other:?} (f32, bf16, f16)"),
-        )),
+        other => Err(Error::arg("dtype", format!("cannot save weights as {other:?} (f32, bf16, f16)"))),
     }
 }
 
@@ -69,9 +63,8 @@ pub fn save_pretrained(
         .collect::<Result<_>>()?;
     write_weights(dir, tensors, opts.max_shard_bytes)?;
 
-    let generation = generation_config
-        .cloned()
-        .unwrap_or_else(|| GenerationConfig::from_model_config(model.config()));
+    let generation =
+        generation_config.cloned().unwrap_or_else(|| GenerationConfig::from_model_config(model.config()));
     generation.save(dir.join("generation_config.json"))?;
     if let Some(tok) = tokenizer {
         tok.save(dir)?;
@@ -113,15 +106,8 @@ fn write_weights(dir: &Path, tensors: Vec<(String, Tensor)>, max_shard_bytes: us
     write_json(&dir.join("model.safetensors.index.json"), &index)
 }
 
-fn serialize(
-    tensors: Vec<(String, Tensor)>,
-    metadata: &HashMap<String, String>,
-    path: &Path,
-) -> Result<()> {
-    let tensors = tensors
-        .into_iter()
-        .map(|(n, t)| Ok((n, t.contiguous()?)))
-        .collect::<Result<Vec<_>>>()?;
+fn serialize(tensors: Vec<(String, Tensor)>, metadata: &HashMap<String, String>, path: &Path) -> Result<()> {
+    let tensors = tensors.into_iter().map(|(n, t)| Ok((n, t.contiguous()?))).collect::<Result<Vec<_>>>()?;
     safetensors::tensor::serialize_to_file(tensors, Some(metadata.clone()), path)
         .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
 }

@@ -61,29 +61,18 @@ pub fn vocab_and_merges() -> (Vec<String>, Vec<(String, String)>) {
 /// with ChatML special tokens.
 pub fn hf_tokenizer() -> Result<tokenizers::Tokenizer> {
     let (tokens, merges) = vocab_and_merges();
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .map_err(|e| tok_err("test tokenizer", e))?;
+    let vocab: tokenizers::models::bpe::Vocab =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let bpe =
+        BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| tok_err("test tokenizer", e))?;
     let mut tok = tokenizers::Tokenizer::new(bpe);
-    let pre: PreTokenizerWrapper = Sequence::new(vec![
-        Digits::new(true).into(),
-        ByteLevel::new(false, true, true).into(),
-    ])
-    .into();
+    let pre: PreTokenizerWrapper =
+        Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into();
     tok.with_pre_tokenizer(Some(pre));
     tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
-    let specials: Vec<AddedToken> = SPECIAL_TOKENS
-        .iter()
-        .map(|s| AddedToken::from(s.to_string(), true))
-        .collect();
-    tok.add_special_tokens(specials)
-        .map_err(|e| tok_err("test tokenizer", e))?;
+    let specials: Vec<AddedToken> =
+        SPECIAL_TOKENS.iter().map(|s| AddedToken::from(s.to_string(), true)).collect();
+    tok.add_special_tokens(specials).map_err(|e| tok_err("test tokenizer", e))?;
     Ok(tok)
 }
 
@@ -91,9 +80,7 @@ pub fn hf_tokenizer() -> Result<tokenizers::Tokenizer> {
 /// `tokenizer_config.json` carrying the ChatML template.
 pub fn write_tokenizer(dir: &Path) -> Result<()> {
     let path = dir.join("tokenizer.json");
-    hf_tokenizer()?
-        .save(&path, true)
-        .map_err(|e| tok_err(path.display().to_string(), e))?;
+    hf_tokenizer()?.save(&path, true).map_err(|e| tok_err(path.display().to_string(), e))?;
     let cfg = serde_json::json!({
         "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
         "unk_token": {"content": "<|endoftext|>", "special": true},
@@ -132,10 +119,7 @@ pub fn write_tiny_checkpoint(dir: &Path, seed: u64) -> Result<LoadedModel> {
     save_pretrained(dir, &model, None, None, &SaveOptions::default())?;
     write_tokenizer(dir)?;
     let loaded = load_dir(dir, &ModelOptions::default())?;
-    let plain = |c: &ModelConfig| ModelConfig {
-        extra: serde_json::Map::new(),
-        ..c.clone()
-    };
+    let plain = |c: &ModelConfig| ModelConfig { extra: serde_json::Map::new(), ..c.clone() };
     if plain(loaded.model.config()) != plain(model.config()) {
         return Err(Error::arg("dir", "checkpoint did not round-trip"));
     }

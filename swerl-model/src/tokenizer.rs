@@ -21,10 +21,7 @@ pub struct Tokenizer {
 }
 
 pub(crate) fn tok_err(context: impl Into<String>, e: impl std::fmt::Display) -> Error {
-    Error::Tokenizer {
-        context: context.into(),
-        message: e.to_string(),
-    }
+    Error::Tokenizer { context: context.into(), message: e.to_string() }
 }
 
 /// A special token in `tokenizer_config.json`: a string or an `AddedToken` object.
@@ -43,12 +40,7 @@ impl Tokenizer {
         specials: SpecialTokens,
         chat_template: Option<ChatTemplate>,
     ) -> Self {
-        Self {
-            inner,
-            specials,
-            chat_template,
-            config: serde_json::Map::new(),
-        }
+        Self { inner, specials, chat_template, config: serde_json::Map::new() }
     }
 
     /// Reads `tokenizer.json`, and `tokenizer_config.json` and `chat_template.jinja` when
@@ -88,10 +80,7 @@ impl Tokenizer {
                         });
                     }
                     Err(e) => {
-                        return Err(Error::InvalidJson {
-                            path: p.to_path_buf(),
-                            message: e.to_string(),
-                        });
+                        return Err(Error::InvalidJson { path: p.to_path_buf(), message: e.to_string() });
                     }
                 }
             }
@@ -104,26 +93,16 @@ impl Tokenizer {
             unk_token: token_text(config.get("unk_token")),
         };
         let (source, origin) = match chat_template {
-            Some(p) => (
-                Some(fs_err::read_to_string(p).map_err(|e| Error::io(p, e))?),
-                p.display().to_string(),
-            ),
+            Some(p) => {
+                (Some(fs_err::read_to_string(p).map_err(|e| Error::io(p, e))?), p.display().to_string())
+            }
             None => (
                 template_from_config(config.get("chat_template")),
-                tokenizer_config
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                tokenizer_config.map(|p| p.display().to_string()).unwrap_or_default(),
             ),
         };
-        let chat_template = source
-            .map(|s| ChatTemplate::new(&s, specials.clone(), &origin))
-            .transpose()?;
-        Ok(Self {
-            inner,
-            specials,
-            chat_template,
-            config,
-        })
+        let chat_template = source.map(|s| ChatTemplate::new(&s, specials.clone(), &origin)).transpose()?;
+        Ok(Self { inner, specials, chat_template, config })
     }
 
     /// Writes `tokenizer.json`, `tokenizer_config.json` (with the chat template) and
@@ -131,10 +110,7 @@ impl Tokenizer {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         let tok_path = dir.join("tokenizer.json");
-        let json = self
-            .inner
-            .to_string(true)
-            .map_err(|e| tok_err(tok_path.display().to_string(), e))?;
+        let json = self.inner.to_string(true).map_err(|e| tok_err(tok_path.display().to_string(), e))?;
         fs_err::write(&tok_path, json).map_err(|e| Error::io(&tok_path, e))?;
         let mut cfg = self.config.clone();
         let set = |cfg: &mut serde_json::Map<String, Value>, key: &str, v: &Option<String>| {
@@ -146,8 +122,7 @@ impl Tokenizer {
         set(&mut cfg, "eos_token", &self.specials.eos_token);
         set(&mut cfg, "pad_token", &self.specials.pad_token);
         set(&mut cfg, "unk_token", &self.specials.unk_token);
-        cfg.entry("tokenizer_class")
-            .or_insert_with(|| Value::from("PreTrainedTokenizerFast"));
+        cfg.entry("tokenizer_class").or_insert_with(|| Value::from("PreTrainedTokenizerFast"));
         if let Some(t) = &self.chat_template {
             cfg.insert("chat_template".into(), Value::from(t.source()));
             let p = dir.join("chat_template.jinja");
@@ -179,18 +154,13 @@ impl Tokenizer {
     /// Encodes `text`; `add_special_tokens` applies the tokenizer's post-processor (e.g. Llama
     /// 3's `<|begin_of_text|>`), as transformers does by default.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode_fast(text, add_special_tokens)
-            .map_err(|e| tok_err("encode", e))?;
+        let enc = self.inner.encode_fast(text, add_special_tokens).map_err(|e| tok_err("encode", e))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Decodes `ids` to text.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner
-            .decode(ids, skip_special_tokens)
-            .map_err(|e| tok_err("decode", e))
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| tok_err("decode", e))
     }
 
     /// Renders `messages` with the chat template (see [`ChatTemplate::render`]).
@@ -199,13 +169,10 @@ impl Tokenizer {
         messages: &[M],
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let t = self
-            .chat_template
-            .as_ref()
-            .ok_or_else(|| Error::ChatTemplate {
-                context: "apply_chat_template".into(),
-                message: "this tokenizer has no chat template".into(),
-            })?;
+        let t = self.chat_template.as_ref().ok_or_else(|| Error::ChatTemplate {
+            context: "apply_chat_template".into(),
+            message: "this tokenizer has no chat template".into(),
+        })?;
         t.render(messages, add_generation_prompt)
     }
 
@@ -216,10 +183,7 @@ impl Tokenizer {
         messages: &[M],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>> {
-        self.encode(
-            &self.apply_chat_template(messages, add_generation_prompt)?,
-            false,
-        )
+        self.encode(&self.apply_chat_template(messages, add_generation_prompt)?, false)
     }
 
     /// The id of a token string (special tokens included).
@@ -239,18 +203,12 @@ impl Tokenizer {
 
     /// The id of the `eos_token` string, if any.
     pub fn eos_token_id(&self) -> Option<u32> {
-        self.specials
-            .eos_token
-            .as_deref()
-            .and_then(|t| self.token_to_id(t))
+        self.specials.eos_token.as_deref().and_then(|t| self.token_to_id(t))
     }
 
     /// The id of the `pad_token` string, if any.
     pub fn pad_token_id(&self) -> Option<u32> {
-        self.specials
-            .pad_token
-            .as_deref()
-            .and_then(|t| self.token_to_id(t))
+        self.specials.pad_token.as_deref().and_then(|t| self.token_to_id(t))
     }
 }
 
@@ -290,10 +248,7 @@ impl DecodeStream {
         self.tokens.push(token);
         let prefix = tokenizer.decode(&self.tokens[self.prefix_offset..self.read_offset], true)?;
         let full = tokenizer.decode(&self.tokens[self.prefix_offset..], true)?;
-        if full.len() > prefix.len()
-            && !full.ends_with('\u{FFFD}')
-            && full.is_char_boundary(prefix.len())
-        {
+        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.is_char_boundary(prefix.len()) {
             let delta = full[prefix.len()..].to_string();
             self.prefix_offset = self.read_offset;
             self.read_offset = self.tokens.len();

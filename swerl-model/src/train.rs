@@ -66,11 +66,7 @@ pub struct TrainForward<'m> {
 impl Llama {
     /// Training forward pass over `batch`: log-probs and entropies of its scored tokens as leaf
     /// tensors of a new autograd graph (see [`TrainForward`]).
-    pub fn forward_train(
-        &self,
-        batch: &TokenBatch,
-        opts: &TrainOptions,
-    ) -> Result<TrainForward<'_>> {
+    pub fn forward_train(&self, batch: &TokenBatch, opts: &TrainOptions) -> Result<TrainForward<'_>> {
         opts.score.check()?;
         let p = self.prepare(batch)?;
         let keep = match opts.recompute {
@@ -78,12 +74,7 @@ impl Llama {
             Recompute::Never => true,
             Recompute::Auto => self.saved_bytes(batch.batch_size() * batch.seq_len()) < 2 << 30,
         };
-        let ctx = BlockCtx {
-            cfg: &self.config,
-            cos: &p.cos,
-            sin: &p.sin,
-            mask: &p.mask,
-        };
+        let ctx = BlockCtx { cfg: &self.config, cos: &p.cos, sin: &p.sin, mask: &p.mask };
         let mut x = self.embed(&p.ids, batch.batch_size(), Track::NoGrad)?;
         let mut kept = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
@@ -144,10 +135,7 @@ impl TrainForward<'_> {
     /// [`Self::entropies`]) through the model and adds every parameter's gradient to `grads`.
     pub fn backward(self, loss: &Tensor, grads: &mut Gradients) -> Result<()> {
         if loss.elem_count() != 1 {
-            return Err(Error::arg(
-                "loss",
-                format!("must be a scalar, found shape {:?}", loss.dims()),
-            ));
+            return Err(Error::arg("loss", format!("must be a scalar, found shape {:?}", loss.dims())));
         }
         let store = loss.sum_all()?.backward()?;
         let g_lp = store.get(self.logprobs.as_tensor()).cloned();
@@ -164,19 +152,10 @@ impl TrainForward<'_> {
         let dev = &m.device;
         let slots = Tensor::from_vec(p.slots.clone(), p.slots.len(), dev)?;
         let per_row = |g: Option<Tensor>| -> Result<Option<Tensor>> {
-            g.map(|g| {
-                Ok(g.flatten_all()?
-                    .to_dtype(DType::F32)?
-                    .index_select(&slots, 0)?)
-            })
-            .transpose()
+            g.map(|g| Ok(g.flatten_all()?.to_dtype(DType::F32)?.index_select(&slots, 0)?)).transpose()
         };
         let g_lp = per_row(g_lp)?;
-        let g_ent = if self.opts.entropy {
-            per_row(g_ent)?
-        } else {
-            None
-        };
+        let g_ent = if self.opts.entropy { per_row(g_ent)? } else { None };
 
         // Output projection, chunk by chunk.
         let (b, t, d) = self.last.dims3()?;
@@ -200,10 +179,7 @@ impl TrainForward<'_> {
                 eps: m.config.rms_norm_eps,
                 temperature: self.opts.temperature,
                 g_lp: g_lp.as_ref().map(|g| g.narrow(0, start, len)).transpose()?,
-                g_ent: g_ent
-                    .as_ref()
-                    .map(|g| g.narrow(0, start, len))
-                    .transpose()?,
+                g_ent: g_ent.as_ref().map(|g| g.narrow(0, start, len)).transpose()?,
                 g_norm: &mut g_norm,
                 g_head: &mut g_head,
             })?;
@@ -219,12 +195,7 @@ impl TrainForward<'_> {
         let mut dx = dx.reshape((b, t, d))?.to_dtype(dtype)?;
 
         // Blocks, last to first.
-        let ctx = BlockCtx {
-            cfg: &m.config,
-            cos: &p.cos,
-            sin: &p.sin,
-            mask: &p.mask,
-        };
+        let ctx = BlockCtx { cfg: &m.config, cos: &p.cos, sin: &p.sin, mask: &p.mask };
         for (layer, kept) in m.layers.iter().zip(self.kept).rev() {
             let w = layer.weights(Track::NoGrad, dtype)?;
             let saved = match kept {
@@ -286,10 +257,7 @@ fn head_backward(c: HeadChunk<'_>) -> Result<Tensor> {
             .map(|(i, &tgt)| (i * vocab) as u32 + tgt)
             .collect();
         let at = Tensor::from_vec(at, n, z.device())?;
-        dz = dz
-            .flatten_all()?
-            .index_add(&at, g, 0)?
-            .reshape((n, vocab))?;
+        dz = dz.flatten_all()?.index_add(&at, g, 0)?.reshape((n, vocab))?;
     }
     if let Some(g) = &c.g_ent {
         let logp = z.broadcast_sub(&sum.log()?)?;
@@ -354,14 +322,7 @@ mod tests {
     fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
         let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
         let scale = scale.to_scalar::<f32>().unwrap().max(1e-6);
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap();
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
         d.to_scalar::<f32>().unwrap() / scale
     }
 
@@ -382,10 +343,7 @@ mod tests {
                     .forward_train(
                         &b,
                         &TrainOptions {
-                            score: ScoreOptions {
-                                chunk_tokens: Some(3),
-                                ..opts.clone()
-                            },
+                            score: ScoreOptions { chunk_tokens: Some(3), ..opts.clone() },
                             recompute,
                         },
                     )
@@ -396,17 +354,9 @@ mod tests {
                 let mut grads = Gradients::new();
                 fwd.backward(&l, &mut grads).unwrap();
                 for (name, var) in m.named_parameters() {
-                    let got = grads
-                        .get(var)
-                        .unwrap_or_else(|| panic!("{name}: no gradient"));
+                    let got = grads.get(var).unwrap_or_else(|| panic!("{name}: no gradient"));
                     let want = reference.get(var).unwrap();
-                    let nonzero = got
-                        .abs()
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap();
+                    let nonzero = got.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
                     assert!(nonzero > 0.0, "{name}: zero gradient");
                     let d = max_rel_diff(got, want);
                     assert!(d < 2e-4, "{name} tied={tied} {recompute:?}: rel diff {d}");
@@ -425,8 +375,7 @@ mod tests {
         assert!(max_rel_diff(&s.logprobs, &g.logprobs) < 1e-5);
         assert!(max_rel_diff(&s.entropies, &g.entropies) < 1e-5);
         // Row 1 scored alone, without any padding, gives the same numbers.
-        let alone =
-            TokenBatch::from_prompt_completions(&[vec![3, 4]], &[vec![8, 8, 9, 10, 2]], 0).unwrap();
+        let alone = TokenBatch::from_prompt_completions(&[vec![3, 4]], &[vec![8, 8, 9, 10, 2]], 0).unwrap();
         let a = m.score(&alone, &opts).unwrap();
         let row1 = s.logprobs.narrow(0, 1, 1).unwrap();
         assert!(max_rel_diff(&row1, &a.logprobs) < 1e-5);
@@ -434,10 +383,7 @@ mod tests {
         let lp = s.logprobs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(lp.iter().all(|&x| x <= 0.0));
         let ent = s.entropies.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(
-            ent.iter()
-                .all(|&x| (0.0..=(50f32).ln() + 1e-4).contains(&x))
-        );
+        assert!(ent.iter().all(|&x| (0.0..=(50f32).ln() + 1e-4).contains(&x)));
         let mask = s.mask.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(mask, vec![1., 1., 1., 0., 0., 1., 1., 1., 1., 1.]);
     }

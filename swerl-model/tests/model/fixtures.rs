@@ -43,12 +43,7 @@ pub(crate) fn formula_model(cfg: &ModelConfig) -> Result<Llama> {
         .enumerate()
         .map(|(k, (name, shape))| Ok((name.clone(), formula_weight(k, &name, &shape)?)))
         .collect::<Result<HashMap<_, _>>>()?;
-    Ok(Llama::from_tensors(
-        cfg.clone(),
-        tensors,
-        &ModelOptions::default(),
-        "formula",
-    )?)
+    Ok(Llama::from_tensors(cfg.clone(), tensors, &ModelOptions::default(), "formula")?)
 }
 
 /// Writes a complete Hugging Face checkpoint of `model` with the test tokenizer into `dir`.
@@ -88,11 +83,7 @@ pub(crate) fn write_gguf(path: &Path, model: &Llama) -> Result<()> {
         named.push((gguf, QTensor::quantize(&t, GgmlDType::F32)?));
         Ok(())
     };
-    put(
-        "token_embd.weight".into(),
-        "model.embed_tokens.weight",
-        None,
-    )?;
+    put("token_embd.weight".into(), "model.embed_tokens.weight", None)?;
     put("output_norm.weight".into(), "model.norm.weight", None)?;
     if !cfg.tie_word_embeddings {
         put("output.weight".into(), "lm_head.weight", None)?;
@@ -110,18 +101,13 @@ pub(crate) fn write_gguf(path: &Path, model: &Llama) -> Result<()> {
             ("ffn_up", "mlp.up_proj", None),
             ("ffn_down", "mlp.down_proj", None),
         ] {
-            put(
-                format!("blk.{i}.{g}.weight"),
-                &format!("{p}.{h}.weight"),
-                perm,
-            )?;
+            put(format!("blk.{i}.{g}.weight"), &format!("{p}.{h}.weight"), perm)?;
         }
     }
     let (tokens, merges) = vocab_and_merges();
     let n = tokens.len();
-    let token_type: Vec<GgufValue> = (0..n)
-        .map(|i| GgufValue::I32(if i >= n - SPECIALS.len() { 3 } else { 1 }))
-        .collect();
+    let token_type: Vec<GgufValue> =
+        (0..n).map(|i| GgufValue::I32(if i >= n - SPECIALS.len() { 3 } else { 1 })).collect();
     let strs = |v: Vec<String>| GgufValue::Array(v.into_iter().map(GgufValue::String).collect());
     let u32v = |x: usize| GgufValue::U32(x as u32);
     let meta: Vec<(&str, GgufValue)> = vec![
@@ -130,32 +116,15 @@ pub(crate) fn write_gguf(path: &Path, model: &Llama) -> Result<()> {
         ("llama.embedding_length", u32v(cfg.hidden_size)),
         ("llama.feed_forward_length", u32v(cfg.intermediate_size)),
         ("llama.attention.head_count", u32v(cfg.num_attention_heads)),
-        (
-            "llama.attention.head_count_kv",
-            u32v(cfg.num_key_value_heads),
-        ),
-        (
-            "llama.rope.freq_base",
-            GgufValue::F32(cfg.rope_theta as f32),
-        ),
-        (
-            "llama.attention.layer_norm_rms_epsilon",
-            GgufValue::F32(cfg.rms_norm_eps as f32),
-        ),
+        ("llama.attention.head_count_kv", u32v(cfg.num_key_value_heads)),
+        ("llama.rope.freq_base", GgufValue::F32(cfg.rope_theta as f32)),
+        ("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(cfg.rms_norm_eps as f32)),
         ("llama.context_length", u32v(cfg.max_position_embeddings)),
         ("llama.vocab_size", u32v(cfg.vocab_size)),
         ("tokenizer.ggml.model", GgufValue::String("gpt2".into())),
         ("tokenizer.ggml.pre", GgufValue::String("smollm".into())),
         ("tokenizer.ggml.tokens", strs(tokens)),
-        (
-            "tokenizer.ggml.merges",
-            strs(
-                merges
-                    .into_iter()
-                    .map(|(a, b)| format!("{a} {b}"))
-                    .collect(),
-            ),
-        ),
+        ("tokenizer.ggml.merges", strs(merges.into_iter().map(|(a, b)| format!("{a} {b}")).collect())),
         ("tokenizer.ggml.token_type", GgufValue::Array(token_type)),
         ("tokenizer.ggml.bos_token_id", u32v(n - 2)),
         ("tokenizer.ggml.eos_token_id", u32v(n - 1)),
@@ -178,34 +147,22 @@ pub(crate) fn swerl_tokenizer(dir: &Path) -> Result<Tokenizer> {
 
 /// Reads a JSON golden file next to this test.
 pub(crate) fn golden(name: &str) -> Result<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("golden")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join(name);
     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
 }
 
 /// Largest absolute difference.
 pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// A JSON array of numbers as f32.
 pub(crate) fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
 }
 
 /// Flattens a tensor to f32 values.
 pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.flatten_all()?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec1()?)
+    Ok(t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?)
 }

@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use swerl_model::{
-    FinishReason, GenerateOptions, GenerationRequest, Llama, ModelOptions, SamplingParams,
-    ScoreOptions, StopReason, TokenBatch, Tokenizer,
+    FinishReason, GenerateOptions, GenerationRequest, Llama, ModelOptions, SamplingParams, ScoreOptions,
+    StopReason, TokenBatch, Tokenizer,
 };
 
 use crate::fixtures::{byte_config, max_abs_diff, swerl_tokenizer, values};
@@ -17,18 +17,11 @@ fn setup() -> Result<(Llama, Tokenizer, tempfile::TempDir)> {
 }
 
 fn opts() -> GenerateOptions {
-    GenerateOptions {
-        eos_ids: vec![],
-        pad_id: 0,
-    }
+    GenerateOptions { eos_ids: vec![], pad_id: 0 }
 }
 
 fn prompts() -> Vec<Vec<u32>> {
-    vec![
-        vec![72, 101, 108],
-        vec![200, 3, 44, 45, 46, 47, 10],
-        vec![9],
-    ]
+    vec![vec![72, 101, 108], vec![200, 3, 44, 45, 46, 47, 10], vec![9]]
 }
 
 #[test]
@@ -59,18 +52,9 @@ fn cached_generation_equals_recomputing_the_full_forward() -> Result<()> {
                 0,
             )?;
             let t = if temperature == 0.0 { 1.0 } else { temperature };
-            let s = model.score(
-                &batch,
-                &ScoreOptions {
-                    temperature: t,
-                    ..ScoreOptions::default()
-                },
-            )?;
+            let s = model.score(&batch, &ScoreOptions { temperature: t, ..ScoreOptions::default() })?;
             let d = max_abs_diff(&values(&s.logprobs)?, &c.logprobs);
-            assert!(
-                d < 1e-4,
-                "T={temperature}: cached vs full log-probs differ by {d}"
-            );
+            assert!(d < 1e-4, "T={temperature}: cached vs full log-probs differ by {d}");
             if temperature == 0.0 {
                 // Greedy: every token is the argmax of the full forward's logits.
                 let mut seq = r.prompt_ids.clone();
@@ -88,10 +72,7 @@ fn cached_generation_equals_recomputing_the_full_forward() -> Result<()> {
 #[test]
 fn batching_and_padding_do_not_change_greedy_outputs() -> Result<()> {
     let (model, tok, _dir) = setup()?;
-    let req = |p: Vec<u32>| GenerationRequest {
-        prompt_ids: p,
-        params: SamplingParams::greedy(8),
-    };
+    let req = |p: Vec<u32>| GenerationRequest { prompt_ids: p, params: SamplingParams::greedy(8) };
     let batch: Vec<_> = prompts().into_iter().map(req).collect();
     let together = model.generate(&tok, &batch, &opts(), |_| {})?;
     for (r, c) in batch.iter().zip(&together) {
@@ -131,10 +112,7 @@ fn stop_tokens_stop_strings_and_streaming() -> Result<()> {
     let prompt = vec![104, 105, 32];
     let free = model.generate(
         &tok,
-        &[GenerationRequest {
-            prompt_ids: prompt.clone(),
-            params: SamplingParams::greedy(16),
-        }],
+        &[GenerationRequest { prompt_ids: prompt.clone(), params: SamplingParams::greedy(16) }],
         &opts(),
         |_| {},
     )?;
@@ -142,22 +120,12 @@ fn stop_tokens_stop_strings_and_streaming() -> Result<()> {
 
     // A stop token ends the completion and is kept as its last token.
     let stop_at = free.token_ids[3];
-    let first = free
-        .token_ids
-        .iter()
-        .position(|&t| t == stop_at)
-        .expect("present");
+    let first = free.token_ids.iter().position(|&t| t == stop_at).expect("present");
     let mut streamed = String::new();
     let out = model.generate(
         &tok,
-        &[GenerationRequest {
-            prompt_ids: prompt.clone(),
-            params: SamplingParams::greedy(16),
-        }],
-        &GenerateOptions {
-            eos_ids: vec![stop_at],
-            pad_id: 0,
-        },
+        &[GenerationRequest { prompt_ids: prompt.clone(), params: SamplingParams::greedy(16) }],
+        &GenerateOptions { eos_ids: vec![stop_at], pad_id: 0 },
         |e| streamed.push_str(e.text),
     )?;
     assert_eq!(out[0].token_ids, free.token_ids[..=first].to_vec());
@@ -176,10 +144,7 @@ fn stop_tokens_stop_strings_and_streaming() -> Result<()> {
         &tok,
         &[GenerationRequest {
             prompt_ids: prompt,
-            params: SamplingParams {
-                stop_strings: vec![stop.clone()],
-                ..SamplingParams::greedy(16)
-            },
+            params: SamplingParams { stop_strings: vec![stop.clone()], ..SamplingParams::greedy(16) },
         }],
         &opts(),
         |e| streamed.push_str(e.text),
@@ -188,41 +153,24 @@ fn stop_tokens_stop_strings_and_streaming() -> Result<()> {
     assert_eq!(out[0].stop, Some(StopReason::String(stop)));
     assert_eq!(streamed, out[0].text);
     assert!(out[0].token_ids.len() < free.token_ids.len());
-    assert_eq!(
-        out[0].token_ids[..],
-        free.token_ids[..out[0].token_ids.len()]
-    );
+    assert_eq!(out[0].token_ids[..], free.token_ids[..out[0].token_ids.len()]);
     Ok(())
 }
 
 #[test]
 fn bad_requests_are_rejected_with_their_index() -> Result<()> {
     let (model, tok, _dir) = setup()?;
-    let ok = GenerationRequest {
-        prompt_ids: vec![1],
-        params: SamplingParams::greedy(1),
-    };
-    let empty = GenerationRequest {
-        prompt_ids: vec![],
-        params: SamplingParams::greedy(1),
-    };
-    let err = model
-        .generate(&tok, &[ok.clone(), empty], &opts(), |_| {})
-        .unwrap_err();
+    let ok = GenerationRequest { prompt_ids: vec![1], params: SamplingParams::greedy(1) };
+    let empty = GenerationRequest { prompt_ids: vec![], params: SamplingParams::greedy(1) };
+    let err = model.generate(&tok, &[ok.clone(), empty], &opts(), |_| {}).unwrap_err();
     assert!(err.to_string().contains("request 1"), "{err}");
     let bad_p = GenerationRequest {
         prompt_ids: vec![1],
-        params: SamplingParams {
-            top_p: 0.0,
-            ..SamplingParams::default()
-        },
+        params: SamplingParams { top_p: 0.0, ..SamplingParams::default() },
     };
     let err = model.generate(&tok, &[bad_p], &opts(), |_| {}).unwrap_err();
     assert!(err.to_string().contains("top_p"), "{err}");
-    let oov = GenerationRequest {
-        prompt_ids: vec![100_000],
-        params: SamplingParams::greedy(1),
-    };
+    let oov = GenerationRequest { prompt_ids: vec![100_000], params: SamplingParams::greedy(1) };
     assert!(model.generate(&tok, &[oov], &opts(), |_| {}).is_err());
     Ok(())
 }

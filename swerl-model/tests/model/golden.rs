@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use swerl_model::{
-    AdamW, AdamWConfig, Gradients, LrSchedule, ModelConfig, Recompute, ScheduleKind, ScoreOptions,
-    Tensor, TokenBatch, TrainOptions, Var, load_dir,
+    AdamW, AdamWConfig, Gradients, LrSchedule, ModelConfig, Recompute, ScheduleKind, ScoreOptions, Tensor,
+    TokenBatch, TrainOptions, Var, load_dir,
 };
 
 use crate::fixtures::{floats, formula_model, golden, max_abs_diff, values, write_tokenizer};
@@ -43,10 +43,7 @@ fn logits_logprobs_and_entropies_match_transformers() -> Result<()> {
         assert!(d < 2e-5, "{name}: log-probs differ by {d}");
         let d = max_abs_diff(&values(&s.entropies)?, &floats(&m["batch"]["entropies"]));
         assert!(d < 2e-5, "{name}: entropies differ by {d}");
-        let t07 = ScoreOptions {
-            temperature: 0.7,
-            ..ScoreOptions::default()
-        };
+        let t07 = ScoreOptions { temperature: 0.7, ..ScoreOptions::default() };
         let s = model.score(&batch, &t07)?;
         let d = max_abs_diff(&values(&s.logprobs)?, &floats(&m["batch"]["logprobs_t07"]));
         assert!(d < 2e-5, "{name}: log-probs at T=0.7 differ by {d}");
@@ -63,10 +60,7 @@ fn gradients_match_pytorch_for_every_parameter() -> Result<()> {
         let (prompts, completions) = prompts_completions(&m["batch"]);
         let batch = TokenBatch::from_prompt_completions(&prompts, &completions, 0)?;
         for recompute in [Recompute::Always, Recompute::Never] {
-            let opts = TrainOptions {
-                recompute,
-                ..TrainOptions::default()
-            };
+            let opts = TrainOptions { recompute, ..TrainOptions::default() };
             let fwd = model.forward_train(&batch, &opts)?;
             let (b, c) = fwd.logprobs().dims2()?;
             let w = Tensor::from_vec(floats(&m["loss_weights"]), (b, c), model.device())?;
@@ -77,10 +71,7 @@ fn gradients_match_pytorch_for_every_parameter() -> Result<()> {
             let loss = ((lp_term / -n)? + (ent_term * (0.1 / n))?)?;
             let got_loss = loss.to_scalar::<f32>()?;
             let want_loss = m["loss"].as_f64().expect("loss") as f32;
-            assert!(
-                (got_loss - want_loss).abs() < 1e-5,
-                "{name}: loss {got_loss} vs {want_loss}"
-            );
+            assert!((got_loss - want_loss).abs() < 1e-5, "{name}: loss {got_loss} vs {want_loss}");
             let mut grads = Gradients::new();
             fwd.backward(&loss, &mut grads)?;
             let want = m["grads"].as_object().expect("grads");
@@ -88,11 +79,7 @@ fn gradients_match_pytorch_for_every_parameter() -> Result<()> {
             for (pname, var) in model.named_parameters() {
                 let gw = &want[pname];
                 let got = values(grads.get(var).expect("every parameter has a gradient"))?;
-                let norm = got
-                    .iter()
-                    .map(|x| f64::from(*x).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
+                let norm = got.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
                 let want_norm = gw["norm"].as_f64().expect("norm");
                 assert!(norm > 0.0, "{name} {pname}: zero gradient");
                 assert!(
@@ -116,10 +103,7 @@ fn adamw_with_clipping_matches_torch() -> Result<()> {
     let dev = swerl_model::Device::Cpu;
     let weight = Var::from_tensor(&Tensor::from_vec(floats(&g["weight0"]), (2, 3), &dev)?)?;
     let bias = Var::from_tensor(&Tensor::from_vec(floats(&g["bias0"]), 3, &dev)?)?;
-    let params = vec![
-        ("layer.weight".to_string(), weight.clone()),
-        ("layer.bias".to_string(), bias.clone()),
-    ];
+    let params = vec![("layer.weight".to_string(), weight.clone()), ("layer.bias".to_string(), bias.clone())];
     let mut opt = AdamW::new(
         &params,
         AdamWConfig {
@@ -134,20 +118,11 @@ fn adamw_with_clipping_matches_torch() -> Result<()> {
     let dir = tempfile::tempdir()?;
     for (t, step) in g["steps"].as_array().expect("steps").iter().enumerate() {
         let mut grads = Gradients::new();
-        grads.accumulate(
-            &weight,
-            &Tensor::from_vec(floats(&step["grad_weight"]), (2, 3), &dev)?,
-        )?;
-        grads.accumulate(
-            &bias,
-            &Tensor::from_vec(floats(&step["grad_bias"]), 3, &dev)?,
-        )?;
+        grads.accumulate(&weight, &Tensor::from_vec(floats(&step["grad_weight"]), (2, 3), &dev)?)?;
+        grads.accumulate(&bias, &Tensor::from_vec(floats(&step["grad_bias"]), 3, &dev)?)?;
         let norm = grads.clip_global_norm(c["max_grad_norm"].as_f64().expect("clip"))?;
         let want_norm = step["grad_norm"].as_f64().expect("norm");
-        assert!(
-            (norm - want_norm).abs() < 1e-5,
-            "step {t}: norm {norm} vs {want_norm}"
-        );
+        assert!((norm - want_norm).abs() < 1e-5, "step {t}: norm {norm} vs {want_norm}");
         opt.step(&grads, step["lr"].as_f64().expect("lr"))?;
         let dw = max_abs_diff(&values(weight.as_tensor())?, &floats(&step["weight"]));
         let db = max_abs_diff(&values(bias.as_tensor())?, &floats(&step["bias"]));
@@ -176,18 +151,10 @@ fn lr_schedules_match_transformers() -> Result<()> {
         ("cosine_min_lr_0.1", ScheduleKind::Cosine, 0.1),
     ];
     for (key, kind, min_lr_ratio) in cases {
-        let sched = LrSchedule {
-            kind,
-            warmup_steps: 3,
-            total_steps: 12,
-            min_lr_ratio,
-        };
+        let sched = LrSchedule { kind, warmup_steps: 3, total_steps: 12, min_lr_ratio };
         for (step, want) in floats(&s[key]).into_iter().enumerate() {
             let got = sched.factor(step as u64) as f32;
-            assert!(
-                (got - want).abs() < 1e-6,
-                "{key} step {step}: {got} vs {want}"
-            );
+            assert!((got - want).abs() < 1e-6, "{key} step {step}: {got} vs {want}");
         }
     }
     Ok(())

@@ -23,10 +23,7 @@ fn save_and_load_round_trip_single_file_and_sharded() -> Result<()> {
     for max_shard_bytes in [usize::MAX, 40_000] {
         let dir = tempfile::tempdir()?;
         write_hf_checkpoint(dir.path(), &model)?;
-        let opts = SaveOptions {
-            max_shard_bytes,
-            ..SaveOptions::default()
-        };
+        let opts = SaveOptions { max_shard_bytes, ..SaveOptions::default() };
         save_pretrained(dir.path(), &model, None, None, &opts)?;
         let sharded = dir.path().join("model.safetensors.index.json").exists();
         assert_eq!(sharded, max_shard_bytes != usize::MAX);
@@ -41,11 +38,7 @@ fn save_and_load_round_trip_single_file_and_sharded() -> Result<()> {
             ..c.clone()
         };
         assert_eq!(plain(loaded.model.config()), plain(model.config()));
-        for ((n1, v1), (n2, v2)) in model
-            .named_parameters()
-            .iter()
-            .zip(loaded.model.named_parameters())
-        {
+        for ((n1, v1), (n2, v2)) in model.named_parameters().iter().zip(loaded.model.named_parameters()) {
             assert_eq!(n1, n2);
             assert_eq!(values(v1.as_tensor())?, values(v2.as_tensor())?, "{n1}");
         }
@@ -60,10 +53,7 @@ fn bf16_checkpoints_load_into_f32_master_weights() -> Result<()> {
     let model = formula_model(&byte_config())?;
     let dir = tempfile::tempdir()?;
     write_hf_checkpoint(dir.path(), &model)?;
-    let bf16 = SaveOptions {
-        dtype: swerl_model::DType::BF16,
-        ..SaveOptions::default()
-    };
+    let bf16 = SaveOptions { dtype: swerl_model::DType::BF16, ..SaveOptions::default() };
     save_pretrained(dir.path(), &model, None, None, &bf16)?;
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json"))?)?;
@@ -73,10 +63,7 @@ fn bf16_checkpoints_load_into_f32_master_weights() -> Result<()> {
     assert_eq!(v.dtype(), swerl_model::DType::F32);
     let ids = [5, 70, 200, 13];
     let d = max_abs_diff(&logits_of(&loaded.model, &ids)?, &logits_of(&model, &ids)?);
-    assert!(
-        d > 0.0 && d < 0.05,
-        "bf16 rounding changes logits a little: {d}"
-    );
+    assert!(d > 0.0 && d < 0.05, "bf16 rounding changes logits a little: {d}");
     Ok(())
 }
 
@@ -89,11 +76,7 @@ fn hub_ids_resolve_from_the_cache_offline() -> Result<()> {
     let rev = "0123456789abcdef0123456789abcdef01234567";
     write_hub_cache(cache.path(), "swerl-test/tiny-llama", src.path(), rev)?;
     let opts = LoadOptions {
-        hub: HubOptions {
-            cache_dir: Some(cache.path().to_path_buf()),
-            offline: Some(true),
-            revision: None,
-        },
+        hub: HubOptions { cache_dir: Some(cache.path().to_path_buf()), offline: Some(true), revision: None },
         ..LoadOptions::default()
     };
     let loaded = load("swerl-test/tiny-llama", &opts)?;
@@ -110,10 +93,7 @@ fn hub_ids_resolve_from_the_cache_offline() -> Result<()> {
     // A repository that is not cached fails offline with a message naming it.
     let err = load_hub("swerl-test/missing", &opts).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("swerl-test/missing") && msg.contains("offline"),
-        "{msg}"
-    );
+    assert!(msg.contains("swerl-test/missing") && msg.contains("offline"), "{msg}");
     Ok(())
 }
 
@@ -145,14 +125,8 @@ fn gguf_weights_and_tokenizer_match_the_hf_checkpoint() -> Result<()> {
         assert_eq!(loaded.tokenizer.decode(&got, false)?, text);
     }
     let digits = loaded.tokenizer.encode("123", false)?;
-    assert_eq!(
-        digits.len(),
-        3,
-        "digits are split individually despite the merges"
-    );
-    let chat = loaded
-        .tokenizer
-        .apply_chat_template(&[ChatMessage::user("hi")], true)?;
+    assert_eq!(digits.len(), 3, "digits are split individually despite the merges");
+    let chat = loaded.tokenizer.apply_chat_template(&[ChatMessage::user("hi")], true)?;
     assert!(chat.ends_with("<|im_start|>assistant\n"), "{chat}");
     Ok(())
 }
@@ -183,14 +157,8 @@ fn tokenizer_and_chat_template_survive_saving() -> Result<()> {
     }
     let again = swerl_model::load_dir(out.path(), &Default::default())?;
     let msgs = [ChatMessage::system("be terse"), ChatMessage::user("2+2=")];
-    assert_eq!(
-        again.tokenizer.encode_chat(&msgs, true)?,
-        loaded.tokenizer.encode_chat(&msgs, true)?
-    );
-    assert_eq!(
-        again.tokenizer.special_tokens(),
-        loaded.tokenizer.special_tokens()
-    );
+    assert_eq!(again.tokenizer.encode_chat(&msgs, true)?, loaded.tokenizer.encode_chat(&msgs, true)?);
+    assert_eq!(again.tokenizer.special_tokens(), loaded.tokenizer.special_tokens());
     Ok(())
 }
 
@@ -202,11 +170,8 @@ fn loader_errors_name_the_problem() -> Result<()> {
     let err = load(dir.path().to_str().expect("utf-8"), &LoadOptions::default()).unwrap_err();
     assert!(err.to_string().contains("model.safetensors"), "{err}");
     std::fs::write(dir.path().join("bad.gguf"), b"not a gguf")?;
-    let err = load(
-        dir.path().join("bad.gguf").to_str().expect("utf-8"),
-        &LoadOptions::default(),
-    )
-    .unwrap_err();
+    let err =
+        load(dir.path().join("bad.gguf").to_str().expect("utf-8"), &LoadOptions::default()).unwrap_err();
     assert!(err.to_string().contains("bad.gguf"), "{err}");
     // A checkpoint with a truncated weight names the tensor.
     let model = formula_model(&byte_config())?;
@@ -215,10 +180,6 @@ fn loader_errors_name_the_problem() -> Result<()> {
     sd.remove("model.layers.1.mlp.down_proj.weight");
     candle_core::safetensors::save(&sd, dir.path().join("model.safetensors"))?;
     let err = swerl_model::load_dir(dir.path(), &Default::default()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("model.layers.1.mlp.down_proj.weight"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("model.layers.1.mlp.down_proj.weight"), "{err}");
     Ok(())
 }

@@ -29,13 +29,7 @@ fn nll_step(model: &Llama, batch: &TokenBatch, opts: &TrainOptions) -> Result<(f
 fn adamw_steps_fit_a_batch() -> Result<()> {
     let model = Llama::new_random(byte_config(), 3, 0.02, &ModelOptions::default())?;
     let batch = batch()?;
-    let mut opt = AdamW::new(
-        model.named_parameters(),
-        AdamWConfig {
-            lr: 3e-3,
-            ..AdamWConfig::default()
-        },
-    )?;
+    let mut opt = AdamW::new(model.named_parameters(), AdamWConfig { lr: 3e-3, ..AdamWConfig::default() })?;
     let opts = TrainOptions::default();
     let (first, _) = nll_step(&model, &batch, &opts)?;
     let mut last = first;
@@ -45,10 +39,7 @@ fn adamw_steps_fit_a_batch() -> Result<()> {
         opt.step(&grads, 3e-3)?;
         last = loss;
     }
-    assert!(
-        first > 5.0,
-        "random init is near uniform over the vocabulary: {first}"
-    );
+    assert!(first > 5.0, "random init is near uniform over the vocabulary: {first}");
     assert!(last < 0.5 * first, "loss {first} -> {last}");
     // The no-grad scorer sees the trained weights.
     let s = model.score(&batch, &ScoreOptions::default())?;
@@ -60,10 +51,7 @@ fn adamw_steps_fit_a_batch() -> Result<()> {
 #[test]
 fn gradient_accumulation_equals_one_big_batch() -> Result<()> {
     let model = Llama::new_random(byte_config(), 4, 0.1, &ModelOptions::default())?;
-    let opts = TrainOptions {
-        recompute: Recompute::Always,
-        ..TrainOptions::default()
-    };
+    let opts = TrainOptions { recompute: Recompute::Always, ..TrainOptions::default() };
     let full = batch()?;
     let fwd = model.forward_train(&full, &opts)?;
     let loss = (fwd.logprobs() * fwd.mask())?.sum_all()?;
@@ -84,10 +72,7 @@ fn gradient_accumulation_equals_one_big_batch() -> Result<()> {
         let a = values(acc.get(var).expect("grad"))?;
         let b = values(big.get(var).expect("grad"))?;
         let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-        let d = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let d = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(d / scale < 1e-4, "{name}: {}", d / scale);
     }
     Ok(())
@@ -102,11 +87,7 @@ fn bf16_compute_keeps_f32_master_weights_and_close_gradients() -> Result<()> {
     let (l32, g32) = nll_step(&f32_model, &b, &TrainOptions::default())?;
     let (l16, g16) = nll_step(&bf16_model, &b, &TrainOptions::default())?;
     assert!((l32 - l16).abs() < 0.05 * l32.abs(), "{l32} vs {l16}");
-    for ((name, v32), (_, v16)) in f32_model
-        .named_parameters()
-        .iter()
-        .zip(bf16_model.named_parameters())
-    {
+    for ((name, v32), (_, v16)) in f32_model.named_parameters().iter().zip(bf16_model.named_parameters()) {
         assert_eq!(v16.dtype(), DType::F32, "{name}");
         let a = g32.get(v32).expect("grad");
         let c = g16.get(v16).expect("grad");
