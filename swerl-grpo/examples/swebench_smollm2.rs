@@ -7,7 +7,8 @@
 //!     --swebench ../shared/data/swebench/lite-dev.json --out /tmp/swerl-smollm2 --steps 3
 //! ```
 //!
-//! Writes `OUT/rl_instances.jsonl` (the reconstructed instances), `OUT/metrics.jsonl`,
+//! OUT must not hold another run (the trainer refuses to mix two). Writes
+//! `OUT/rl_instances.jsonl` (the reconstructed instances), `OUT/metrics.jsonl`,
 //! `OUT/completions.jsonl` and a final checkpoint, and prints one line per step. With
 //! `--write-prompts FILE` it also writes each instance's chat messages (JSONL), which the TRL
 //! benchmark feeds to TRL so both trainers see the same prompts.

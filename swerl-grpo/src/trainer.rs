@@ -110,6 +110,8 @@ pub struct Trainer<P: Policy> {
     state: TrainerState,
     params: Vec<Var>,
     resumed_sampler: bool,
+    /// `resume` found no checkpoint and cleared the logs: the directory is this run's.
+    restarted: bool,
 }
 
 impl<P: Policy> std::fmt::Debug for Trainer<P> {
@@ -159,6 +161,7 @@ impl<P: Policy> Trainer<P> {
             state,
             params,
             resumed_sampler: false,
+            restarted: false,
         })
     }
 
@@ -195,13 +198,41 @@ impl<P: Policy> Trainer<P> {
     }
 
     /// Loads the newest checkpoint of the output directory (weights, optimizer, data position)
-    /// and cuts the logs back to it. Returns its step, or `None` when there is none.
+    /// and cuts the logs back to it. Returns its step, or `None` when there is none (a run that
+    /// stopped before its first checkpoint: its log lines are dropped and training restarts).
     pub fn resume(&mut self) -> Result<Option<u64>> {
         let Some((step, dir)) = latest_checkpoint(&self.out_dir)? else {
+            if self.comm.is_main() {
+                truncate_log_after(self.out_dir.join(METRICS_FILE), 0)?;
+                truncate_log_after(self.out_dir.join(COMPLETIONS_FILE), 0)?;
+            }
+            self.restarted = true;
             return Ok(None);
         };
         self.resume_from(&dir)?;
         Ok(Some(step))
+    }
+
+    /// A new run must not append to another run's logs, nor leave its checkpoints where a later
+    /// `resume` would pick them up.
+    fn check_fresh_out_dir(&self) -> Result<()> {
+        let metrics = self.out_dir.join(METRICS_FILE);
+        let logged = fs_err::metadata(&metrics).map(|m| m.len() > 0).unwrap_or(false);
+        let checkpoint = latest_checkpoint(&self.out_dir)?;
+        if logged || checkpoint.is_some() {
+            let what = match checkpoint {
+                Some((_, dir)) => dir.display().to_string(),
+                None => metrics.display().to_string(),
+            };
+            return Err(Error::config(
+                "out",
+                format!(
+                    "{} already holds a run ({what}): resume it, or start in another directory",
+                    self.out_dir.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Loads a given checkpoint directory.
@@ -265,6 +296,9 @@ impl<P: Policy> Trainer<P> {
         let n = env.prompts().len();
         if n == 0 {
             return Err(Error::config("data", "the environment has no prompt"));
+        }
+        if !self.resumed_sampler && !self.restarted && self.state.step == 0 && self.comm.is_main() {
+            self.check_fresh_out_dir()?;
         }
         let mut sampler = PromptSampler::new(n, self.config.seed, self.config.shuffle);
         if self.resumed_sampler {

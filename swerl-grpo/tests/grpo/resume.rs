@@ -74,6 +74,40 @@ fn resumed_run_reproduces_the_uninterrupted_one() -> Result<()> {
     assert!(broken.path().join("checkpoint-7/model/model.safetensors").is_file());
     assert!(broken.path().join("checkpoint-7/optimizer.safetensors").is_file());
     assert!(broken.path().join("checkpoint-7/config.toml").is_file());
+
+    // A new run in a directory holding one is refused instead of mixing the two.
+    let err = trainer(config(7), straight.path())?.train(&task, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("already holds a run"), "{err}");
+    assert_eq!(read_metrics(straight.path().join("metrics.jsonl"))?.len(), 7);
+    Ok(())
+}
+
+#[test]
+fn resuming_a_run_without_checkpoint_restarts_it_cleanly() -> Result<()> {
+    let task = TargetTask::new(5, 5, 1.0);
+    let cfg = TrainConfig { save_steps: 0, ..config(3) };
+    let straight = tempfile::tempdir()?;
+    trainer(cfg.clone(), straight.path())?.train(&task, &mut |_| {})?;
+    let expected = strip(read_metrics(straight.path().join("metrics.jsonl"))?);
+
+    // Crashed at step 2, before any checkpoint (the final one comes at the end).
+    let broken = tempfile::tempdir()?;
+    let mut b = trainer(cfg.clone(), broken.path())?;
+    let crash = catch_unwind(AssertUnwindSafe(|| {
+        b.train(&task, &mut |e| {
+            if let TrainEvent::Step(m) = e
+                && m.step == 2
+            {
+                panic!("simulated crash");
+            }
+        })
+    }));
+    assert!(crash.is_err());
+    assert_eq!(read_metrics(broken.path().join("metrics.jsonl"))?.len(), 2);
+    let mut c = trainer(cfg, broken.path())?;
+    assert_eq!(c.resume()?, None);
+    c.train(&task, &mut |_| {})?;
+    assert_eq!(strip(read_metrics(broken.path().join("metrics.jsonl"))?), expected);
     Ok(())
 }
 
