@@ -196,3 +196,23 @@ fn bad_settings_are_reported_with_their_key() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("group_size"));
     Ok(())
 }
+
+#[test]
+#[cfg(not(feature = "nccl"))]
+fn a_launcher_environment_without_nccl_is_a_clear_error() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let out = Command::new(env!("CARGO_BIN_EXE_swerl"))
+        .args(["train", "--model", "missing", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path())
+        .env("WORLD_SIZE", "2")
+        .env("RANK", "0")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WORLD_SIZE=2") && stderr.contains("--features nccl"), "{stderr}");
+    Ok(())
+}

@@ -199,7 +199,21 @@ impl Overrides {
     }
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
+    // Launched by torchrun or a similar launcher: one process per GPU, NCCL between them.
+    let rank = swerl_grpo::RankInfo::from_env()?;
+    if let Some(info) = &rank {
+        if cfg!(not(feature = "nccl")) {
+            bail!(
+                "WORLD_SIZE={} asks for data parallelism, but this swerl was built without \
+                 `--features nccl`",
+                info.world_size
+            );
+        }
+        if args.model.device == "cuda" {
+            args.model.device = format!("cuda:{}", info.local_rank);
+        }
+    }
     let mut config = match &args.config {
         Some(path) => TrainConfig::from_toml_file(path)?,
         None => TrainConfig::default(),
@@ -243,6 +257,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
 
     let optimizer = policy.optimizer(&config)?;
     let mut trainer = Trainer::new(config.clone(), policy, optimizer, &args.out)?;
+    if let Some(info) = &rank {
+        trainer = with_nccl(trainer, info)?;
+    }
     if args.resume {
         match trainer.resume()? {
             Some(step) => eprintln!("resumed from {}", args.out.join(format!("checkpoint-{step}")).display()),
@@ -299,6 +316,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         println!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Joins the NCCL job described by `info` on the policy's GPU.
+#[cfg(feature = "nccl")]
+fn with_nccl(trainer: Trainer<LlamaPolicy>, info: &swerl_grpo::RankInfo) -> Result<Trainer<LlamaPolicy>> {
+    let device = trainer.policy().model().device().clone();
+    let comm = swerl_grpo::comm::NcclCommunicator::init(info, &device, Duration::from_secs(600))?;
+    eprintln!("rank {} of {} on {:?}", info.rank, info.world_size, device.location());
+    Ok(trainer.with_communicator(Box::new(comm))?)
+}
+
+#[cfg(not(feature = "nccl"))]
+fn with_nccl(_: Trainer<LlamaPolicy>, info: &swerl_grpo::RankInfo) -> Result<Trainer<LlamaPolicy>> {
+    bail!("rank {} of {}: built without `--features nccl`", info.rank, info.world_size)
 }
 
 fn spinner(message: &'static str) -> ProgressBar {
