@@ -11,66 +11,10 @@ use swerl_grpo::{
     ChatEncoder, ChatMessage, Dataset, Environment, Generation, PreparedPrompt, PromptOverflow,
     RewardOutcome, RlInstance, StepMetrics, SweRlEnvironment, TrainConfig, Trainer, read_metrics,
 };
-use swerl_model::{Llama, ModelConfig, ModelOptions, SaveOptions, TokenIds};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-
-const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// Writes a tiny random Llama with a byte-level BPE tokenizer (no merges) into `dir`.
 pub fn write_tiny_model(dir: &Path) -> Result<()> {
-    // A byte-level BPE tokenizer without merges: one token per byte, then the specials.
-    let mut bytes: Vec<char> = ByteLevel::alphabet().into_iter().collect();
-    bytes.sort_unstable();
-    let mut vocab = serde_json::Map::new();
-    for (i, c) in bytes.iter().enumerate() {
-        vocab.insert(c.to_string(), i.into());
-    }
-    let specials = ["<|im_start|>", "<|im_end|>"];
-    let added: Vec<serde_json::Value> = specials
-        .iter()
-        .enumerate()
-        .map(|(k, s)| {
-            serde_json::json!({"id": bytes.len() + k, "content": s, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": true})
-        })
-        .collect();
-    let size = bytes.len() + specials.len();
-    let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null, "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": []}
-    });
-    std::fs::create_dir_all(dir)?;
-    let eos = (size - 1) as u32;
-    let config = ModelConfig {
-        vocab_size: size,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        max_position_embeddings: 4096,
-        tie_word_embeddings: true,
-        bos_token_id: Some(eos - 1),
-        eos_token_id: Some(TokenIds::One(eos)),
-        pad_token_id: Some(eos),
-        ..ModelConfig::default()
-    };
-    let model = Llama::new_random(config, 7, 0.02, &ModelOptions::default())?;
-    swerl_model::save_pretrained(dir, &model, None, None, &SaveOptions::default())?;
-    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string())?;
-    // The file must load with the real `tokenizers` crate.
-    tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cfg = serde_json::json!({
-        "bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>",
-        "chat_template": CHATML
-    });
-    std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string())?;
-    Ok(())
+    Ok(swerl_model::testing::write_byte_level_checkpoint(dir, 2, 7)?)
 }
 
 /// Small RL instances (a few lines of code each).
