@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::Result;
-
-/// Score added to masked (query, key) pairs. Finite, so fully masked rows stay NaN-free.
-const MASKED: f32 = -1e30;
+use crate::kernels::{self, MASKED, ScoreRows};
 
 /// `(batch, q0, n, kend)` of a mask block.
 type BlockKey = (usize, usize, usize, usize);
@@ -69,6 +67,17 @@ impl AttnMask {
             }
         }
         Ok(Tensor::from_vec(m, (rows, 1, n, kend), device)?)
+    }
+
+    /// The rows of a score block for the fused CPU kernels.
+    fn rows(&self, heads: usize, q0: usize, n: usize) -> ScoreRows<'_> {
+        ScoreRows {
+            heads,
+            queries: n,
+            first: self.q_offset + q0,
+            key_valid: self.key_valid.as_deref(),
+            keys: self.keys,
+        }
     }
 
     /// Keys a block of queries ending at (exclusive) `q_end` can see.
@@ -133,10 +142,18 @@ fn scores(
 /// Attention without gradients: `q` is `(b, heads, t, hd)`, `k`/`v` are `(b, kv_heads, s, hd)`.
 pub(crate) fn forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Result<AttnOut> {
     let (b, heads, t, _) = q.dims4()?;
-    forward_blocks(q, k, v, mask, block_size(b, heads, t, mask.keys))
+    forward_blocks(q, k, v, mask, block_size(b, heads, t, mask.keys), kernels::usable(q))
 }
 
-fn forward_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, block: usize) -> Result<AttnOut> {
+/// `fused`: softmax rows through [`kernels::softmax_rows`] (CPU, f32) instead of candle ops.
+fn forward_blocks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &AttnMask,
+    block: usize,
+    fused: bool,
+) -> Result<AttnOut> {
     let (b, heads, t, hd) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let scale = 1.0 / (hd as f64).sqrt();
@@ -146,8 +163,16 @@ fn forward_blocks(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask, block: us
     while q0 < t {
         let n = block.min(t - q0);
         let kend = mask.key_end(q0 + n);
-        let m = mask.block(b, q0, n, kend, q.device())?;
         let (kb, vb) = (gemm_ready(&k.narrow(2, 0, kend)?)?, gemm_ready(&v.narrow(2, 0, kend)?)?);
+        if fused {
+            let p = group(&q.narrow(2, q0, n)?, kv_heads)?.matmul(&kb.t()?)?;
+            let lse = kernels::softmax_rows(&p, scale as f32, mask.rows(heads, q0, n))?;
+            outs.push(ungroup(&p.matmul(&vb)?, heads)?);
+            lses.push(Tensor::from_vec(lse, (b, heads, n), q.device())?);
+            q0 += n;
+            continue;
+        }
+        let m = mask.block(b, q0, n, kend, q.device())?;
         let s = scores(&q.narrow(2, q0, n)?, &kb, &m, scale, heads, kv_heads)?;
         let max = s.max_keepdim(D::Minus1)?;
         let p = s.broadcast_sub(&max)?.exp()?;
@@ -174,9 +199,10 @@ pub(crate) fn backward(
     mask: &AttnMask,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, heads, t, _) = q.dims4()?;
-    backward_blocks(q, k, v, out, d_o, mask, block_size(b, heads, t, mask.keys))
+    backward_blocks(q, k, v, out, d_o, mask, block_size(b, heads, t, mask.keys), kernels::usable(q))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backward_blocks(
     q: &Tensor,
     k: &Tensor,
@@ -185,6 +211,7 @@ fn backward_blocks(
     d_o: &Tensor,
     mask: &AttnMask,
     block: usize,
+    fused: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (_, heads, t, hd) = q.dims4()?;
     let b = q.dim(0)?;
@@ -196,18 +223,42 @@ fn backward_blocks(
     let d_o = d_o.to_dtype(dtype)?;
     // D_i = rowsum(dO_i * O_i), the softmax-backward correction term.
     let delta = (d_o.to_dtype(DType::F32)? * out.o.to_dtype(DType::F32)?)?.sum_keepdim(D::Minus1)?;
+    // Per-row statistics for the fused kernels, `(batch, heads, t)` row-major.
+    let (lse_all, delta_all) = if fused {
+        (out.lse.flatten_all()?.to_vec1::<f32>()?, delta.flatten_all()?.to_vec1::<f32>()?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut dqs = Vec::new();
     let mut q0 = 0;
     while q0 < t {
         let n = block.min(t - q0);
         let kend = mask.key_end(q0 + n);
-        let m = mask.block(b, q0, n, kend, q.device())?;
         let (kb, vb) = (gemm_ready(&k.narrow(2, 0, kend)?)?, gemm_ready(&v.narrow(2, 0, kend)?)?);
         let qb = q.narrow(2, q0, n)?;
+        let dob = d_o.narrow(2, q0, n)?;
+        if fused {
+            // Row r of the block is (batch * heads + head) * n + i: query q0 + i of that head.
+            let pick = |all: &[f32]| -> Vec<f32> {
+                (0..b * heads * n).map(|r| all[(r / n) * t + q0 + r % n]).collect()
+            };
+            let (qg, dog) = (group(&qb, kv_heads)?, group(&dob, kv_heads)?);
+            let p = qg.matmul(&kb.t()?)?;
+            kernels::probs_rows(&p, scale as f32, mask.rows(heads, q0, n), &pick(&lse_all))?;
+            let ds = dog.matmul(&vb.t()?)?;
+            kernels::score_grad_rows(&ds, &p, scale as f32, &pick(&delta_all))?;
+            dqs.push(ungroup(&ds.matmul(&kb)?, heads)?);
+            let acc_k = (dk.narrow(2, 0, kend)? + ds.t()?.matmul(&qg)?)?;
+            dk.slice_set(&acc_k, 2, 0)?;
+            let acc_v = (dv.narrow(2, 0, kend)? + p.t()?.matmul(&dog)?)?;
+            dv.slice_set(&acc_v, 2, 0)?;
+            q0 += n;
+            continue;
+        }
+        let m = mask.block(b, q0, n, kend, q.device())?;
         let s = scores(&qb, &kb, &m, scale, heads, kv_heads)?;
         let lse = out.lse.narrow(2, q0, n)?.unsqueeze(D::Minus1)?;
         let p = s.broadcast_sub(&lse)?.exp()?;
-        let dob = d_o.narrow(2, q0, n)?;
         // dP = dO V^T, dS = P * (dP - D).
         let dp = group(&dob, kv_heads)?.matmul(&vb.t()?)?;
         let dp = ungroup(&dp, heads)?.to_dtype(DType::F32)?;
@@ -280,17 +331,20 @@ mod tests {
         let reference = forward_graph(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask).unwrap();
         let grads = (reference.clone() * &d_o).unwrap().sum_all().unwrap().backward().unwrap();
 
-        // Blocks of 16 queries: three blocks, the last one partial.
-        let out = forward_blocks(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 16).unwrap();
-        // Padding query rows are garbage by design; compare valid rows only.
-        let o_valid = out.o.narrow(2, 5, t - 5).unwrap();
-        let r_valid = reference.narrow(2, 5, t - 5).unwrap();
-        assert!(max_diff(&o_valid, &r_valid) < 1e-5);
-        let (dq, dk, dv) =
-            backward_blocks(q.as_tensor(), k.as_tensor(), v.as_tensor(), &out, &d_o, &mask, 16).unwrap();
-        assert!(max_diff(&dq, grads.get(q.as_tensor()).unwrap()) < 1e-4);
-        assert!(max_diff(&dk, grads.get(k.as_tensor()).unwrap()) < 1e-4);
-        assert!(max_diff(&dv, grads.get(v.as_tensor()).unwrap()) < 1e-4);
+        // Blocks of 16 queries: three blocks, the last one partial. Both the candle-op path and
+        // the fused CPU kernels.
+        for fused in [false, true] {
+            let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+            let out = forward_blocks(qt, kt, vt, &mask, 16, fused).unwrap();
+            // Padding query rows are garbage by design; compare valid rows only.
+            let o_valid = out.o.narrow(2, 5, t - 5).unwrap();
+            let r_valid = reference.narrow(2, 5, t - 5).unwrap();
+            assert!(max_diff(&o_valid, &r_valid) < 1e-5, "fused {fused}");
+            let (dq, dk, dv) = backward_blocks(qt, kt, vt, &out, &d_o, &mask, 16, fused).unwrap();
+            assert!(max_diff(&dq, grads.get(qt).unwrap()) < 1e-4, "fused {fused}");
+            assert!(max_diff(&dk, grads.get(kt).unwrap()) < 1e-4, "fused {fused}");
+            assert!(max_diff(&dv, grads.get(vt).unwrap()) < 1e-4, "fused {fused}");
+        }
     }
 
     #[test]

@@ -130,7 +130,11 @@ impl BlockCtx<'_> {
         let h2 = n2.h.reshape((b * t, d))?;
         let gate = linear2(&h2, &w.gate, w.gate_bias.as_ref())?;
         let up = linear2(&h2, &w.up, w.up_bias.as_ref())?;
-        let act = (gate.silu()? * &up)?;
+        let act = if crate::kernels::usable(&gate) {
+            crate::kernels::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * &up)?
+        };
         let out = (&x1 + linear2(&act, &w.down, w.down_bias.as_ref())?.reshape((b, t, d))?)?;
         let saved = Saved {
             x: x.clone(),
@@ -172,16 +176,25 @@ impl BlockCtx<'_> {
         };
 
         // MLP: out = x1 + down(silu(gate) * up).
-        let sig = candle_nn::ops::sigmoid(&s.gate)?;
-        let silu = (&s.gate * &sig)?;
-        let act = (&silu * &s.up)?;
+        let fused = crate::kernels::usable(&s.gate);
+        let (act, sig) = if fused {
+            (crate::kernels::swiglu(&s.gate, &s.up)?, None)
+        } else {
+            let sig = candle_nn::ops::sigmoid(&s.gate)?;
+            ((&s.gate * &sig)?.mul(&s.up)?, Some(sig))
+        };
         let (d_act, g_down, gb_down) = linear2_backward(&act, &w.down, &dout, w.down_bias.is_some())?;
         put(&Some(vars.down.clone()), Some(g_down))?;
         put(&vars.down_bias, gb_down)?;
-        let d_up = (&d_act * &silu)?;
-        // silu'(g) = s * (1 + g * (1 - s))
-        let dsilu = (&sig * (&s.gate * sig.affine(-1.0, 1.0)?)?.affine(1.0, 1.0)?)?;
-        let d_gate = ((&d_act * &s.up)? * dsilu)?;
+        let (d_gate, d_up) = match sig {
+            None => crate::kernels::swiglu_backward(&s.gate, &s.up, &d_act)?,
+            Some(sig) => {
+                let d_up = (&d_act * (&s.gate * &sig)?)?;
+                // silu'(g) = s * (1 + g * (1 - s))
+                let dsilu = (&sig * (&s.gate * sig.affine(-1.0, 1.0)?)?.affine(1.0, 1.0)?)?;
+                ((&d_act * &s.up)?.mul(&dsilu)?, d_up)
+            }
+        };
         let (dh2_g, g_gate, gb_gate) = linear2_backward(&s.h2, &w.gate, &d_gate, w.gate_bias.is_some())?;
         let (dh2_u, g_up, gb_up) = linear2_backward(&s.h2, &w.up, &d_up, w.up_bias.is_some())?;
         put(&Some(vars.gate.clone()), Some(g_gate))?;

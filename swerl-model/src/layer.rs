@@ -112,7 +112,10 @@ pub(crate) fn post_attention(
     let h = rms_norm(&x1, &w.post_norm, cfg.rms_norm_eps, dtype, kernels)?;
     let gate = linear(&h, &w.gate, w.gate_bias.as_ref())?;
     let up = linear(&h, &w.up, w.up_bias.as_ref())?;
-    let act = (gate.silu()? * up)?;
+    let act = match kernels {
+        Kernels::Fused if crate::kernels::usable(&gate) => crate::kernels::swiglu(&gate, &up)?,
+        _ => (gate.silu()? * up)?,
+    };
     let mlp = linear(&act, &w.down, w.down_bias.as_ref())?;
     debug_assert_eq!(mlp.dims(), &[b, t, d]);
     Ok((x1 + mlp)?)

@@ -102,6 +102,7 @@ pub mod train;
 
 mod attention;
 mod block;
+mod kernels;
 mod layer;
 mod rope;
 

@@ -212,6 +212,10 @@ impl Llama {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let hn = rms_norm(h, norm, self.config.rms_norm_eps, self.compute_dtype, kernels)?;
         let mut logits = hn.matmul(&head.t()?)?.to_dtype(DType::F32)?;
+        if matches!(kernels, Kernels::Fused) && crate::kernels::usable(&logits) {
+            let targets = targets.to_vec1::<u32>()?;
+            return crate::kernels::head_scores(&logits, &targets, opts.temperature, opts.entropy);
+        }
         if opts.temperature != 1.0 {
             logits = (logits / opts.temperature)?;
         }

@@ -238,6 +238,14 @@ fn head_backward(c: HeadChunk<'_>) -> Result<Tensor> {
     let dtype = c.head.dtype();
     let normed = norm_forward(c.h, c.norm, c.eps, dtype)?;
     let mut z = normed.h.matmul(&c.head.t()?)?.to_dtype(DType::F32)?;
+    if crate::kernels::usable(&z) {
+        // In place: the fresh logits become their gradient.
+        let targets = c.targets.to_vec1::<u32>()?;
+        let g_lp = c.g_lp.as_ref().map(Tensor::to_vec1::<f32>).transpose()?;
+        let g_ent = c.g_ent.as_ref().map(Tensor::to_vec1::<f32>).transpose()?;
+        crate::kernels::head_grad(&z, &targets, c.temperature, g_lp.as_deref(), g_ent.as_deref())?;
+        return head_grad_to_inputs(c, &normed, z);
+    }
     if c.temperature != 1.0 {
         z = (z / c.temperature)?;
     }
@@ -268,6 +276,13 @@ fn head_backward(c: HeadChunk<'_>) -> Result<Tensor> {
     if c.temperature != 1.0 {
         dz = (dz / c.temperature)?;
     }
+    head_grad_to_inputs(c, &normed, dz)
+}
+
+/// From the logits' gradient `dz` of a chunk: adds the output projection's and final norm's
+/// gradients and returns the gradient of the chunk's hidden rows.
+fn head_grad_to_inputs(c: HeadChunk<'_>, normed: &crate::block::Normed, dz: Tensor) -> Result<Tensor> {
+    let dtype = c.head.dtype();
     let dz = dz.to_dtype(dtype)?;
     let g_head = dz.t()?.matmul(&normed.h)?;
     *c.g_head = Some(match c.g_head.take() {
