@@ -287,7 +287,7 @@ impl Llama {
         }
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
         let h = rms_norm(&last, norm, self.config.rms_norm_eps, self.compute_dtype, Kernels::Fused)?;
-        Ok(h.matmul(&head.t()?)?)
+        crate::layer::matmul_t(&h, head, Kernels::Fused)
     }
 }
 

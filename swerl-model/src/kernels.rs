@@ -8,8 +8,10 @@
 //! [`exp`], written without branches or libm calls) vectorise. Other devices and dtypes take the
 //! candle-op paths these kernels are tested against.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
 use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, InplaceOp1, InplaceOp2, Layout, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -72,6 +74,25 @@ fn sum_lanes(acc: &[f32; LANES]) -> f32 {
     acc.iter().sum()
 }
 
+/// Runs `f` under the widest SIMD level of the CPU. `f` is called through `FnMut::call_mut`
+/// from an `#[inline(always)]` function, so that its body (closures below are mutating, so
+/// `call_mut` is the body itself, not a shim) inlines into pulp's `#[target_feature]` function
+/// and vectorises for it.
+fn simd(mut f: impl FnMut()) {
+    pulp::Arch::new().dispatch(Simd(&mut f));
+}
+
+struct Simd<'a, F>(&'a mut F);
+
+impl<F: FnMut()> pulp::WithSimd for Simd<'_, F> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        (self.0)();
+    }
+}
+
 /// Runs `f(row index, row)` on the `width`-element rows of `data`, in parallel chunks, each under
 /// the CPU's widest SIMD level.
 fn rows_mut(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
@@ -80,7 +101,7 @@ fn rows_mut(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync
     }
     let per_task = (TASK_ELEMS / width).max(1);
     data.par_chunks_mut(per_task * width).enumerate().for_each(|(c, chunk)| {
-        pulp::Arch::new().dispatch(
+        simd(
             #[inline(always)]
             || {
                 for (i, row) in chunk.chunks_mut(width).enumerate() {
@@ -99,7 +120,7 @@ fn rows_mut2(data: &mut [f32], other: &[f32], width: usize, f: impl Fn(usize, &m
     let per_task = (TASK_ELEMS / width).max(1);
     data.par_chunks_mut(per_task * width).zip(other.par_chunks(per_task * width)).enumerate().for_each(
         |(c, (chunk, o))| {
-            pulp::Arch::new().dispatch(
+            simd(
                 #[inline(always)]
                 || {
                     for (i, (row, orow)) in chunk.chunks_mut(width).zip(o.chunks(width)).enumerate() {
@@ -112,14 +133,19 @@ fn rows_mut2(data: &mut [f32], other: &[f32], width: usize, f: impl Fn(usize, &m
 }
 
 /// [`rows_mut`] writing one value per row into `out` (`r` is the row index in `data`).
-fn rows_mut_out(data: &mut [f32], out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32], &mut f32) + Sync) {
+fn rows_mut_out(
+    data: &mut [f32],
+    out: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, &mut [f32], &mut f32) + Sync,
+) {
     if width == 0 {
         return;
     }
     let per_task = (TASK_ELEMS / width).max(1);
     data.par_chunks_mut(per_task * width).zip(out.par_chunks_mut(per_task)).enumerate().for_each(
         |(c, (chunk, o))| {
-            pulp::Arch::new().dispatch(
+            simd(
                 #[inline(always)]
                 || {
                     for (i, (row, o)) in chunk.chunks_mut(width).zip(o.iter_mut()).enumerate() {
@@ -296,7 +322,13 @@ impl InplaceOp2 for ScoreGrad<'_> {
         "swerl-score-grad"
     }
 
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
         if l1.dims() != l2.dims() {
             return Err(candle_core::Error::Msg(format!(
                 "{}: shapes {:?} and {:?} differ",
@@ -369,7 +401,7 @@ impl CustomOp1 for HeadScores<'_> {
         let per_task = (TASK_ELEMS / vocab.max(1)).max(1);
         out.par_chunks_mut(2 * per_task).zip(data.par_chunks(per_task * vocab.max(1))).enumerate().for_each(
             |(c, (o, rows))| {
-                pulp::Arch::new().dispatch(
+                simd(
                     #[inline(always)]
                     || {
                         for (i, (o, row)) in o.chunks_mut(2).zip(rows.chunks(vocab)).enumerate() {
@@ -438,7 +470,11 @@ impl InplaceOp1 for HeadGrad<'_> {
         check_targets(self.name(), self.targets, n, vocab)?;
         for g in [self.g_lp, self.g_ent].into_iter().flatten() {
             if g.len() != n {
-                return Err(candle_core::Error::Msg(format!("{}: {n} rows but {} gradients", self.name(), g.len())));
+                return Err(candle_core::Error::Msg(format!(
+                    "{}: {n} rows but {} gradients",
+                    self.name(),
+                    g.len()
+                )));
             }
         }
         let inv_t = self.inv_t;
@@ -507,7 +543,13 @@ impl CustomOp2 for Swiglu {
         "swerl-swiglu"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         same_dims(self.name(), l1, l2)?;
         let (g, u) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?);
         let mut out = g.to_vec();
@@ -558,7 +600,7 @@ impl CustomOp3 for SwigluBackward {
             .zip(du.par_chunks_mut(per_task))
             .zip(g.par_chunks(per_task).zip(u.par_chunks(per_task)))
             .for_each(|((dg, du), (g, u))| {
-                pulp::Arch::new().dispatch(
+                simd(
                     #[inline(always)]
                     || {
                         for (((dg, du), &g), &u) in dg.iter_mut().zip(du.iter_mut()).zip(g).zip(u) {
@@ -573,6 +615,125 @@ impl CustomOp3 for SwigluBackward {
         let mut dims = vec![2];
         dims.extend_from_slice(l1.dims());
         Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products with few rows
+
+/// Most rows of `x` for which [`matmul_t_small`] beats gemm: gemm packs the whole weight matrix
+/// and pads the rows to its micro-kernel height (up to 64 with AVX-512) on every call, which
+/// dominates decoding steps of a few sequences.
+pub(crate) const SMALL_ROWS: usize = 16;
+
+/// `x @ w.T` for a CPU f32 `x` of shape `(m, k)` with `m <=` [`SMALL_ROWS`] and `w` of shape
+/// `(n, k)`, both contiguous: one streaming pass over `w` in parallel row blocks, each row dotted
+/// with the `m` rows of `x` while in cache.
+pub(crate) fn matmul_t_small(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(x.apply_op2_no_bwd(w, &MatmulTSmall)?)
+}
+
+struct MatmulTSmall;
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((acc, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *acc += x * y;
+        }
+    }
+    sum_lanes(&acc) + tail
+}
+
+/// Dot products of `w` with the four `k`-element rows of `xs`.
+#[inline(always)]
+fn dot4(w: &[f32], xs: &[f32], k: usize) -> [f32; 4] {
+    let (x0, rest) = xs.split_at(k);
+    let (x1, rest) = rest.split_at(k);
+    let (x2, x3) = rest.split_at(k);
+    let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let chunks = w
+        .chunks_exact(LANES)
+        .zip(x0.chunks_exact(LANES))
+        .zip(x1.chunks_exact(LANES))
+        .zip(x2.chunks_exact(LANES))
+        .zip(x3.chunks_exact(LANES));
+    for ((((w, x0), x1), x2), x3) in chunks {
+        for l in 0..LANES {
+            a0[l] += w[l] * x0[l];
+            a1[l] += w[l] * x1[l];
+            a2[l] += w[l] * x2[l];
+            a3[l] += w[l] * x3[l];
+        }
+    }
+    let full = k / LANES * LANES;
+    let tail = |x: &[f32]| -> f32 { w[full..].iter().zip(&x[full..]).map(|(a, b)| a * b).sum() };
+    [
+        sum_lanes(&a0) + tail(x0),
+        sum_lanes(&a1) + tail(x1),
+        sum_lanes(&a2) + tail(x2),
+        sum_lanes(&a3) + tail(x3),
+    ]
+}
+
+impl CustomOp2 for MatmulTSmall {
+    fn name(&self) -> &'static str {
+        "swerl-matmul-t-small"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (&[m, k], &[n, k2]) = (l1.dims(), l2.dims()) else {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: expected two matrices, found {:?} and {:?}",
+                self.name(),
+                l1.dims(),
+                l2.dims()
+            )));
+        };
+        if k != k2 {
+            return Err(candle_core::Error::Msg(format!("{}: inner sizes {k} and {k2} differ", self.name())));
+        }
+        let (x, w) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?);
+        // Transposed result (n, m): each task owns whole rows of w and of the result.
+        let mut out_t = vec![0f32; n * m];
+        if m > 0 && k > 0 {
+            let per_task = (TASK_ELEMS / k).max(1);
+            out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, wrow) in o.chunks_mut(m).zip(w.chunks(k)) {
+                            // Four rows of x at a time: four independent accumulator chains
+                            // sharing each load of w.
+                            let mut quads = o.chunks_exact_mut(4).zip(x.chunks_exact(4 * k));
+                            for (o, xs) in &mut quads {
+                                o.copy_from_slice(&dot4(wrow, xs, k));
+                            }
+                            let done = m / 4 * 4;
+                            for (o, xrow) in o[done..].iter_mut().zip(x[done * k..].chunks(k)) {
+                                *o = dot(wrow, xrow);
+                            }
+                        }
+                    },
+                );
+            });
+        }
+        let mut out = vec![0f32; m * n];
+        for (j, col) in out_t.chunks(m.max(1)).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                out[i * n + j] = v;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }
 
@@ -593,5 +754,54 @@ mod tests {
         assert_eq!(exp(-88.0), 0.0);
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(1e30).is_finite());
+    }
+
+    #[test]
+    fn small_products_match_gemm() {
+        let dev = candle_core::Device::Cpu;
+        for (m, k, n) in [(1, 576, 1000), (8, 64, 37), (16, 33, 5), (3, 1, 4)] {
+            let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap();
+            let want = x.matmul(&w.t().unwrap()).unwrap();
+            let got = matmul_t_small(&x, &w).unwrap();
+            assert_eq!(got.dims(), &[m, n]);
+            let d = (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-3, "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn fused_swiglu_and_head_match_candle_ops() {
+        let dev = candle_core::Device::Cpu;
+        let g = Tensor::randn(0f32, 3., (7, 45), &dev).unwrap();
+        let u = Tensor::randn(0f32, 1., (7, 45), &dev).unwrap();
+        let d = Tensor::randn(0f32, 1., (7, 45), &dev).unwrap();
+        let max = |a: Tensor, b: Tensor| -> f32 {
+            (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+        };
+        let want = (g.silu().unwrap() * &u).unwrap();
+        assert!(max(swiglu(&g, &u).unwrap(), want) < 1e-5);
+        let sig = candle_nn::ops::sigmoid(&g).unwrap();
+        let want_du = (&d * g.silu().unwrap()).unwrap();
+        let dsilu =
+            (&sig * (&g * sig.affine(-1.0, 1.0).unwrap()).unwrap().affine(1.0, 1.0).unwrap()).unwrap();
+        let want_dg = ((&d * &u).unwrap() * dsilu).unwrap();
+        let (dg, du) = swiglu_backward(&g, &u, &d).unwrap();
+        assert!(max(dg, want_dg) < 1e-5);
+        assert!(max(du, want_du) < 1e-5);
+
+        // Log-probs and entropies at temperature 0.5 against log_softmax.
+        let logits = Tensor::randn(0f32, 4., (5, 300), &dev).unwrap();
+        let targets = [0u32, 299, 17, 150, 3];
+        let (lp, ent) = head_scores(&logits, &targets, 0.5, true).unwrap();
+        let logp = candle_nn::ops::log_softmax(&(&logits / 0.5).unwrap(), 1).unwrap();
+        let rows = logp.to_vec2::<f32>().unwrap();
+        let lp = lp.to_vec1::<f32>().unwrap();
+        let ent = ent.unwrap().to_vec1::<f32>().unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            assert!((lp[i] - row[targets[i] as usize]).abs() < 1e-4, "row {i}");
+            let h: f32 = -row.iter().map(|l| l.exp() * l).sum::<f32>();
+            assert!((ent[i] - h).abs() < 1e-4, "row {i}: {} vs {h}", ent[i]);
+        }
     }
 }

@@ -43,11 +43,11 @@ pub(crate) fn rms_norm(
 }
 
 /// `x @ w.T + b` for `x` of shape `(..., in)` and `w` of shape `(out, in)`.
-pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, kernels: Kernels) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inner = dims[dims.len() - 1];
     let rows = x.elem_count() / inner;
-    let y = x.reshape((rows, inner))?.matmul(&w.t()?)?;
+    let y = matmul_t(&x.reshape((rows, inner))?, w, kernels)?;
     let y = match b {
         Some(b) => y.broadcast_add(b)?,
         None => y,
@@ -56,6 +56,19 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
     let last = out_dims.len() - 1;
     out_dims[last] = w.dim(0)?;
     Ok(y.reshape(out_dims)?)
+}
+
+/// `x @ w.T` for a matrix `x`; few rows without gradients take [`crate::kernels::matmul_t_small`].
+pub(crate) fn matmul_t(x: &Tensor, w: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if kernels == Kernels::Fused
+        && x.dim(0)? <= crate::kernels::SMALL_ROWS
+        && crate::kernels::usable(x)
+        && crate::kernels::usable(w)
+        && w.is_contiguous()
+    {
+        return crate::kernels::matmul_t_small(&x.contiguous()?, w);
+    }
+    Ok(x.matmul(&w.t()?)?)
 }
 
 /// Queries, keys and values of one block.
@@ -85,9 +98,9 @@ pub(crate) fn pre_attention(
     let heads = |y: Tensor, n: usize| -> Result<Tensor> {
         Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
     };
-    let q = heads(linear(&h, &w.q, w.q_bias.as_ref())?, cfg.num_attention_heads)?;
-    let k = heads(linear(&h, &w.k, w.k_bias.as_ref())?, cfg.num_key_value_heads)?;
-    let v = heads(linear(&h, &w.v, w.v_bias.as_ref())?, cfg.num_key_value_heads)?;
+    let q = heads(linear(&h, &w.q, w.q_bias.as_ref(), kernels)?, cfg.num_attention_heads)?;
+    let k = heads(linear(&h, &w.k, w.k_bias.as_ref(), kernels)?, cfg.num_key_value_heads)?;
+    let v = heads(linear(&h, &w.v, w.v_bias.as_ref(), kernels)?, cfg.num_key_value_heads)?;
     let (q, k) = match kernels {
         Kernels::Differentiable => (rope_diff(&q, cos, sin)?, rope_diff(&k, cos, sin)?),
         Kernels::Fused => (rope_fused(&q, cos, sin)?, rope_fused(&k, cos, sin)?),
@@ -107,16 +120,16 @@ pub(crate) fn post_attention(
     let (b, t, d) = x.dims3()?;
     let dtype = w.o.dtype();
     let o = o.transpose(1, 2)?.reshape((b, t, cfg.num_attention_heads * cfg.head_dim))?;
-    let attn = linear(&o, &w.o, w.o_bias.as_ref())?;
+    let attn = linear(&o, &w.o, w.o_bias.as_ref(), kernels)?;
     let x1 = (x + attn)?;
     let h = rms_norm(&x1, &w.post_norm, cfg.rms_norm_eps, dtype, kernels)?;
-    let gate = linear(&h, &w.gate, w.gate_bias.as_ref())?;
-    let up = linear(&h, &w.up, w.up_bias.as_ref())?;
+    let gate = linear(&h, &w.gate, w.gate_bias.as_ref(), kernels)?;
+    let up = linear(&h, &w.up, w.up_bias.as_ref(), kernels)?;
     let act = match kernels {
         Kernels::Fused if crate::kernels::usable(&gate) => crate::kernels::swiglu(&gate, &up)?,
         _ => (gate.silu()? * up)?,
     };
-    let mlp = linear(&act, &w.down, w.down_bias.as_ref())?;
+    let mlp = linear(&act, &w.down, w.down_bias.as_ref(), kernels)?;
     debug_assert_eq!(mlp.dims(), &[b, t, d]);
     Ok((x1 + mlp)?)
 }

@@ -343,10 +343,10 @@ mod tests {
 
     #[test]
     fn training_pass_gradients_equal_plain_autograd_for_every_parameter() {
-        for tied in [true, false] {
+        for (tied, temperature) in [(true, 1.0), (false, 1.0), (false, 0.7)] {
             let m = tiny(tied);
             let b = batch();
-            let opts = ScoreOptions::default();
+            let opts = ScoreOptions { temperature, ..ScoreOptions::default() };
             let g = m.forward_graph(&b, &opts).unwrap();
             let store = loss(&g.logprobs, &g.entropies).backward().unwrap();
             let mut reference = Gradients::new();
@@ -374,7 +374,7 @@ mod tests {
                     let nonzero = got.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
                     assert!(nonzero > 0.0, "{name}: zero gradient");
                     let d = max_rel_diff(got, want);
-                    assert!(d < 2e-4, "{name} tied={tied} {recompute:?}: rel diff {d}");
+                    assert!(d < 2e-4, "{name} tied={tied} T={temperature} {recompute:?}: rel diff {d}");
                 }
             }
         }
