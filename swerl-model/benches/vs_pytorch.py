@@ -2,13 +2,14 @@
 """swerl-model vs PyTorch/transformers on this machine, in one run: training forward+backward
 tokens/s, sampling tokens/s, and peak memory against sequence length.
 
-    ~/.cache/swerl/pyenv/bin/python swerl-model/benches/vs_pytorch.py [--quick] [--skip-memory]
+    ~/.cache/swerl/pyenv/bin/python swerl-model/benches/vs_pytorch.py [--quick] [--skip-memory] [--repeat N]
 
 Both sides use the same architectures (`tiny` and SmolLM2-135M's), random weights, f32, the
 same token counts, and all CPU cores. The Rust side is `examples/bench_model.rs` (built
 --release); each measurement runs in a fresh process so peak memory is clean.
 """
 import argparse
+import statistics
 import json
 import os
 import subprocess
@@ -131,6 +132,9 @@ def main():
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate the two implementations N times per workload and report "
+                         "medians (this machine's timings move by 10-20%% between runs)")
     args = ap.parse_args()
     if not args.no_build:
         # One build for the binary and the examples (same feature set: nothing built twice).
@@ -148,19 +152,26 @@ def main():
         speed += [
             dict(mode="train", config="smollm2", seq=512, batch=1, iters=2, recompute="never"),
             dict(mode="train", config="smollm2", seq=512, batch=1, iters=2, recompute="always"),
+            dict(mode="train", config="smollm2", seq=2048, batch=1, iters=1, recompute="never"),
             dict(mode="sample", config="smollm2", batch=8, prompt_len=32, new=32),
             dict(mode="sample", config="smollm2", batch=1, prompt_len=32, new=32),
         ]
     if args.skip_speed:
         speed = []
     else:
-        print(f"{'workload':58} {'swerl tok/s':>12} {'torch tok/s':>12} {'ratio':>7}")
+        print(f"{'workload':58} {'swerl tok/s':>12} {'torch tok/s':>12} {'ratio':>7}"
+              + ("   swerl range    torch range" if args.repeat > 1 else ""))
     for spec in speed:
-        a, b = swerl(binary, spec), torch_run(spec)
+        ours, theirs = [], []
+        for _ in range(max(1, args.repeat)):
+            ours.append(swerl(binary, spec)["tokens_per_s"])
+            theirs.append(torch_run(spec)["tokens_per_s"])
+        a, b = statistics.median(ours), statistics.median(theirs)
         label = " ".join(f"{k}={v}" for k, v in spec.items() if k != "iters")
-        ratio = a["tokens_per_s"] / b["tokens_per_s"]
-        print(f"{label:58} {a['tokens_per_s']:12.1f} {b['tokens_per_s']:12.1f} {ratio:7.2f}",
-              flush=True)
+        line = f"{label:58} {a:12.1f} {b:12.1f} {a / b:7.2f}"
+        if args.repeat > 1:
+            line += f"  {min(ours):6.0f}-{max(ours):<6.0f} {min(theirs):6.0f}-{max(theirs):<6.0f}"
+        print(line, flush=True)
 
     print(f"load average after speed runs: {os.getloadavg()[0]:.1f}")
     if args.skip_memory:

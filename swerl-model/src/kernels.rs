@@ -240,28 +240,34 @@ impl InplaceOp1 for SoftmaxRows<'_> {
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let width = last_dim(layout);
         let data = f32s_mut(storage, layout, self.name())?;
-        let n_rows = if width == 0 { 0 } else { data.len() / width };
+        let n_rows = data.len().checked_div(width).unwrap_or(0);
         let mut lse = vec![0f32; n_rows];
-        rows_mut_out(data, &mut lse, width, |r, row, lse| {
-            self.rows.scale_and_mask(r, row, self.scale);
-            let m = max_of(row);
-            let mut acc = [0f32; LANES];
-            let mut chunks = row.chunks_exact_mut(LANES);
-            for c in &mut chunks {
-                for (a, x) in acc.iter_mut().zip(c.iter_mut()) {
-                    *x = exp(*x - m);
-                    *a += *x;
+        rows_mut_out(
+            data,
+            &mut lse,
+            width,
+            #[inline(always)]
+            |r, row, lse| {
+                self.rows.scale_and_mask(r, row, self.scale);
+                let m = max_of(row);
+                let mut acc = [0f32; LANES];
+                let mut chunks = row.chunks_exact_mut(LANES);
+                for c in &mut chunks {
+                    for (a, x) in acc.iter_mut().zip(c.iter_mut()) {
+                        *x = exp(*x - m);
+                        *a += *x;
+                    }
                 }
-            }
-            let mut sum = sum_lanes(&acc);
-            for x in chunks.into_remainder() {
-                *x = exp(*x - m);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|x| *x *= inv);
-            *lse = m + sum.ln();
-        });
+                let mut sum = sum_lanes(&acc);
+                for x in chunks.into_remainder() {
+                    *x = exp(*x - m);
+                    sum += *x;
+                }
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|x| *x *= inv);
+                *lse = m + sum.ln();
+            },
+        );
         *self.lse.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lse;
         Ok(())
     }
@@ -296,11 +302,16 @@ impl InplaceOp1 for ProbsRows<'_> {
                 self.lse.len()
             )));
         }
-        rows_mut(data, width, |r, row| {
-            self.rows.scale_and_mask(r, row, self.scale);
-            let l = self.lse[r];
-            row.iter_mut().for_each(|x| *x = exp(*x - l));
-        });
+        rows_mut(
+            data,
+            width,
+            #[inline(always)]
+            |r, row| {
+                self.rows.scale_and_mask(r, row, self.scale);
+                let l = self.lse[r];
+                row.iter_mut().for_each(|x| *x = exp(*x - l));
+            },
+        );
         Ok(())
     }
 }
@@ -343,12 +354,18 @@ impl InplaceOp2 for ScoreGrad<'_> {
         if width > 0 && dp.len() / width != self.delta.len() {
             return Err(candle_core::Error::Msg(format!("{}: row count mismatch", self.name())));
         }
-        rows_mut2(dp, p, width, |r, row, prow| {
-            let d = self.delta[r];
-            for (g, &pj) in row.iter_mut().zip(prow) {
-                *g = self.scale * pj * (*g - d);
-            }
-        });
+        rows_mut2(
+            dp,
+            p,
+            width,
+            #[inline(always)]
+            |r, row, prow| {
+                let d = self.delta[r];
+                for (g, &pj) in row.iter_mut().zip(prow) {
+                    *g = self.scale * pj * (*g - d);
+                }
+            },
+        );
         Ok(())
     }
 }
@@ -394,7 +411,7 @@ impl CustomOp1 for HeadScores<'_> {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let vocab = last_dim(layout);
         let data = f32s(storage, layout, self.name())?;
-        let n = if vocab == 0 { 0 } else { data.len() / vocab };
+        let n = data.len().checked_div(vocab).unwrap_or(0);
         check_targets(self.name(), self.targets, n, vocab)?;
         let mut out = vec![0f32; 2 * n];
         let inv_t = self.inv_t;
@@ -466,7 +483,7 @@ impl InplaceOp1 for HeadGrad<'_> {
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let vocab = last_dim(layout);
         let data = f32s_mut(storage, layout, self.name())?;
-        let n = if vocab == 0 { 0 } else { data.len() / vocab };
+        let n = data.len().checked_div(vocab).unwrap_or(0);
         check_targets(self.name(), self.targets, n, vocab)?;
         for g in [self.g_lp, self.g_ent].into_iter().flatten() {
             if g.len() != n {
@@ -478,39 +495,44 @@ impl InplaceOp1 for HeadGrad<'_> {
             }
         }
         let inv_t = self.inv_t;
-        rows_mut(data, vocab, |r, row| {
-            let m = max_of(row) * inv_t;
-            let (mut se, mut sez) = ([0f32; LANES], [0f32; LANES]);
-            let mut chunks = row.chunks_exact(LANES);
-            for ch in &mut chunks {
-                for ((a, b), &x) in se.iter_mut().zip(sez.iter_mut()).zip(ch) {
+        rows_mut(
+            data,
+            vocab,
+            #[inline(always)]
+            |r, row| {
+                let m = max_of(row) * inv_t;
+                let (mut se, mut sez) = ([0f32; LANES], [0f32; LANES]);
+                let mut chunks = row.chunks_exact(LANES);
+                for ch in &mut chunks {
+                    for ((a, b), &x) in se.iter_mut().zip(sez.iter_mut()).zip(ch) {
+                        let z = x * inv_t - m;
+                        let e = exp(z);
+                        *a += e;
+                        *b += e * z;
+                    }
+                }
+                let (mut s, mut sz) = (sum_lanes(&se), sum_lanes(&sez));
+                for &x in chunks.remainder() {
                     let z = x * inv_t - m;
                     let e = exp(z);
-                    *a += e;
-                    *b += e * z;
+                    s += e;
+                    sz += e * z;
                 }
-            }
-            let (mut s, mut sz) = (sum_lanes(&se), sum_lanes(&sez));
-            for &x in chunks.remainder() {
-                let z = x * inv_t - m;
-                let e = exp(z);
-                s += e;
-                sz += e * z;
-            }
-            let lse = s.ln();
-            let inv_s = 1.0 / s;
-            let h = lse - sz * inv_s;
-            let gl = self.g_lp.map_or(0.0, |g| g[r]);
-            let ge = self.g_ent.map_or(0.0, |g| g[r]);
-            // dz = inv_t * (-gl p - ge p (z - lse + h)), plus inv_t * gl at the target.
-            let t = self.targets[r] as usize;
-            for x in row.iter_mut() {
-                let z = *x * inv_t - m;
-                let p = exp(z) * inv_s;
-                *x = -inv_t * p * (gl + ge * (z - lse + h));
-            }
-            row[t] += inv_t * gl;
-        });
+                let lse = s.ln();
+                let inv_s = 1.0 / s;
+                let h = lse - sz * inv_s;
+                let gl = self.g_lp.map_or(0.0, |g| g[r]);
+                let ge = self.g_ent.map_or(0.0, |g| g[r]);
+                // dz = inv_t * (-gl p - ge p (z - lse + h)), plus inv_t * gl at the target.
+                let t = self.targets[r] as usize;
+                for x in row.iter_mut() {
+                    let z = *x * inv_t - m;
+                    let p = exp(z) * inv_s;
+                    *x = -inv_t * p * (gl + ge * (z - lse + h));
+                }
+                row[t] += inv_t * gl;
+            },
+        );
         Ok(())
     }
 }
@@ -553,11 +575,17 @@ impl CustomOp2 for Swiglu {
         same_dims(self.name(), l1, l2)?;
         let (g, u) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?);
         let mut out = g.to_vec();
-        rows_mut2(&mut out, u, last_dim(l1), |_, row, urow| {
-            for (x, &u) in row.iter_mut().zip(urow) {
-                *x = *x * sigmoid(*x) * u;
-            }
-        });
+        rows_mut2(
+            &mut out,
+            u,
+            last_dim(l1),
+            #[inline(always)]
+            |_, row, urow| {
+                for (x, &u) in row.iter_mut().zip(urow) {
+                    *x = *x * sigmoid(*x) * u;
+                }
+            },
+        );
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
