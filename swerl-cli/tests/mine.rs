@@ -10,7 +10,7 @@ fn swerl() -> Command {
 fn gharchive() -> PathBuf {
     match std::env::var_os("SWERL_SHARED_DATA") {
         Some(p) => PathBuf::from(p).join("gharchive"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gharchive"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/gharchive"),
     }
 }
 

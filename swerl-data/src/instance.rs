@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use swerl_reward::RlInstance;
 
 use crate::git::mine::{FileChange, MergeKind, MinedPr};
 use crate::git::pullindex::parse_rfc3339;
@@ -64,27 +65,29 @@ pub struct PrRecord {
     pub events: u64,
 }
 
-/// One RL instance (a line of `instances.jsonl`): what the reward and the trainer read.
+/// One mined RL instance (a line of `instances.jsonl`).
+///
+/// It embeds the reward's and the trainer's [`RlInstance`] (`instance_id` as `owner__repo-N`,
+/// `problem_statement` as each linked issue's title, newline, body, newline in SWE-bench's
+/// format, `code_context` as path -> content at the base for the files the code patch changes
+/// and the relevant files, `oracle_new_content` as path -> content after the PR for the files
+/// the code patch changes, "" when deleted), flattened into the same JSON object as the mining
+/// metadata below: every line of `instances.jsonl` is an [`RlInstance`] by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
-    /// `owner__repo-N`.
-    pub instance_id: String,
+    /// What the reward scores against and the trainer prompts with.
+    #[serde(flatten)]
+    pub rl: RlInstance,
     /// `owner/name`.
     pub repo: String,
     /// PR number.
     pub pr_number: u64,
     /// Merge base: the commit the code context is read at and the patches apply to.
     pub base_commit: String,
-    /// For each linked issue: title, newline, body, newline (SWE-bench's format).
-    pub problem_statement: String,
     /// Linked-issue comments made before the PR's first commit, newline-joined (SWE-bench's
     /// `hints_text`).
     #[serde(alias = "hints_text")]
     pub hints: String,
-    /// Path -> content at the base: the files the code patch changes and the relevant files.
-    pub code_context: BTreeMap<String, String>,
-    /// Path -> content after the PR for the files the code patch changes ("" when deleted).
-    pub oracle_new_content: BTreeMap<String, String>,
     /// The code part of the PR's diff (git style).
     pub patch: String,
     /// The test part (see [`crate::lang::is_test_path`]).

@@ -54,6 +54,7 @@ pub mod pipeline;
 pub mod relevant;
 pub mod stats;
 pub mod store;
+pub mod swebench;
 pub mod thread;
 
 pub use archive::{FileScan, Hour, HourRange, ScanConfig, Shard, discover, scan_file};

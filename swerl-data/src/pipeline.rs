@@ -22,6 +22,8 @@ use crate::git::clones::CloneIndex;
 use crate::git::history::co_changes;
 use crate::git::mine::{PrSpec, Unmined, list_files, mine_pr, read_file_at};
 use crate::git::pullindex::{PullIndex, rfc3339};
+use swerl_reward::RlInstance;
+
 use crate::instance::{Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement};
 use crate::links::linked_issues;
 use crate::relevant::{HeuristicPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor};
@@ -691,14 +693,16 @@ impl Miner {
         }
         funnel.selected += 1;
         Some(Instance {
-            instance_id: id,
+            rl: RlInstance {
+                instance_id: id,
+                problem_statement: problem_statement(issues.iter().copied()),
+                code_context,
+                oracle_new_content: assembled.oracle_new_content,
+            },
             repo: repo.to_owned(),
             pr_number: number,
             base_commit: mined.base_commit.clone(),
-            problem_statement: problem_statement(issues.iter().copied()),
             hints: hints(issues.iter().copied(), first_commit),
-            code_context,
-            oracle_new_content: assembled.oracle_new_content,
             patch: assembled.patch,
             test_patch: assembled.test_patch,
             doc_patch: assembled.doc_patch,

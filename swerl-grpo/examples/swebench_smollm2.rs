@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release -p swerl-grpo --example swebench_smollm2 -- \
 //!     --model "$(../shared/tools/smollm2-hf.sh)" \
-//!     --swebench ../shared/data/swebench/lite-dev.json --out /tmp/swerl-smollm2 --steps 3
+//!     --swebench tests/data/swebench/lite-dev.json --out /tmp/swerl-smollm2 --steps 3
 //! ```
 //!
 //! OUT must not hold another run (the trainer refuses to mix two). Writes
@@ -20,9 +20,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use swerl_grpo::llama::{LlamaPolicy, ModelSettings};
-use swerl_grpo::{
-    Dataset, PromptOverflow, SweRlEnvironment, TrainConfig, TrainEvent, Trainer, build_messages,
-};
+use swerl_grpo::{PromptOverflow, SweRlEnvironment, TrainConfig, TrainEvent, Trainer};
+use swerl_reward::{Dataset, build_messages};
 
 struct Args {
     model: String,
@@ -41,7 +40,7 @@ struct Args {
 fn parse() -> Result<Args> {
     let mut a = Args {
         model: String::new(),
-        swebench: PathBuf::from("../shared/data/swebench/lite-dev.json"),
+        swebench: PathBuf::from("tests/data/swebench/lite-dev.json"),
         out: PathBuf::from("/tmp/swerl-smollm2"),
         steps: 3,
         prompts_per_step: 2,
@@ -83,8 +82,7 @@ fn main() -> Result<()> {
     // 1. RL instances from SWE-bench: files reconstructed from the gold patches.
     let text =
         std::fs::read_to_string(&args.swebench).with_context(|| args.swebench.display().to_string())?;
-    let (instances, skipped) =
-        swerl_grpo::swebench::instances_from_swebench_json(&text).map_err(anyhow::Error::msg)?;
+    let (instances, skipped) = swerl_data::swebench::rl_instances_from_swebench(&text, &args.swebench)?;
     let data_path = args.out.join("rl_instances.jsonl");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&data_path)?);
     for inst in &instances {

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use swerl_model::ScheduleKind;
 
 use crate::error::{Error, Result};
 
@@ -62,19 +63,6 @@ pub enum PromptOverflow {
     Truncate,
     /// Skip the instance.
     Skip,
-}
-
-/// Learning-rate schedule after warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LrSchedule {
-    /// Constant learning rate.
-    #[default]
-    Constant,
-    /// Linear decay to zero at the last optimizer update.
-    Linear,
-    /// Cosine decay to zero at the last optimizer update.
-    Cosine,
 }
 
 /// The GRPO objective: everything [`crate::policy_loss`] and [`crate::compute_advantages`] need.
@@ -199,7 +187,7 @@ pub struct TrainConfig {
     /// Global gradient-norm clipping threshold (0 disables). Default 1.0.
     pub max_grad_norm: f64,
     /// Learning-rate schedule after warm-up. Default `constant`.
-    pub lr_scheduler: LrSchedule,
+    pub lr_scheduler: ScheduleKind,
     /// Linear warm-up length in optimizer updates. Default 0.
     pub warmup_steps: u64,
     /// Seed for data order and sampling; a run is a pure function of it. Default 42.
@@ -246,7 +234,7 @@ impl Default for TrainConfig {
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
-            lr_scheduler: LrSchedule::Constant,
+            lr_scheduler: ScheduleKind::Constant,
             warmup_steps: 0,
             seed: 42,
             shuffle: true,
@@ -263,12 +251,12 @@ impl TrainConfig {
     pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = fs_err::read_to_string(path)?;
-        Self::from_toml_str(&text).map_err(|message| Error::ConfigParse { path: path.to_owned(), message })
+        Self::from_toml_str(&text).map_err(|source| Error::ConfigParse { path: path.to_owned(), source })
     }
 
-    /// Parses TOML text (errors as the parser's message, with line and column).
-    pub fn from_toml_str(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    /// Parses TOML text (the error has the parser's line and column).
+    pub fn from_toml_str(text: &str) -> std::result::Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Renders the configuration as TOML (what a checkpoint stores).

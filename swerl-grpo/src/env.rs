@@ -7,14 +7,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rayon::prelude::*;
 use serde::Serialize;
-use swerl_reward::Scorer;
+use swerl_model::{ChatMessage, Completion};
+use swerl_reward::{Dataset, RlInstance, Scorer, build_messages};
 
 use crate::config::PromptOverflow;
-use crate::data::{Dataset, RlInstance};
 use crate::error::Result;
-use crate::policy::Generation;
-use crate::prompt::{ChatMessage, all_files, build_messages, droppable_files};
-use crate::reward::{RewardOutcome, SweRlReward, score_all};
+use crate::reward::{RewardFailure, RewardOutcome, SweRlReward, score_all};
 
 /// A prompt ready for sampling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +30,7 @@ pub trait Environment: Sync {
 
     /// Scores the completions of `prompt[i]`, one outcome per completion, in order. Must not
     /// panic on any completion (use [`score_all`], which catches reward failures).
-    fn score(&self, prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome>;
+    fn score(&self, prompts: &[usize], completions: &[&Completion]) -> Vec<RewardOutcome>;
 }
 
 /// Turns chat messages into prompt token ids through the model's chat template (with the
@@ -117,7 +115,7 @@ impl Environment for SweRlEnvironment {
         &self.prompts
     }
 
-    fn score(&self, prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome> {
+    fn score(&self, prompts: &[usize], completions: &[&Completion]) -> Vec<RewardOutcome> {
         // One scorer per distinct instance: the oracle patch is diffed once per group.
         let mut distinct: Vec<usize> = prompts.to_vec();
         distinct.sort_unstable();
@@ -147,6 +145,7 @@ impl Environment for SweRlEnvironment {
                     reward: -1.0,
                     format_error: false,
                     reason: Some("reward function panicked while preparing the oracle patch".into()),
+                    failure: Some(RewardFailure::Oracle),
                 });
             }
         }
@@ -169,7 +168,7 @@ fn fit_prompt(
     budget: usize,
     overflow: PromptOverflow,
 ) -> Result<Fit> {
-    let mut files = all_files(inst);
+    let mut files = inst.prompt_files();
     let tokens = encoder.encode_chat(&build_messages(inst, &files))?;
     if tokens.len() <= budget {
         return Ok(Fit::Whole(tokens));
@@ -178,7 +177,7 @@ fn fit_prompt(
         return Ok(Fit::Skip { tokens: tokens.len() });
     }
     let mut last = tokens.len();
-    for (dropped, path) in droppable_files(inst).into_iter().enumerate() {
+    for (dropped, path) in inst.droppable_files().into_iter().enumerate() {
         files.retain(|f| *f != path);
         let tokens = encoder.encode_chat(&build_messages(inst, &files))?;
         if tokens.len() <= budget {
@@ -219,11 +218,7 @@ mod tests {
     #[test]
     fn budget_truncates_unchanged_files_or_skips() {
         let base = Bytes.encode_chat(&build_messages(&inst("x", 0), &["a.py"])).unwrap().len();
-        let data = Dataset {
-            path: PathBuf::from("d.jsonl"),
-            instances: vec![inst("fits", 10), inst("trunc", 5000)],
-            skipped: vec![],
-        };
+        let data = Dataset::from_instances(PathBuf::from("d.jsonl"), vec![inst("fits", 10), inst("trunc", 5000)]);
         let budget = base + 200;
         let (env, report) =
             SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Truncate).unwrap();

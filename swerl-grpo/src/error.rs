@@ -25,12 +25,12 @@ pub enum Error {
     },
 
     /// A configuration file could not be parsed.
-    #[error("cannot parse config file {path}: {message}")]
+    #[error("cannot parse config file {path}: {source}")]
     ConfigParse {
         /// The file.
         path: PathBuf,
-        /// The parser's message (with line and column).
-        message: String,
+        /// The parser's error (with line and column).
+        source: toml::de::Error,
     },
 
     /// A record of an input file is malformed. Loaders report these and skip the record; the
@@ -45,15 +45,6 @@ pub enum Error {
         message: String,
     },
 
-    /// The data set holds no usable instance.
-    #[error("no usable RL instance in {path} ({skipped} malformed record(s) skipped)")]
-    EmptyDataset {
-        /// The file.
-        path: PathBuf,
-        /// How many records were skipped as malformed or over the context budget.
-        skipped: usize,
-    },
-
     /// Inputs to an algorithm function have inconsistent shapes or sizes.
     #[error("shape mismatch in {what}: {message}")]
     Shape {
@@ -65,7 +56,11 @@ pub enum Error {
 
     /// The model library failed (loading, saving, sampling, scoring).
     #[error("model: {0}")]
-    Model(String),
+    Model(#[from] swerl_model::Error),
+
+    /// Loading RL instances failed (unreadable file, no usable record).
+    #[error(transparent)]
+    Data(#[from] swerl_reward::Error),
 
     /// The policy (model) failed while sampling or computing log-probabilities.
     #[error("policy failed at step {step} while {during}: {message}")]

@@ -30,7 +30,7 @@
 //!
 //! Training a real model: `swerl train --model DIR --data rl.jsonl --out runs/x` (see the
 //! crate README), or in code: load a [`llama::LlamaPolicy`], build a [`SweRlEnvironment`] from a
-//! [`Dataset`], and call [`Trainer::train`] with a progress callback.
+//! `swerl_reward::Dataset` of RL instances, and call [`Trainer::train`] with a progress callback.
 //!
 //! ## Modules
 //!
@@ -39,16 +39,14 @@
 //! | [`compute_advantages`] | group / batch / no std scaling, TRL's `1e-4`, zero-std fraction |
 //! | [`policy_loss`], [`k3_kl`] | clipped token- or sequence-level (GSPO) surrogate, k3 KL, `grpo` / `bnpo` / `dr_grpo` / `dapo` aggregation, clip statistics |
 //! | [`TrainConfig`] | every hyperparameter, its default, TOML loading and validation |
-//! | [`Dataset`], [`RlInstance`] | RL-instance JSONL with per-line errors |
-//! | [`build_messages`], [`SweRlEnvironment`] | the paper's prompt, chat template, context budget, reward |
+//! | [`SweRlEnvironment`] | the paper's prompt (`swerl_reward::build_messages`) through the model's chat template, context budget, reward |
 //! | [`score_all`], [`SweRlReward`] | parallel scoring that never crashes the run |
-//! | [`Policy`], [`TrainPass`], [`Optimizer`] | what the trainer needs from a model and an optimizer |
+//! | [`Policy`], [`TrainPass`], [`Optimizer`] | what the trainer needs from a model and an optimizer, in `swerl-model`'s types |
 //! | [`llama`] | `swerl-model`'s Llama and AdamW behind those traits |
 //! | [`Trainer`] | the loop: sampling, rewards, advantages, micro-batches, clipping, updates, metrics, checkpoints, resume, NaN guard |
 //! | [`StepMetrics`] | `metrics.jsonl` with TRL's metric names |
 //! | [`checkpoint`] | `checkpoint-<step>/` layout |
 //! | [`comm`] | data parallelism: [`Communicator`], rendezvous, NCCL (feature `nccl`) |
-//! | [`swebench`] | RL instances reconstructed from SWE-bench patches |
 //!
 //! The library never prints: it reports through [`TrainEvent`] callbacks and `tracing`.
 
@@ -56,37 +54,27 @@ mod advantage;
 pub mod checkpoint;
 pub mod comm;
 mod config;
-mod data;
 mod env;
 mod error;
 pub mod llama;
 mod loss;
 mod metrics;
-mod optim;
 mod policy;
-mod prompt;
 mod reward;
 mod sampler;
-pub mod swebench;
 mod trainer;
 
 pub use advantage::{Advantages, STD_EPSILON, compute_advantages};
 pub use checkpoint::TrainerState;
 pub use comm::{Communicator, RankInfo, SingleProcess};
 pub use config::{
-    ImportanceLevel, LossType, LrSchedule, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig,
+    ImportanceLevel, LossType, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig,
 };
-pub use data::{Dataset, RlInstance, SkippedRecord};
 pub use env::{ChatEncoder, Environment, PreparedPrompt, PromptReport, SweRlEnvironment};
 pub use error::{Error, Result};
 pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss};
 pub use metrics::{CompletionRecord, JsonlWriter, StepMetrics, read_metrics, truncate_log_after};
-pub use optim::{AdamW, AdamWConfig, clip_grads, global_grad_norm, learning_rate};
-pub use policy::{
-    AutogradPass, FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams,
-    TokenLogProbs, TrainPass,
-};
-pub use prompt::{ChatMessage, EDIT_INSTRUCTIONS, SYSTEM_PROMPT, build_messages};
-pub use reward::{RewardFunction, RewardOutcome, SweRlReward, score_all};
+pub use policy::{AutogradPass, Optimizer, Policy, TrainPass, finish_label};
+pub use reward::{RewardFailure, RewardFunction, RewardOutcome, SweRlReward, score_all};
 pub use sampler::{PromptSampler, SamplerState, derive_seed};
 pub use trainer::{COMPLETIONS_FILE, METRICS_FILE, Phase, TrainEvent, TrainSummary, Trainer};

@@ -1,31 +1,22 @@
 //! The trainer's view of `swerl-model`: [`LlamaPolicy`] implements [`Policy`] (batched KV-cache
 //! sampling, fused no-grad scoring, the memory-bounded recomputing training pass, Hugging Face
-//! saving) and [`ChatEncoder`] (the checkpoint's own chat template); [`ModelAdamW`] wraps
-//! `swerl-model`'s AdamW (f32 moments, norms and biases excluded from weight decay as in
-//! transformers' Trainer) as an [`Optimizer`].
+//! saving) and [`ChatEncoder`] (the checkpoint's own chat template); [`LlamaPolicy::optimizer`]
+//! builds `swerl-model`'s AdamW (f32 moments, norms and biases excluded from weight decay as in
+//! transformers' Trainer) with the run's hyperparameters.
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use swerl_model::{
-    GenerateOptions, GenerationConfig, Llama, LoadOptions, LoadedModel, ModelOptions, Recompute, SaveOptions,
-    ScoreOptions, TokenBatch, Tokenizer, TrainForward, TrainOptions,
+    ChatMessage, Completion, GenerateOptions, GenerationConfig, GenerationRequest, Gradients, Llama, LoadOptions,
+    LoadedModel, ModelOptions, Recompute, SaveOptions, ScoreOptions, TokenBatch, TokenScores, Tokenizer,
+    TrainForward, TrainOptions,
 };
 
 use crate::config::TrainConfig;
 use crate::env::ChatEncoder;
 use crate::error::{Error, Result};
-use crate::policy::{
-    FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams, TokenLogProbs,
-    TrainPass,
-};
-use crate::prompt::ChatMessage;
-
-impl From<swerl_model::Error> for Error {
-    fn from(e: swerl_model::Error) -> Self {
-        Error::Model(e.to_string())
-    }
-}
+use crate::policy::{Optimizer, Policy, TrainPass};
 
 /// Where the model runs and in which precision its matrix products are computed.
 #[derive(Debug, Clone)]
@@ -119,7 +110,7 @@ impl LlamaPolicy {
             weight_decay: config.weight_decay,
             decay_norms_and_biases: false,
         };
-        Ok(Box::new(ModelAdamW(swerl_model::AdamW::new(self.model.named_parameters(), cfg)?)))
+        Ok(Box::new(swerl_model::AdamW::new(self.model.named_parameters(), cfg)?))
     }
 
     fn batch(&self, sequences: &[(&[u32], &[u32])]) -> Result<TokenBatch> {
@@ -144,44 +135,13 @@ impl Policy for LlamaPolicy {
         self.model.device()
     }
 
-    fn generate(
-        &mut self,
-        requests: &[GenerationRequest<'_>],
-        params: &SamplingParams,
-    ) -> Result<Vec<Generation>> {
-        let reqs: Vec<swerl_model::GenerationRequest> = requests
-            .iter()
-            .map(|r| swerl_model::GenerationRequest {
-                prompt_ids: r.prompt.to_vec(),
-                params: swerl_model::SamplingParams {
-                    temperature: params.temperature,
-                    top_p: params.top_p,
-                    top_k: params.top_k,
-                    max_new_tokens: params.max_new_tokens,
-                    stop_token_ids: Vec::new(),
-                    stop_strings: Vec::new(),
-                    seed: Some(r.seed),
-                },
-            })
-            .collect();
+    fn generate(&mut self, requests: &[GenerationRequest]) -> Result<Vec<Completion>> {
         let opts = GenerateOptions { eos_ids: self.eos.clone(), pad_id: self.pad };
-        let out = self.model.generate(&self.tokenizer, &reqs, &opts, |_| {})?;
-        Ok(out
-            .into_iter()
-            .map(|c| {
-                let finish = match (&c.finish_reason, &c.stop) {
-                    (swerl_model::FinishReason::Length, _) => FinishReason::Length,
-                    (_, Some(swerl_model::StopReason::Token(t))) if self.eos.contains(t) => FinishReason::Eos,
-                    _ => FinishReason::Stop,
-                };
-                Generation { tokens: c.token_ids, text: c.text, finish }
-            })
-            .collect())
+        Ok(self.model.generate(&self.tokenizer, requests, &opts, |_| {})?)
     }
 
-    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenLogProbs> {
-        let scores = self.model.score(&self.batch(sequences)?, &Self::score_options(temperature))?;
-        Ok(TokenLogProbs { logp: scores.logprobs, entropy: scores.entropies })
+    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenScores> {
+        Ok(self.model.score(&self.batch(sequences)?, &Self::score_options(temperature))?)
     }
 
     fn train_forward<'a>(
@@ -191,8 +151,12 @@ impl Policy for LlamaPolicy {
     ) -> Result<Box<dyn TrainPass + 'a>> {
         let opts = TrainOptions { score: Self::score_options(temperature), recompute: Recompute::Auto };
         let forward = self.model.forward_train(&self.batch(sequences)?, &opts)?;
-        let scores = TokenLogProbs { logp: forward.logprobs().clone(), entropy: forward.entropies().clone() };
-        Ok(Box::new(LlamaPass { forward, scores, model: &self.model }))
+        let scores = TokenScores {
+            logprobs: forward.logprobs().clone(),
+            entropies: forward.entropies().clone(),
+            mask: forward.mask().clone(),
+        };
+        Ok(Box::new(LlamaPass { forward, scores }))
     }
 
     fn parameters(&self) -> Vec<Var> {
@@ -237,47 +201,15 @@ impl Policy for LlamaPolicy {
 
 struct LlamaPass<'a> {
     forward: TrainForward<'a>,
-    scores: TokenLogProbs,
-    model: &'a Llama,
+    scores: TokenScores,
 }
 
 impl TrainPass for LlamaPass<'_> {
-    fn scores(&self) -> &TokenLogProbs {
+    fn scores(&self) -> &TokenScores {
         &self.scores
     }
 
     fn backward(self: Box<Self>, loss: &Tensor, grads: &mut Gradients) -> Result<()> {
-        let mut theirs = swerl_model::Gradients::new();
-        let model = self.model;
-        self.forward.backward(loss, &mut theirs)?;
-        for (_, var) in model.named_parameters() {
-            if let Some(g) = theirs.get(var) {
-                grads.add(var, g)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `swerl-model`'s AdamW as an [`Optimizer`].
-#[derive(Debug)]
-pub struct ModelAdamW(pub swerl_model::AdamW);
-
-impl Optimizer for ModelAdamW {
-    fn step(&mut self, params: &[Var], grads: &[Tensor], lr: f64) -> Result<()> {
-        let mut g = swerl_model::Gradients::new();
-        for (p, t) in params.iter().zip(grads) {
-            g.accumulate(p, t)?;
-        }
-        self.0.step(&g, lr)?;
-        Ok(())
-    }
-
-    fn save(&self, path: &Path) -> Result<()> {
-        Ok(self.0.save(path)?)
-    }
-
-    fn load(&mut self, path: &Path) -> Result<()> {
-        Ok(self.0.load(path)?)
+        Ok(self.forward.backward(loss, grads)?)
     }
 }

@@ -7,10 +7,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::RlInstance;
+use swerl_reward::RlInstance;
 
 /// The score of one completion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RewardOutcome {
     /// The reward (finite).
     pub reward: f64,
@@ -19,6 +19,36 @@ pub struct RewardOutcome {
     /// Why the reward is what it is, when it is a failure (format error, reward panic).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set when the reward function itself failed (not the completion): the reward is then
+    /// [`RewardFunction::failure_reward`]. Counted as `reward_failures` in the metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RewardFailure>,
+}
+
+impl RewardOutcome {
+    /// A completion scored `reward` without a format error.
+    pub fn scored(reward: f64) -> Self {
+        Self { reward, ..Self::default() }
+    }
+}
+
+/// How a reward function failed on a completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RewardFailure {
+    /// The reward function panicked (its message).
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The reward function returned a non-finite value.
+    NonFinite {
+        /// The value returned.
+        value: f64,
+    },
+    /// Preparing the instance's oracle patch failed, so no completion of it could be scored.
+    Oracle,
 }
 
 /// Scores a completion of a prompt. Implementations must be thread-safe: batches are scored in
@@ -58,8 +88,13 @@ impl<'a> RewardFunction<swerl_reward::Scorer<'a, BTreeMap<String, String>>> for 
 
 fn outcome(result: std::result::Result<swerl_reward::Score, swerl_reward::FormatError>) -> RewardOutcome {
     match result {
-        Ok(score) => RewardOutcome { reward: score.reward, format_error: false, reason: None },
-        Err(error) => RewardOutcome { reward: -1.0, format_error: true, reason: Some(error.to_string()) },
+        Ok(score) => RewardOutcome::scored(score.reward),
+        Err(error) => RewardOutcome {
+            reward: -1.0,
+            format_error: true,
+            reason: Some(error.to_string()),
+            failure: None,
+        },
     }
 }
 
@@ -85,6 +120,7 @@ pub fn score_all<T: Sync + ?Sized, R: RewardFunction<T> + ?Sized>(
                         reward: reward.failure_reward(),
                         format_error: outcome.format_error,
                         reason: Some(format!("non-finite reward {}", outcome.reward)),
+                        failure: Some(RewardFailure::NonFinite { value: outcome.reward }),
                     }
                 }
                 Err(panic) => {
@@ -98,6 +134,7 @@ pub fn score_all<T: Sync + ?Sized, R: RewardFunction<T> + ?Sized>(
                         reward: reward.failure_reward(),
                         format_error: false,
                         reason: Some(format!("reward function panicked: {message}")),
+                        failure: Some(RewardFailure::Panicked { message }),
                     }
                 }
             }
@@ -124,7 +161,7 @@ mod tests {
     fn swe_rl_reward_through_both_entry_points() {
         let inst = instance();
         let direct = RewardFunction::score(&SweRlReward, &inst, GOOD);
-        assert_eq!(direct, RewardOutcome { reward: 1.0, format_error: false, reason: None });
+        assert_eq!(direct, RewardOutcome::scored(1.0));
         let scorer = swerl_reward::Scorer::new(&inst.code_context, &inst.oracle_new_content);
         assert_eq!(RewardFunction::score(&SweRlReward, &scorer, GOOD), direct);
         let bad = RewardFunction::score(&SweRlReward, &inst, "no tags");
@@ -138,8 +175,8 @@ mod tests {
         fn score(&self, task: &str, completion: &str) -> RewardOutcome {
             match completion {
                 "panic" => panic!("boom on {task}"),
-                "nan" => RewardOutcome { reward: f64::NAN, format_error: false, reason: None },
-                _ => RewardOutcome { reward: completion.len() as f64, format_error: false, reason: None },
+                "nan" => RewardOutcome::scored(f64::NAN),
+                _ => RewardOutcome::scored(completion.len() as f64),
             }
         }
     }
@@ -152,7 +189,10 @@ mod tests {
         assert_eq!(out[0].reward, 2.0);
         assert_eq!(out[1].reward, -1.0);
         assert!(out[1].reason.as_deref().unwrap().contains("boom on t"));
+        assert!(matches!(&out[1].failure, Some(RewardFailure::Panicked { message }) if message.contains("boom")));
         assert_eq!(out[2].reward, -1.0);
+        assert!(matches!(out[2].failure, Some(RewardFailure::NonFinite { .. })));
+        assert_eq!(out[0].failure, None);
         assert_eq!(out[3].reward, 4.0);
     }
 }

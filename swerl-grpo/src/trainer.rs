@@ -7,21 +7,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, Var};
+use swerl_model::{Completion, FinishReason, GenerationRequest, Gradients, LrSchedule, SamplingParams, TokenScores};
 
-use crate::advantage::compute_advantages;
+use crate::advantage::{Advantages, compute_advantages};
 use crate::checkpoint::{
     self, CONFIG_FILE, MODEL_DIR, OPTIMIZER_FILE, TrainerState, checkpoint_dir, latest_checkpoint,
 };
 use crate::comm::{Communicator, SingleProcess};
 use crate::config::{LossType, TrainConfig};
-use crate::env::Environment;
+use crate::env::{Environment, PreparedPrompt};
+use crate::reward::RewardOutcome;
 use crate::error::{Error, Result};
-use crate::loss::{BatchNorm, LossInputs, LossStats, policy_loss};
+use crate::loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, policy_loss};
 use crate::metrics::{CompletionRecord, JsonlWriter, StepMetrics, truncate_log_after};
-use crate::optim::{clip_grads, global_grad_norm, learning_rate};
-use crate::policy::{
-    FinishReason, Generation, GenerationRequest, Gradients, Optimizer, Policy, SamplingParams, TokenLogProbs,
-};
+use crate::policy::{Optimizer, Policy, finish_label};
 use crate::sampler::{PromptSampler, derive_seed};
 
 /// The metrics file in the output directory.
@@ -123,11 +122,90 @@ impl<P: Policy> std::fmt::Debug for Trainer<P> {
     }
 }
 
+/// Who a sampled completion belongs to: its prompt, its index in the group, its seed.
+struct Owner {
+    prompt: usize,
+    sample: usize,
+    seed: u64,
+}
+
+/// Completion statistics of a step (sums over every rank, then extremes).
+#[derive(Debug, Default)]
+struct CompletionStats {
+    length_sum: f64,
+    completions: f64,
+    clipped: f64,
+    terminated: f64,
+    terminated_length_sum: f64,
+    format_errors: f64,
+    reward_failures: f64,
+    /// Prompt and completion tokens.
+    tokens: f64,
+    min_length: f64,
+    max_length: f64,
+}
+
+impl CompletionStats {
+    fn sums(&self) -> [f64; 8] {
+        [
+            self.length_sum,
+            self.completions,
+            self.clipped,
+            self.terminated,
+            self.terminated_length_sum,
+            self.format_errors,
+            self.reward_failures,
+            self.tokens,
+        ]
+    }
+
+    fn from_sums(s: [f64; 8]) -> Self {
+        let [length_sum, completions, clipped, terminated, terminated_length_sum, format_errors, reward_failures, tokens] = s;
+        Self {
+            length_sum,
+            completions,
+            clipped,
+            terminated,
+            terminated_length_sum,
+            format_errors,
+            reward_failures,
+            tokens,
+            min_length: 0.0,
+            max_length: 0.0,
+        }
+    }
+
+    /// The number of completions (at least 1, as a divisor).
+    fn count(&self) -> f64 {
+        self.completions.max(1.0)
+    }
+}
+
+/// Scores every completion through the environment (in parallel, never fatal).
+fn score_rollouts(
+    step: u64,
+    env: &dyn Environment,
+    owners: &[Owner],
+    generations: &[Completion],
+) -> Result<Vec<RewardOutcome>> {
+    let prompt_of: Vec<usize> = owners.iter().map(|o| o.prompt).collect();
+    let refs: Vec<&Completion> = generations.iter().collect();
+    let outcomes = env.score(&prompt_of, &refs);
+    if outcomes.len() != generations.len() {
+        return Err(Error::Policy {
+            step,
+            during: "scoring",
+            message: format!("{} rewards for {} completions", outcomes.len(), generations.len()),
+        });
+    }
+    Ok(outcomes)
+}
+
 /// One sampled completion with everything the update needs.
 struct Rollout {
     prompt: usize,
     sample: usize,
-    generation: Generation,
+    generation: Completion,
     reward: f64,
     format_error: bool,
     failed: bool,
@@ -350,7 +428,7 @@ impl<P: Policy> Trainer<P> {
         Ok(summary)
     }
 
-    /// One step: rollouts, rewards, advantages, `num_iterations` updates.
+    /// One step: rollouts, rewards, advantages, `num_iterations` updates, metrics.
     fn step(
         &mut self,
         env: &dyn Environment,
@@ -359,129 +437,27 @@ impl<P: Policy> Trainer<P> {
     ) -> Result<(StepMetrics, Vec<CompletionRecord>)> {
         let start = Instant::now();
         let step = self.state.step + 1;
-        let cfg = self.config.clone();
-        let (rank, world) = (self.comm.rank(), self.comm.world_size());
-        let group = cfg.group_size;
-        let p_local = cfg.prompts_per_step / world;
-        let indices = sampler.next_batch(cfg.prompts_per_step);
-        let local = &indices[rank * p_local..(rank + 1) * p_local];
-
-        // 1. Sampling.
-        progress(&TrainEvent::Phase { step, phase: Phase::Generating });
         let prompts = env.prompts();
-        let mut requests = Vec::with_capacity(p_local * group);
-        let mut owners = Vec::with_capacity(p_local * group);
-        for (j, &pi) in local.iter().enumerate() {
-            let pos = rank * p_local + j;
-            for g in 0..group {
-                let seed = derive_seed(cfg.seed, &[step, pos as u64, g as u64]);
-                requests.push(GenerationRequest { prompt: &prompts[pi].tokens, seed });
-                owners.push((pi, pos, g));
-            }
-        }
-        let params = SamplingParams {
-            max_new_tokens: cfg.max_new_tokens,
-            temperature: cfg.temperature,
-            top_p: cfg.top_p,
-            top_k: cfg.top_k,
-        };
-        let mut generations = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(cfg.generation_batch_size) {
-            let out = self.policy.generate(chunk, &params)?;
-            if out.len() != chunk.len() {
-                return Err(Error::Policy {
-                    step,
-                    during: "sampling",
-                    message: format!("{} completions for {} requests", out.len(), chunk.len()),
-                });
-            }
-            generations.extend(out);
-        }
+
+        progress(&TrainEvent::Phase { step, phase: Phase::Generating });
+        let owners = self.local_requests(step, sampler);
+        let generations = self.sample(step, prompts, &owners)?;
         let time_generation = start.elapsed().as_secs_f64();
 
-        // 2. Rewards (parallel, never fatal).
         progress(&TrainEvent::Phase { step, phase: Phase::Scoring });
         let t_reward = Instant::now();
-        let prompt_of: Vec<usize> = owners.iter().map(|o| o.0).collect();
-        let refs: Vec<&Generation> = generations.iter().collect();
-        let outcomes = env.score(&prompt_of, &refs);
-        if outcomes.len() != generations.len() {
-            return Err(Error::Policy {
-                step,
-                during: "scoring",
-                message: format!("{} rewards for {} completions", outcomes.len(), generations.len()),
-            });
-        }
+        let outcomes = score_rollouts(step, env, &owners, &generations)?;
         let time_reward = t_reward.elapsed().as_secs_f64();
 
-        // 3. Advantages over the global batch (rewards gathered from every rank).
-        let n_local = p_local * group;
-        let mut all_rewards = vec![0.0; cfg.prompts_per_step * group];
-        for (i, o) in outcomes.iter().enumerate() {
-            all_rewards[rank * n_local + i] = if o.reward.is_finite() { o.reward } else { -1.0 };
-        }
-        self.comm.all_reduce_f64(&mut all_rewards)?;
-        let advantages = compute_advantages(&all_rewards, group, cfg.scale_rewards)?;
-        let mut rollouts: Vec<Rollout> = generations
-            .into_iter()
-            .zip(outcomes)
-            .zip(owners)
-            .enumerate()
-            .map(|(i, ((generation, o), (prompt, _, sample)))| Rollout {
-                prompt,
-                sample,
-                generation,
-                reward: all_rewards[rank * n_local + i],
-                format_error: o.format_error,
-                failed: o.reason.as_deref().is_some_and(|r| {
-                    r.starts_with("reward function panicked") || r.starts_with("non-finite")
-                }),
-                reason: o.reason,
-                advantage: advantages.values[rank * n_local + i],
-            })
-            .collect();
+        let (mut rollouts, advantages) = self.rollouts(owners, generations, outcomes)?;
 
-        // 4. Updates.
         let t_train = Instant::now();
         let update = self.update(step, &mut rollouts, prompts, progress)?;
         let time_train = t_train.elapsed().as_secs_f64();
 
-        // 5. Metrics (global).
-        let lengths: Vec<f64> = rollouts.iter().map(|r| r.generation.tokens.len() as f64).collect();
-        let clipped = rollouts.iter().filter(|r| r.generation.finish == FinishReason::Length).count() as f64;
-        let terminated: Vec<f64> = rollouts
-            .iter()
-            .filter(|r| r.generation.finish != FinishReason::Length)
-            .map(|r| r.generation.tokens.len() as f64)
-            .collect();
-        let prompt_tokens: f64 = rollouts.iter().map(|r| prompts[r.prompt].tokens.len() as f64).sum();
-        let mut sums = [
-            lengths.iter().sum::<f64>(),
-            clipped,
-            terminated.iter().sum::<f64>(),
-            terminated.len() as f64,
-            rollouts.iter().filter(|r| r.format_error).count() as f64,
-            rollouts.iter().filter(|r| r.failed).count() as f64,
-            prompt_tokens + lengths.iter().sum::<f64>(),
-            lengths.len() as f64,
-        ];
-        self.comm.all_reduce_f64(&mut sums)?;
-        let mut extremes = [
-            -lengths.iter().copied().fold(f64::INFINITY, f64::min),
-            lengths.iter().copied().fold(0.0, f64::max),
-        ];
-        if world > 1 {
-            // max via sums of one-hot per rank is not possible; gather per rank instead.
-            let mut per_rank = vec![0.0; 2 * world];
-            per_rank[2 * rank] = extremes[0];
-            per_rank[2 * rank + 1] = extremes[1];
-            self.comm.all_reduce_f64(&mut per_rank)?;
-            extremes[0] = per_rank.iter().step_by(2).copied().fold(f64::NEG_INFINITY, f64::max);
-            extremes[1] = per_rank.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
-        }
-        let total = sums[7].max(1.0);
+        let lengths = self.completion_stats(&rollouts, prompts)?;
         self.state.step = step;
-        self.state.num_tokens += sums[6] as u64;
+        self.state.num_tokens += lengths.tokens as u64;
         self.state.sampler = sampler.state();
         let n_prompts = prompts.len() as f64;
         let metrics = StepMetrics {
@@ -490,13 +466,17 @@ impl<P: Policy> Trainer<P> {
             reward: advantages.reward_mean(),
             reward_std: advantages.batch_std,
             frac_reward_zero_std: advantages.frac_zero_std(),
-            format_error_rate: sums[4] / total,
-            reward_failures: sums[5] as u64,
-            completions_mean_length: sums[0] / total,
-            completions_min_length: -extremes[0],
-            completions_max_length: extremes[1],
-            completions_clipped_ratio: sums[1] / total,
-            completions_mean_terminated_length: if sums[3] > 0.0 { sums[2] / sums[3] } else { 0.0 },
+            format_error_rate: lengths.format_errors / lengths.count(),
+            reward_failures: lengths.reward_failures as u64,
+            completions_mean_length: lengths.length_sum / lengths.count(),
+            completions_min_length: lengths.min_length,
+            completions_max_length: lengths.max_length,
+            completions_clipped_ratio: lengths.clipped / lengths.count(),
+            completions_mean_terminated_length: if lengths.terminated > 0.0 {
+                lengths.terminated_length_sum / lengths.terminated
+            } else {
+                0.0
+            },
             kl: update.stats.kl_mean(),
             entropy: update.entropy,
             clip_ratio_low_mean: update.stats.clip_low_mean(),
@@ -517,11 +497,132 @@ impl<P: Policy> Trainer<P> {
         Ok((metrics, records))
     }
 
+    /// This rank's share of the step's prompts, `group_size` samples each, in a fixed order.
+    fn local_requests(&self, step: u64, sampler: &mut PromptSampler) -> Vec<Owner> {
+        let cfg = &self.config;
+        let rank = self.comm.rank();
+        let p_local = cfg.prompts_per_step / self.comm.world_size();
+        let indices = sampler.next_batch(cfg.prompts_per_step);
+        let local = &indices[rank * p_local..(rank + 1) * p_local];
+        let mut owners = Vec::with_capacity(p_local * cfg.group_size);
+        for (j, &prompt) in local.iter().enumerate() {
+            let position = rank * p_local + j;
+            for sample in 0..cfg.group_size {
+                let seed = derive_seed(cfg.seed, &[step, position as u64, sample as u64]);
+                owners.push(Owner { prompt, sample, seed });
+            }
+        }
+        owners
+    }
+
+    /// Samples one completion per owner, `generation_batch_size` requests at a time.
+    fn sample(&mut self, step: u64, prompts: &[PreparedPrompt], owners: &[Owner]) -> Result<Vec<Completion>> {
+        let cfg = &self.config;
+        let requests: Vec<GenerationRequest> = owners
+            .iter()
+            .map(|o| GenerationRequest {
+                prompt_ids: prompts[o.prompt].tokens.clone(),
+                params: SamplingParams {
+                    max_new_tokens: cfg.max_new_tokens,
+                    temperature: cfg.temperature,
+                    top_p: cfg.top_p,
+                    top_k: cfg.top_k,
+                    seed: Some(o.seed),
+                    ..SamplingParams::default()
+                },
+            })
+            .collect();
+        let mut generations = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(cfg.generation_batch_size) {
+            let out = self.policy.generate(chunk)?;
+            if out.len() != chunk.len() {
+                return Err(Error::Policy {
+                    step,
+                    during: "sampling",
+                    message: format!("{} completions for {} requests", out.len(), chunk.len()),
+                });
+            }
+            generations.extend(out);
+        }
+        Ok(generations)
+    }
+
+    /// Group advantages over the global batch (rewards gathered from every rank), and the
+    /// rollouts that carry them.
+    fn rollouts(
+        &mut self,
+        owners: Vec<Owner>,
+        generations: Vec<Completion>,
+        outcomes: Vec<RewardOutcome>,
+    ) -> Result<(Vec<Rollout>, Advantages)> {
+        let cfg = &self.config;
+        let n_local = owners.len();
+        let offset = self.comm.rank() * n_local;
+        let mut all_rewards = vec![0.0; cfg.prompts_per_step * cfg.group_size];
+        for (i, o) in outcomes.iter().enumerate() {
+            all_rewards[offset + i] = if o.reward.is_finite() { o.reward } else { -1.0 };
+        }
+        self.comm.all_reduce_f64(&mut all_rewards)?;
+        let advantages = compute_advantages(&all_rewards, cfg.group_size, cfg.scale_rewards)?;
+        let rollouts = generations
+            .into_iter()
+            .zip(outcomes)
+            .zip(owners)
+            .enumerate()
+            .map(|(i, ((generation, o), owner))| Rollout {
+                prompt: owner.prompt,
+                sample: owner.sample,
+                generation,
+                reward: all_rewards[offset + i],
+                format_error: o.format_error,
+                failed: o.failure.is_some(),
+                reason: o.reason,
+                advantage: advantages.values[offset + i],
+            })
+            .collect();
+        Ok((rollouts, advantages))
+    }
+
+    /// Length, format and failure statistics of the step's completions over every rank.
+    fn completion_stats(&self, rollouts: &[Rollout], prompts: &[PreparedPrompt]) -> Result<CompletionStats> {
+        let mut stats = CompletionStats::default();
+        for r in rollouts {
+            let len = r.generation.token_ids.len() as f64;
+            stats.length_sum += len;
+            stats.completions += 1.0;
+            stats.tokens += len + prompts[r.prompt].tokens.len() as f64;
+            if r.generation.finish_reason == FinishReason::Length {
+                stats.clipped += 1.0;
+            } else {
+                stats.terminated += 1.0;
+                stats.terminated_length_sum += len;
+            }
+            stats.format_errors += f64::from(u8::from(r.format_error));
+            stats.reward_failures += f64::from(u8::from(r.failed));
+        }
+        let mut sums = stats.sums();
+        self.comm.all_reduce_f64(&mut sums)?;
+        stats = CompletionStats::from_sums(sums);
+        let local_min = rollouts.iter().map(|r| r.generation.token_ids.len() as f64).fold(f64::INFINITY, f64::min);
+        let local_max = rollouts.iter().map(|r| r.generation.token_ids.len() as f64).fold(0.0, f64::max);
+        let (rank, world) = (self.comm.rank(), self.comm.world_size());
+        // Extremes over ranks: each rank fills its own slots of a zeroed vector, summed.
+        let mut per_rank = vec![0.0; 2 * world];
+        per_rank[2 * rank] = -local_min;
+        per_rank[2 * rank + 1] = local_max;
+        if world > 1 {
+            self.comm.all_reduce_f64(&mut per_rank)?;
+        }
+        stats.min_length = -per_rank.iter().step_by(2).copied().fold(f64::NEG_INFINITY, f64::max);
+        stats.max_length = per_rank.iter().skip(1).step_by(2).copied().fold(0.0, f64::max);
+        Ok(stats)
+    }
+
     fn sample_records(
         &self,
         step: u64,
         rollouts: &[Rollout],
-        prompts: &[crate::env::PreparedPrompt],
+        prompts: &[PreparedPrompt],
     ) -> Vec<CompletionRecord> {
         let n = rollouts.len();
         let groups = (n / self.config.group_size).max(1);
@@ -537,8 +638,8 @@ impl<P: Policy> Trainer<P> {
                     completion: r.generation.text.clone(),
                     reward: r.reward,
                     advantage: r.advantage,
-                    length: r.generation.tokens.len(),
-                    finish_reason: r.generation.finish.as_str().to_owned(),
+                    length: r.generation.token_ids.len(),
+                    finish_reason: finish_label(&r.generation).to_owned(),
                     reason: r.reason.clone(),
                 }
             })
@@ -547,6 +648,7 @@ impl<P: Policy> Trainer<P> {
 }
 
 /// What the update phase of a step reports.
+#[derive(Default)]
 struct UpdateReport {
     loss: f64,
     grad_norm: f64,
@@ -557,208 +659,250 @@ struct UpdateReport {
     skipped: Option<String>,
 }
 
+/// Per micro-batch inputs that do not change across the iterations of a step.
+struct Micro {
+    /// Rollout indices.
+    rows: Vec<usize>,
+    mask: Tensor,
+    advantages: Tensor,
+    old: Option<Tensor>,
+    reference: Option<Tensor>,
+    width: usize,
+}
+
+/// The `(prompt, completion)` token sequences of some rollouts.
+fn sequences<'a>(rows: &[usize], rollouts: &'a [Rollout], prompts: &'a [PreparedPrompt]) -> Vec<(&'a [u32], &'a [u32])> {
+    rows.iter()
+        .map(|&i| (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.token_ids.as_slice()))
+        .collect()
+}
+
 impl<P: Policy> Trainer<P> {
+    /// The update phase: micro-batches, `num_iterations` optimizer updates over them (each a
+    /// gradient accumulation, an all-reduce, clipping and a step), and the step's loss report.
     fn update(
         &mut self,
         step: u64,
         rollouts: &mut [Rollout],
-        prompts: &[crate::env::PreparedPrompt],
+        prompts: &[PreparedPrompt],
         progress: &mut dyn FnMut(&TrainEvent<'_>),
     ) -> Result<UpdateReport> {
-        let cfg = self.config.clone();
-        let device = self.policy.device().clone();
-        let objective = cfg.objective();
-
-        // Micro-batches of similar total length (less padding), in a deterministic order.
-        let mut order: Vec<usize> = (0..rollouts.len()).collect();
-        order.sort_by_key(|&i| {
-            (
-                std::cmp::Reverse(
-                    prompts[rollouts[i].prompt].tokens.len() + rollouts[i].generation.tokens.len(),
-                ),
-                i,
-            )
-        });
-        // Without a KL term, a completion whose advantage is 0 (e.g. every completion of a group
-        // that all failed the format) has exactly zero gradient and zero loss: skip its forward
-        // and backward passes. The normalisation counts below still include it, so the update is
-        // the same as computing it. (`bnpo` is defined per micro-batch, so it keeps them.)
-        if cfg.beta == 0.0 && cfg.loss_type != LossType::Bnpo {
-            order.retain(|&i| rollouts[i].advantage != 0.0);
-        }
-        let batches: Vec<Vec<usize>> = order.chunks(cfg.micro_batch_size).map(<[usize]>::to_vec).collect();
-        let included =
-            |r: &Rollout| !(cfg.mask_truncated_completions && r.generation.finish == FinishReason::Length);
-
-        // Global normalisation counts.
-        let local_tokens: usize =
-            rollouts.iter().filter(|r| included(r)).map(|r| r.generation.tokens.len()).sum();
-        let mut counts = [rollouts.len() as f64, local_tokens as f64, batches.len() as f64];
-        self.comm.all_reduce_f64(&mut counts)?;
-        let norm = BatchNorm {
-            sequences: counts[0] as usize,
-            tokens: counts[1] as usize,
-            micro_batches: counts[2] as usize,
-            max_completion_len: cfg.max_new_tokens,
-        };
-
-        // Per micro-batch inputs that do not change across iterations.
-        struct Micro {
-            mask: Tensor,
-            advantages: Tensor,
-            old: Option<Tensor>,
-            reference: Option<Tensor>,
-            width: usize,
-        }
-        let need_old = cfg.num_iterations > 1;
-        if need_old || self.reference.is_some() {
+        let rollouts: &[Rollout] = rollouts;
+        let batches = self.micro_batches(rollouts, prompts);
+        let norm = self.normalisation(rollouts, &batches)?;
+        if self.config.num_iterations > 1 || self.reference.is_some() {
             progress(&TrainEvent::Phase { step, phase: Phase::LogProbs });
         }
-        let mut micros = Vec::with_capacity(batches.len());
-        for batch in &batches {
-            let width = batch.iter().map(|&i| rollouts[i].generation.tokens.len()).max().unwrap_or(0);
-            let mut mask = vec![0f32; batch.len() * width];
-            for (row, &i) in batch.iter().enumerate() {
-                if included(&rollouts[i]) {
-                    for m in &mut mask[row * width..row * width + rollouts[i].generation.tokens.len()] {
-                        *m = 1.0;
-                    }
-                }
-            }
-            let mask = Tensor::from_vec(mask, (batch.len(), width), &device)?;
-            let adv: Vec<f32> = batch.iter().map(|&i| rollouts[i].advantage as f32).collect();
-            let advantages = Tensor::from_vec(adv, batch.len(), &device)?;
-            let seqs: Vec<(&[u32], &[u32])> = batch
-                .iter()
-                .map(|&i| {
-                    (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.tokens.as_slice())
-                })
-                .collect();
-            let old = if need_old && width > 0 {
-                let out = self.policy.logprobs(&seqs, cfg.temperature)?;
-                check_scores(&out, step, seqs.len(), width)?;
-                Some(out.logp)
-            } else {
-                None
-            };
-            let reference = match (&self.reference, width > 0) {
-                (Some(r), true) => {
-                    let out = r.logprobs(&seqs, cfg.temperature)?;
-                    check_scores(&out, step, seqs.len(), width)?;
-                    Some(out.logp)
-                }
-                _ => None,
-            };
-            micros.push(Micro { mask, advantages, old, reference, width });
-        }
+        let micros = batches
+            .into_iter()
+            .map(|rows| self.prepare_micro(step, rows, rollouts, prompts))
+            .collect::<Result<Vec<_>>>()?;
 
         progress(&TrainEvent::Phase { step, phase: Phase::Training });
-        let total_micro = batches.len() * cfg.num_iterations;
-        let mut report = UpdateReport {
-            loss: 0.0,
-            grad_norm: 0.0,
-            learning_rate: 0.0,
-            entropy: 0.0,
-            stats: LossStats::default(),
-            updates: 0,
-            skipped: None,
-        };
+        let iterations = self.config.num_iterations;
+        let mut report = UpdateReport::default();
         let mut entropy_sum = 0.0;
-        let mut micro_index = 0;
-        for _iteration in 0..cfg.num_iterations {
-            let mut acc = Gradients::new(&self.params);
-            let mut loss_sum = 0.0;
-            for (batch, micro) in batches.iter().zip(&micros) {
-                micro_index += 1;
-                if micro.width == 0 {
-                    continue;
-                }
-                let seqs: Vec<(&[u32], &[u32])> = batch
-                    .iter()
-                    .map(|&i| {
-                        (
-                            prompts[rollouts[i].prompt].tokens.as_slice(),
-                            rollouts[i].generation.tokens.as_slice(),
-                        )
-                    })
-                    .collect();
-                let pass = self.policy.train_forward(&seqs, cfg.temperature)?;
-                check_scores(pass.scores(), step, seqs.len(), micro.width)?;
-                let entropy = pass.scores().entropy.detach();
-                let out = policy_loss(
-                    &LossInputs {
-                        logp: &pass.scores().logp,
-                        old_logp: micro.old.as_ref(),
-                        ref_logp: micro.reference.as_ref(),
-                        advantages: &micro.advantages,
-                        mask: &micro.mask,
-                    },
-                    &objective,
-                    &norm,
-                )?;
-                let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                loss_sum += loss_value;
+        let mut done = 0;
+        for _ in 0..iterations {
+            let (grads, loss_sum) = self.accumulate(step, &micros, rollouts, prompts, &norm, |out, entropy| {
                 report.stats.add(&out.stats);
-                entropy_sum += (entropy.to_dtype(DType::F32)? * micro.mask.to_dtype(DType::F32)?)?
-                    .sum_all()?
-                    .to_dtype(DType::F64)?
-                    .to_scalar::<f64>()?;
-                if loss_value.is_finite() {
-                    pass.backward(&out.loss, &mut acc)?;
-                }
-                progress(&TrainEvent::MicroBatch { step, index: micro_index - 1, total: total_micro });
-            }
-            // Sum over ranks: gradients and the loss.
-            let mut grads = acc.into_tensors()?;
-            for g in &grads {
-                self.comm.all_reduce_sum(g)?;
-            }
-            let mut loss_arr = [loss_sum];
-            self.comm.all_reduce_f64(&mut loss_arr)?;
-            let loss = loss_arr[0];
-            let norm_value = global_grad_norm(&grads)?;
-            report.loss += loss / cfg.num_iterations as f64;
-            report.grad_norm += norm_value / cfg.num_iterations as f64;
-            let bad = if !loss.is_finite() {
-                Some("loss")
-            } else if !norm_value.is_finite() {
-                Some("gradient norm")
-            } else {
-                None
-            };
-            if let Some(what) = bad {
-                self.state.consecutive_nonfinite += 1;
-                let reason = format!(
-                    "non-finite {what} (loss {loss}, grad norm {norm_value}) at step {step}: update skipped, weights unchanged"
-                );
-                tracing::error!("{reason}");
-                progress(&TrainEvent::StepSkipped { step, reason: &reason });
-                if self.state.consecutive_nonfinite >= cfg.max_nonfinite_steps {
-                    return Err(Error::NonFinite {
-                        step,
-                        what,
-                        consecutive: self.state.consecutive_nonfinite,
-                    });
-                }
-                report.skipped = Some(reason);
+                entropy_sum += entropy;
+                done += 1;
+                progress(&TrainEvent::MicroBatch { step, index: done - 1, total: micros.len() * iterations });
+            })?;
+            if !self.apply_update(step, grads, loss_sum, &mut report, progress)? {
                 break;
             }
-            clip_grads(&mut grads, norm_value, cfg.max_grad_norm)?;
-            let lr = learning_rate(
-                cfg.learning_rate,
-                cfg.lr_scheduler,
-                cfg.warmup_steps,
-                self.state.updates,
-                cfg.total_updates(),
-            );
-            self.optimizer.step(&self.params, &grads, lr)?;
-            self.state.updates += 1;
-            report.updates += 1;
-            report.learning_rate = lr;
         }
         if report.skipped.is_none() {
             self.state.consecutive_nonfinite = 0;
         }
+        self.finish_report(report, entropy_sum)
+    }
+
+    /// Micro-batches of similar total length (less padding), in a deterministic order.
+    fn micro_batches(&self, rollouts: &[Rollout], prompts: &[PreparedPrompt]) -> Vec<Vec<usize>> {
+        let cfg = &self.config;
+        let mut order: Vec<usize> = (0..rollouts.len()).collect();
+        order.sort_by_key(|&i| {
+            let len = prompts[rollouts[i].prompt].tokens.len() + rollouts[i].generation.token_ids.len();
+            (std::cmp::Reverse(len), i)
+        });
+        // Without a KL term, a completion whose advantage is 0 (e.g. every completion of a group
+        // that all failed the format) has exactly zero gradient and zero loss: skip its forward
+        // and backward passes. The normalisation counts still include it, so the update is the
+        // same as computing it. (`bnpo` is defined per micro-batch, so it keeps them.)
+        if cfg.beta == 0.0 && cfg.loss_type != LossType::Bnpo {
+            order.retain(|&i| rollouts[i].advantage != 0.0);
+        }
+        order.chunks(cfg.micro_batch_size).map(<[usize]>::to_vec).collect()
+    }
+
+    /// Whether a rollout's tokens count in the loss (truncated completions may be masked out).
+    fn included(&self, r: &Rollout) -> bool {
+        !(self.config.mask_truncated_completions && r.generation.finish_reason == FinishReason::Length)
+    }
+
+    /// The loss normalisation counts over every rank.
+    fn normalisation(&self, rollouts: &[Rollout], batches: &[Vec<usize>]) -> Result<BatchNorm> {
+        let local_tokens: usize =
+            rollouts.iter().filter(|r| self.included(r)).map(|r| r.generation.token_ids.len()).sum();
+        let mut counts = [rollouts.len() as f64, local_tokens as f64, batches.len() as f64];
+        self.comm.all_reduce_f64(&mut counts)?;
+        Ok(BatchNorm {
+            sequences: counts[0] as usize,
+            tokens: counts[1] as usize,
+            micro_batches: counts[2] as usize,
+            max_completion_len: self.config.max_new_tokens,
+        })
+    }
+
+    /// The mask and advantages of a micro-batch, with its sampling-time ("old") log-probs when
+    /// several iterations reuse the batch and the reference log-probs when `beta > 0`.
+    fn prepare_micro(
+        &self,
+        step: u64,
+        rows: Vec<usize>,
+        rollouts: &[Rollout],
+        prompts: &[PreparedPrompt],
+    ) -> Result<Micro> {
+        let device = self.policy.device();
+        let temperature = self.config.temperature;
+        let width = rows.iter().map(|&i| rollouts[i].generation.token_ids.len()).max().unwrap_or(0);
+        let mut mask = vec![0f32; rows.len() * width];
+        for (row, &i) in rows.iter().enumerate() {
+            if self.included(&rollouts[i]) {
+                mask[row * width..row * width + rollouts[i].generation.token_ids.len()].fill(1.0);
+            }
+        }
+        let mask = Tensor::from_vec(mask, (rows.len(), width), device)?;
+        let adv: Vec<f32> = rows.iter().map(|&i| rollouts[i].advantage as f32).collect();
+        let advantages = Tensor::from_vec(adv, rows.len(), device)?;
+        let seqs = sequences(&rows, rollouts, prompts);
+        let old = if self.config.num_iterations > 1 && width > 0 {
+            let out = self.policy.logprobs(&seqs, temperature)?;
+            check_scores(&out, step, seqs.len(), width)?;
+            Some(out.logprobs)
+        } else {
+            None
+        };
+        let reference = match (&self.reference, width > 0) {
+            (Some(r), true) => {
+                let out = r.logprobs(&seqs, temperature)?;
+                check_scores(&out, step, seqs.len(), width)?;
+                Some(out.logprobs)
+            }
+            _ => None,
+        };
+        Ok(Micro { rows, mask, advantages, old, reference, width })
+    }
+
+    /// Forward and backward passes over every micro-batch: the accumulated gradients and the
+    /// sum of the micro-batch losses. `on_micro` sees each micro-batch's loss and entropy sum.
+    fn accumulate(
+        &self,
+        step: u64,
+        micros: &[Micro],
+        rollouts: &[Rollout],
+        prompts: &[PreparedPrompt],
+        norm: &BatchNorm,
+        mut on_micro: impl FnMut(&PolicyLoss, f64),
+    ) -> Result<(Gradients, f64)> {
+        let objective = self.config.objective();
+        let mut grads = Gradients::new();
+        let mut loss_sum = 0.0;
+        for micro in micros {
+            if micro.width == 0 {
+                continue;
+            }
+            let seqs = sequences(&micro.rows, rollouts, prompts);
+            let pass = self.policy.train_forward(&seqs, self.config.temperature)?;
+            check_scores(pass.scores(), step, seqs.len(), micro.width)?;
+            let out = policy_loss(
+                &LossInputs {
+                    logp: &pass.scores().logprobs,
+                    old_logp: micro.old.as_ref(),
+                    ref_logp: micro.reference.as_ref(),
+                    advantages: &micro.advantages,
+                    mask: &micro.mask,
+                },
+                &objective,
+                norm,
+            )?;
+            let loss_value = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            loss_sum += loss_value;
+            let entropy = (pass.scores().entropies.detach().to_dtype(DType::F32)?
+                * micro.mask.to_dtype(DType::F32)?)?
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+            if loss_value.is_finite() {
+                pass.backward(&out.loss, &mut grads)?;
+            }
+            on_micro(&out, entropy);
+        }
+        Ok((grads, loss_sum))
+    }
+
+    /// Sums the gradients and the loss over ranks, then clips and applies one optimizer update.
+    /// Returns false when the update was skipped for a non-finite loss or gradient norm (the
+    /// weights are left alone; too many skips in a row stop the run).
+    fn apply_update(
+        &mut self,
+        step: u64,
+        accumulated: Gradients,
+        loss_sum: f64,
+        report: &mut UpdateReport,
+        progress: &mut dyn FnMut(&TrainEvent<'_>),
+    ) -> Result<bool> {
+        let cfg = &self.config;
+        let mut grads = self.all_reduce_gradients(&accumulated)?;
+        let mut loss_arr = [loss_sum];
+        self.comm.all_reduce_f64(&mut loss_arr)?;
+        let loss = loss_arr[0];
+        let norm_value = grads.global_norm()?;
+        let iterations = cfg.num_iterations as f64;
+        report.loss += loss / iterations;
+        report.grad_norm += norm_value / iterations;
+        let bad = if !loss.is_finite() {
+            Some("loss")
+        } else if !norm_value.is_finite() {
+            Some("gradient norm")
+        } else {
+            None
+        };
+        if let Some(what) = bad {
+            self.state.consecutive_nonfinite += 1;
+            let reason = format!(
+                "non-finite {what} (loss {loss}, grad norm {norm_value}) at step {step}: update skipped, weights unchanged"
+            );
+            tracing::error!("{reason}");
+            progress(&TrainEvent::StepSkipped { step, reason: &reason });
+            if self.state.consecutive_nonfinite >= cfg.max_nonfinite_steps {
+                return Err(Error::NonFinite { step, what, consecutive: self.state.consecutive_nonfinite });
+            }
+            report.skipped = Some(reason);
+            return Ok(false);
+        }
+        if cfg.max_grad_norm > 0.0 {
+            grads.clip_global_norm(cfg.max_grad_norm)?;
+        }
+        let schedule = LrSchedule {
+            kind: cfg.lr_scheduler,
+            warmup_steps: cfg.warmup_steps,
+            total_steps: cfg.total_updates(),
+            min_lr_ratio: 0.0,
+        };
+        let lr = schedule.lr(cfg.learning_rate, self.state.updates);
+        self.optimizer.step(&grads, lr)?;
+        self.state.updates += 1;
+        report.updates += 1;
+        report.learning_rate = lr;
+        Ok(true)
+    }
+
+    /// Sums the loss statistics and the entropy over ranks.
+    fn finish_report(&self, mut report: UpdateReport, entropy_sum: f64) -> Result<UpdateReport> {
         let mut global = report.stats.to_array().to_vec();
         global.push(entropy_sum);
         self.comm.all_reduce_f64(&mut global)?;
@@ -767,6 +911,24 @@ impl<P: Policy> Trainer<P> {
         // Over the completions trained on (NaN, logged as null, when every advantage was 0).
         report.entropy = if report.stats.tokens > 0.0 { entropy_sum / report.stats.tokens } else { f64::NAN };
         Ok(report)
+    }
+}
+
+impl<P: Policy> Trainer<P> {
+    /// The gradients summed over ranks, one for every parameter in [`Policy::parameters`] order
+    /// (zeros for a parameter no micro-batch reached), so every rank reduces the same tensors in
+    /// the same order.
+    fn all_reduce_gradients(&self, acc: &Gradients) -> Result<Gradients> {
+        let mut out = Gradients::new();
+        for p in &self.params {
+            let g = match acc.get(p) {
+                Some(g) => g.contiguous()?,
+                None => p.as_tensor().zeros_like()?,
+            };
+            self.comm.all_reduce_sum(&g)?;
+            out.set(p, g)?;
+        }
+        Ok(out)
     }
 }
 
@@ -781,16 +943,16 @@ fn differing_keys(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
     a.iter().filter(|(k, v)| *k != "steps" && b.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect()
 }
 
-fn check_scores(out: &TokenLogProbs, step: u64, rows: usize, width: usize) -> Result<()> {
+fn check_scores(out: &TokenScores, step: u64, rows: usize, width: usize) -> Result<()> {
     let expected = [rows, width];
-    if out.logp.dims() != expected || out.entropy.dims() != expected {
+    if out.logprobs.dims() != expected || out.entropies.dims() != expected {
         return Err(Error::Policy {
             step,
             during: "computing log-probs",
             message: format!(
                 "expected {expected:?}, got logp {:?} and entropy {:?}",
-                out.logp.dims(),
-                out.entropy.dims()
+                out.logprobs.dims(),
+                out.entropies.dims()
             ),
         });
     }

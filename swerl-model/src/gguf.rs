@@ -3,6 +3,7 @@
 //! half-split RoPE applies), and the tokenizer rebuilt from `tokenizer.ggml.*` metadata.
 
 use std::collections::HashMap;
+use std::io::Seek;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -17,6 +18,7 @@ use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::chat::{ChatTemplate, SpecialTokens};
+
 use crate::config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
 use crate::error::{Error, Result};
 use crate::tokenizer::{Tokenizer, tok_err};
@@ -45,7 +47,13 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut file = fs_err::File::open(&path).map_err(|e| Error::io(&path, e))?.into_parts().0;
-        let content = Content::read(&mut file)
+        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        crate::gguf_check::check_header(&mut file, len)
+            .map_err(|message| Error::InvalidGguf { path: path.clone(), message })?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(&path, e))?;
+        // candle's reader may still panic on a malformed header: a malformed file is an error.
+        let content = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut file)))
+            .map_err(|_| Error::InvalidGguf { path: path.clone(), message: "malformed header".into() })?
             .map_err(|e| Error::InvalidGguf { path: path.clone(), message: e.to_string() })?;
         Ok(Self { path, content, file })
     }
@@ -132,7 +140,7 @@ impl GgufFile {
                 .content
                 .tensor_infos
                 .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0])
+                .and_then(|t| t.shape.dims().first().copied())
                 .ok_or_else(|| self.bad("cannot tell the vocabulary size"))?,
         };
         let tied = !self.content.tensor_infos.contains_key("output.weight");
@@ -220,7 +228,7 @@ impl GgufFile {
                 .map_err(|e| self.bad(format!("tensor `{gguf}`: {e}")))?;
             let t = q.dequantize(device).map_err(|e| self.bad(format!("dequantizing `{gguf}`: {e}")))?;
             let t = match permute_heads {
-                Some(heads) => unpermute(&t, heads)?,
+                Some(heads) => unpermute(&t, heads).map_err(|e| self.bad(format!("tensor `{gguf}`: {e}")))?,
                 None => t,
             };
             out.insert(hf, t);
@@ -380,19 +388,30 @@ fn value_u64(v: &Value) -> Option<u64> {
 /// llama.cpp's converter reorders the rows of each Q/K head from `[first half; second half]`
 /// to interleaved pairs; this restores the Hugging Face order.
 pub(crate) fn unpermute(t: &Tensor, heads: usize) -> Result<Tensor> {
-    let dims = t.dims().to_vec();
-    let rows = dims[0];
-    let rest: usize = dims[1..].iter().product();
-    let hd = rows / heads;
+    let (dims, rest, hd) = head_layout(t, heads)?;
     Ok(t.reshape((heads, hd / 2, 2, rest))?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
+}
+
+/// `(dims, product of the non-row dims, rows per head)` of a Q/K weight split into `heads`
+/// heads of an even size; an error (never a panic) for any other shape.
+fn head_layout(t: &Tensor, heads: usize) -> Result<(Vec<usize>, usize, usize)> {
+    let dims = t.dims().to_vec();
+    let Some((&rows, rest)) = dims.split_first() else {
+        return Err(Error::arg("tensor", "a scalar where a Q/K weight matrix was expected".to_owned()));
+    };
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
+        return Err(Error::arg(
+            "tensor",
+            format!("shape {dims:?} does not split into {heads} heads of an even size"),
+        ));
+    }
+    let rest = rest.iter().product();
+    Ok((dims.clone(), rest, rows / heads))
 }
 
 /// What llama.cpp's converter does to the rows of Q and K (the inverse of what loading undoes);
 /// used to write GGUF files, e.g. in tests.
 pub fn permute_for_gguf(t: &Tensor, heads: usize) -> Result<Tensor> {
-    let dims = t.dims().to_vec();
-    let rows = dims[0];
-    let rest: usize = dims[1..].iter().product();
-    let hd = rows / heads;
+    let (dims, rest, hd) = head_layout(t, heads)?;
     Ok(t.reshape((heads, 2, hd / 2, rest))?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
 }

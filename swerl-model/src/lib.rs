@@ -73,7 +73,10 @@
 //! - [`mod@load`]: [`load()`] from a directory, Hub id or GGUF; [`hub`], [`gguf`]: those sources.
 //! - [`save`]: [`save_pretrained`] in Hugging Face layout.
 //! - [`tokenizer`]: [`Tokenizer`], [`DecodeStream`]; [`chat`]: [`ChatTemplate`] (minijinja).
-//! - [`device`]: [`parse_device`], [`parse_dtype`]; [`testing`]: tiny checkpoints for tests.
+//! - [`device`]: [`parse_device`], [`parse_dtype`].
+//!
+//! Test support (tiny checkpoints written through the real savers) is not public API: it is
+//! compiled only with the `testing` feature, which the workspace's tests turn on.
 //!
 //! # Features
 //!
@@ -88,6 +91,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+mod gguf_check;
 pub mod grads;
 pub mod hub;
 pub mod load;
@@ -96,6 +100,8 @@ pub mod model;
 pub mod optim;
 pub mod sampling;
 pub mod save;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod testing;
 pub mod tokenizer;
 pub mod train;

@@ -57,3 +57,37 @@ impl FormatError {
     /// The reward of a badly formatted completion.
     pub const REWARD: f64 = -1.0;
 }
+
+/// What can fail in this crate's I/O and parsing helpers (loading RL instances, reading
+/// patches). Scoring itself never fails: a badly formatted completion is a [`FormatError`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A data set holds no usable RL instance.
+    #[error("no usable RL instance in {path} ({skipped} malformed record(s) skipped)")]
+    EmptyDataset {
+        /// The file.
+        path: std::path::PathBuf,
+        /// How many records were skipped as malformed.
+        skipped: usize,
+    },
+
+    /// A unified diff is malformed or touches no file.
+    #[error("invalid patch: {message}")]
+    InvalidPatch {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -50,6 +50,9 @@
 //! - [`unidiff`]: the second entry point, comparing `git diff` texts ([`unidiff::unidiff_reward`]).
 //! - The crate root: parsing, applying edits, patches, similarity, [`Scorer`] (reuses the
 //!   oracle's work across the completions of a GRPO group) and [`git_diff`] (SWE-bench patches).
+//! - The format the reward is defined over, shared by the miner, the trainer and the evaluation:
+//!   [`RlInstance`] and its JSONL loader [`Dataset`]; the paper's prompt ([`build_messages`],
+//!   [`SYSTEM_PROMPT`], [`EDIT_INSTRUCTIONS`]) as [`ChatMessage`]s.
 
 pub mod batch;
 pub mod difflib;
@@ -60,14 +63,18 @@ mod apply;
 mod error;
 mod files;
 mod gitpatch;
+mod instance;
 mod parse;
+mod prompt;
 mod score;
 mod similarity;
 
 pub use apply::apply_edits;
-pub use error::FormatError;
+pub use error::{Error, FormatError, Result};
 pub use files::FileMap;
 pub use gitpatch::git_diff;
+pub use instance::{Dataset, RlInstance, SkippedRecord};
+pub use prompt::{ChatMessage, EDIT_INSTRUCTIONS, SYSTEM_PROMPT, build_messages};
 pub use parse::{
     EDIT_BLOCK_PATTERN, Edit, FileEdits, ParsedOutput, SOLUTION_END, SOLUTION_START, THINK_END, THINK_START,
     parse_output,

@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::error::Error;
 use crate::pystr;
 use crate::similarity::{Similarity, change_similarities};
 
@@ -105,6 +106,111 @@ pub fn file_level_diff(patch: &str, dialect: Dialect) -> BTreeMap<String, String
         result.insert(path, pystr::strip(&content).to_owned());
     }
     result
+}
+
+/// Path -> content maps of the files a diff touches, as far as the diff shows them:
+/// `(before, after)`. For each file, the context and removed lines of its hunks, in order, form
+/// a partial "before" file, and the context and added lines the "after" file, which is exactly
+/// the diff applied to the partial file. New files have no "before"; deleted files become empty
+/// "after" files; binary files, renames without content changes and mode changes are left out.
+///
+/// Parsed by the same parser as the reward ([`Dialect::V1`]); a diff that parser rejects, or one
+/// that touches no text file, is [`Error::InvalidPatch`].
+///
+/// ```
+/// let diff = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -3,2 +3,2 @@ def f():\n     y = 1\n-    return y\n+    return y + 1\n";
+/// let (before, after) = swerl_reward::unidiff::partial_files(diff)?;
+/// assert_eq!(before["x.py"], "    y = 1\n    return y\n");
+/// assert_eq!(after["x.py"], "    y = 1\n    return y + 1\n");
+/// # Ok::<(), swerl_reward::Error>(())
+/// ```
+pub fn partial_files(patch: &str) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), Error> {
+    let files = parse_patch_set(patch, Dialect::V1)
+        .map_err(|Unparsable| Error::InvalidPatch { message: "not a unified diff the parser accepts".into() })?;
+    let mut before = BTreeMap::new();
+    let mut after = BTreeMap::new();
+    // Files without hunks count only when created or deleted empty (renames and mode changes
+    // show no content).
+    let created_or_deleted =
+        |f: &PatchedFile| f.source.as_deref() == Some(DEV_NULL) || f.target.as_deref() == Some(DEV_NULL);
+    for file in files.iter().filter(|f| !f.binary && (!f.hunks.is_empty() || created_or_deleted(f))) {
+        let side = |name: Option<&str>, prefix: &str| -> Option<String> {
+            let name = name?;
+            if name == DEV_NULL {
+                return None;
+            }
+            Some(name.strip_prefix(prefix).unwrap_or(name).to_owned())
+        };
+        let (old, new) = (side(file.source.as_deref(), "a/"), side(file.target.as_deref(), "b/"));
+        let (mut b, mut a) = (String::new(), String::new());
+        for hunk in &file.hunks {
+            hunk_sides(hunk, &mut b, &mut a);
+        }
+        match (old, new) {
+            (None, Some(new)) => {
+                after.insert(new, a);
+            }
+            (Some(old), None) => {
+                before.insert(old.clone(), b);
+                after.insert(old, String::new());
+            }
+            (Some(old), Some(new)) => {
+                before.insert(old, b);
+                after.insert(new, a);
+            }
+            (None, None) => {}
+        }
+    }
+    if after.is_empty() {
+        return Err(Error::InvalidPatch { message: "the patch touches no text file".into() });
+    }
+    Ok((before, after))
+}
+
+/// Appends one hunk's (`str(hunk)`) old side to `before` and new side to `after`.
+fn hunk_sides(hunk: &str, before: &mut String, after: &mut String) {
+    let strip = |s: &mut String| {
+        if s.ends_with('\n') {
+            s.pop();
+        }
+    };
+    let mut last = ' ';
+    for line in lines(hunk).skip(1) {
+        let mut chars = line.chars();
+        match chars.next() {
+            Some(' ') => {
+                let body = if chars.as_str().is_empty() { "\n" } else { chars.as_str() };
+                before.push_str(body);
+                after.push_str(body);
+                last = ' ';
+            }
+            Some('-') => {
+                before.push_str(chars.as_str());
+                last = '-';
+            }
+            Some('+') => {
+                after.push_str(chars.as_str());
+                last = '+';
+            }
+            // "\ No newline at end of file": the line before it had no newline.
+            Some('\\') => match last {
+                '-' => strip(before),
+                '+' => strip(after),
+                _ => {
+                    strip(before);
+                    strip(after);
+                }
+            },
+            // An empty context line (its leading space stripped), or a blank line the parser
+            // kept after the hunk.
+            Some('\r' | '\n') => {
+                before.push_str(line);
+                after.push_str(line);
+                last = ' ';
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The unified-diff reward (the reference's `calculate_reward_unidiff`): later diffs override
@@ -228,13 +334,7 @@ fn int_value(digits: &str) -> u128 {
 /// `PatchSet(text)`: the files of a diff, or [`Unparsable`] where the reference raises.
 fn parse_patch_set(text: &str, dialect: Dialect) -> Result<Vec<PatchedFile>, Unparsable> {
     let p = &*PATTERNS;
-    let mut files: Vec<PatchedFile> = Vec::new();
-    let mut current: Option<usize> = None;
-    let mut in_patch_info = false;
-    // The reference's pending `source_file` / `source_timestamp` locals. In 0.7.5 they outlive
-    // their file and are unbound (a crash the reference catches) until first assigned.
-    let mut source_file: Option<String> = None;
-    let mut source_timestamp: Option<Option<String>> = None;
+    let mut parser = PatchParser::new(dialect);
     let mut iter = lines(text);
     while let Some(line) = iter.next() {
         let git_header = match dialect {
@@ -244,138 +344,156 @@ fn parse_patch_set(text: &str, dialect: Dialect) -> Result<Vec<PatchedFile>, Unp
         .or_else(|| p.git_header_uri.captures(line))
         .or_else(|| p.git_header_no_prefix.captures(line));
         if let Some(caps) = git_header {
-            let source = caps["source"].to_owned();
-            source_file = Some(source.clone());
-            files.push(PatchedFile {
-                source: Some(source),
-                target: Some(caps["target"].to_owned()),
-                binary: false,
-                hunks: Vec::new(),
-            });
-            current = Some(files.len() - 1);
-            in_patch_info = true;
-            continue;
+            parser.git_header(caps["source"].to_owned(), caps["target"].to_owned());
+        } else if mode_line(line, "new file mode ") {
+            parser.patch_info_file()?.source = Some(DEV_NULL.to_owned());
+        } else if mode_line(line, "deleted file mode ") {
+            parser.patch_info_file()?.target = Some(DEV_NULL.to_owned());
+        } else if let Some((name, timestamp)) = file_header(line, "--- ", dialect) {
+            // unidiff 1.0's mode and index lines only record modes and would otherwise fall
+            // through to the patch-info branch, which keeps them the same way.
+            parser.source_header(name, timestamp);
+        } else if let Some((name, _)) = file_header(line, "+++ ", dialect) {
+            parser.target_header(name)?;
+        } else if let Some(caps) = p.hunk_header.captures(line) {
+            parser.in_patch_info = false;
+            let idx = parser.current.ok_or(Unparsable)?;
+            let hunk = parse_hunk(&caps, &mut iter)?;
+            parser.files[idx].hunks.push(hunk);
+        } else if line.starts_with("\\ No newline at end of file") {
+            let idx = parser.current.ok_or(Unparsable)?;
+            let last = parser.files[idx].hunks.last_mut().ok_or(Unparsable)?;
+            last.push_str("\\ No newline at end of file\n");
+        } else if !(line == "\n" && parser.blank_line()?) {
+            parser.patch_info(line)?;
         }
-        if mode_line(line, "new file mode ") {
-            match current {
-                Some(idx) if in_patch_info => files[idx].source = Some(DEV_NULL.to_owned()),
-                _ => return Err(Unparsable),
+    }
+    Ok(parser.files)
+}
+
+/// The state of the reference's `PatchSet._parse` loop.
+struct PatchParser {
+    dialect: Dialect,
+    files: Vec<PatchedFile>,
+    current: Option<usize>,
+    in_patch_info: bool,
+    /// The reference's pending `source_file` / `source_timestamp` locals. In 0.7.5 they outlive
+    /// their file and are unbound (a crash the reference catches) until first assigned.
+    source_file: Option<String>,
+    source_timestamp: Option<Option<String>>,
+}
+
+impl PatchParser {
+    fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            files: Vec::new(),
+            current: None,
+            in_patch_info: false,
+            source_file: None,
+            source_timestamp: None,
+        }
+    }
+
+    /// `diff --git a/X b/Y`: a new file, in its patch info.
+    fn git_header(&mut self, source: String, target: String) {
+        self.source_file = Some(source.clone());
+        self.files.push(PatchedFile { source: Some(source), target: Some(target), binary: false, hunks: Vec::new() });
+        self.current = Some(self.files.len() - 1);
+        self.in_patch_info = true;
+    }
+
+    /// The file whose patch info a `new file mode` / `deleted file mode` line belongs to.
+    fn patch_info_file(&mut self) -> Result<&mut PatchedFile, Unparsable> {
+        match self.current {
+            Some(idx) if self.in_patch_info => Ok(&mut self.files[idx]),
+            _ => Err(Unparsable),
+        }
+    }
+
+    /// `--- name`: remembered for the `+++` line; may end the current file.
+    fn source_header(&mut self, name: &str, timestamp: Option<&str>) {
+        self.source_file = Some(name.to_owned());
+        self.source_timestamp = Some(timestamp.map(str::to_owned));
+        if let Some(idx) = self.current {
+            let reset = match self.dialect {
+                Dialect::V1 => !self.in_patch_info,
+                Dialect::V0_7 => self.files[idx].source.as_deref() != Some(name),
+            };
+            if reset {
+                self.current = None;
             }
-            continue;
         }
-        if mode_line(line, "deleted file mode ") {
-            match current {
-                Some(idx) if in_patch_info => files[idx].target = Some(DEV_NULL.to_owned()),
-                _ => return Err(Unparsable),
-            }
-            continue;
+    }
+
+    /// `+++ name`: confirms the current file, or starts one from the pending `---` name.
+    fn target_header(&mut self, name: &str) -> Result<(), Unparsable> {
+        if let Some(idx) = self.current {
+            return if self.files[idx].target.as_deref() != Some(name) { Err(Unparsable) } else { Ok(()) };
         }
-        // unidiff 1.0's mode and index lines only record modes and would otherwise fall through
-        // to the patch-info branch, which keeps them the same way: nothing to do here.
-        if let Some((name, timestamp)) = file_header(line, "--- ", dialect) {
-            source_file = Some(name.to_owned());
-            source_timestamp = Some(timestamp.map(str::to_owned));
-            if let Some(idx) = current {
-                let reset = match dialect {
-                    Dialect::V1 => !in_patch_info,
-                    Dialect::V0_7 => files[idx].source.as_deref() != Some(name),
-                };
-                if reset {
-                    current = None;
-                }
-            }
-            continue;
-        }
-        if let Some((name, _)) = file_header(line, "+++ ", dialect) {
-            if let Some(idx) = current {
-                if files[idx].target.as_deref() != Some(name) {
+        let source = match self.dialect {
+            Dialect::V1 => self.source_file.take().ok_or(Unparsable)?,
+            // Unbound `source_file` or `source_timestamp`: UnboundLocalError.
+            Dialect::V0_7 => {
+                if self.source_timestamp.is_none() {
                     return Err(Unparsable);
                 }
-                continue;
+                self.source_file.clone().ok_or(Unparsable)?
             }
-            let source = match dialect {
-                Dialect::V1 => source_file.take().ok_or(Unparsable)?,
-                // Unbound `source_file` or `source_timestamp`: UnboundLocalError.
-                Dialect::V0_7 => {
-                    if source_timestamp.is_none() {
-                        return Err(Unparsable);
-                    }
-                    source_file.clone().ok_or(Unparsable)?
-                }
-            };
-            if dialect == Dialect::V1 {
-                source_timestamp = None;
+        };
+        if self.dialect == Dialect::V1 {
+            self.source_timestamp = None;
+        }
+        self.files.push(PatchedFile { source: Some(source), target: Some(name.to_owned()), binary: false, hunks: Vec::new() });
+        self.current = Some(self.files.len() - 1);
+        self.in_patch_info = false;
+        Ok(())
+    }
+
+    /// A blank line after hunks belongs to the last hunk (true: consumed); without hunks 1.0
+    /// treats it as patch info and 0.7.5 raises.
+    fn blank_line(&mut self) -> Result<bool, Unparsable> {
+        let Some(idx) = self.current else { return Ok(false) };
+        match self.files[idx].hunks.last_mut() {
+            Some(hunk) => {
+                hunk.push('\n');
+                Ok(true)
             }
-            files.push(PatchedFile {
-                source: Some(source),
-                target: Some(name.to_owned()),
-                binary: false,
-                hunks: Vec::new(),
-            });
-            current = Some(files.len() - 1);
-            in_patch_info = false;
-            continue;
+            None if self.dialect == Dialect::V0_7 => Err(Unparsable),
+            None => Ok(false),
         }
-        if let Some(caps) = p.hunk_header.captures(line) {
-            in_patch_info = false;
-            let idx = current.ok_or(Unparsable)?;
-            let hunk = parse_hunk(&caps, &mut iter)?;
-            files[idx].hunks.push(hunk);
-            continue;
+    }
+
+    /// Any other line is patch info: it ends the current file's hunks, and may mark a binary
+    /// file.
+    fn patch_info(&mut self, line: &str) -> Result<(), Unparsable> {
+        if !self.in_patch_info {
+            self.current = None;
+            self.in_patch_info = true;
         }
-        if line.starts_with("\\ No newline at end of file") {
-            let idx = current.ok_or(Unparsable)?;
-            let last = files[idx].hunks.last_mut().ok_or(Unparsable)?;
-            last.push_str("\\ No newline at end of file\n");
-            continue;
-        }
-        if line == "\n"
-            && let Some(idx) = current
-        {
-            // A blank line after hunks belongs to the last hunk; without hunks 1.0 treats it as
-            // patch info and 0.7.5 raises.
-            match files[idx].hunks.last_mut() {
-                Some(hunk) => {
-                    hunk.push('\n');
-                    continue;
-                }
-                None if dialect == Dialect::V0_7 => return Err(Unparsable),
-                None => {}
-            }
-        }
-        // Anything else is patch info.
-        if !in_patch_info {
-            current = None;
-            in_patch_info = true;
-        }
-        if let Some(caps) = p.binary.captures(line) {
+        if let Some(caps) = PATTERNS.binary.captures(line) {
             let source = caps["source"].to_owned();
             let target = caps.name("target").map(|m| m.as_str().to_owned());
-            let target = match dialect {
+            let target = match self.dialect {
                 Dialect::V1 => Some(target.unwrap_or_else(|| source.clone())),
                 Dialect::V0_7 => target,
             };
-            source_file = Some(source.clone());
-            match current {
-                Some(idx) => files[idx].binary = true,
-                None => {
-                    files.push(PatchedFile { source: Some(source), target, binary: true, hunks: Vec::new() })
-                }
+            self.source_file = Some(source.clone());
+            match self.current {
+                Some(idx) => self.files[idx].binary = true,
+                None => self.files.push(PatchedFile { source: Some(source), target, binary: true, hunks: Vec::new() }),
             }
-            in_patch_info = false;
-            current = None;
-            continue;
-        }
-        if line == "GIT binary patch\n" {
+            self.in_patch_info = false;
+            self.current = None;
+        } else if line == "GIT binary patch\n" {
             // 0.7.5 crashes with AttributeError and 1.0 raises: both mean "unparsable".
-            let idx = current.ok_or(Unparsable)?;
-            files[idx].binary = true;
-            in_patch_info = false;
-            current = None;
-            continue;
+            let idx = self.current.ok_or(Unparsable)?;
+            self.files[idx].binary = true;
+            self.in_patch_info = false;
+            self.current = None;
         }
+        Ok(())
     }
-    Ok(files)
 }
 
 /// `PatchedFile._parse_hunk`: consumes the hunk's lines and returns `str(hunk)`.
@@ -445,6 +563,26 @@ fn parse_hunk<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PATCH: &str = "diff --git a/src/m.py b/src/m.py\n--- a/src/m.py\n+++ b/src/m.py\n@@ -10,4 +10,4 @@ def f():\n     x = 1\n-    return x\n+    return x + 1\n \n def g():\n@@ -40,2 +40,3 @@ def h():\n     pass\n+    # done\n     return\ndiff --git a/new.txt b/new.txt\nnew file mode 100644\n--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+hello\n\\ No newline at end of file\n";
+
+    #[test]
+    fn partial_files_reconstruct_both_sides() {
+        let (before, after) = partial_files(PATCH).unwrap();
+        assert_eq!(before["src/m.py"], "    x = 1\n    return x\n\ndef g():\n    pass\n    return\n");
+        assert_eq!(after["src/m.py"], "    x = 1\n    return x + 1\n\ndef g():\n    pass\n    # done\n    return\n");
+        assert!(!before.contains_key("new.txt"));
+        assert_eq!(after["new.txt"], "hello");
+        let deleted = "diff --git a/d.py b/d.py\ndeleted file mode 100644\n--- a/d.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n";
+        let (before, after) = partial_files(deleted).unwrap();
+        assert_eq!((before["d.py"].as_str(), after["d.py"].as_str()), ("x\n", ""));
+    }
+
+    #[test]
+    fn partial_files_reject_what_is_not_a_diff() {
+        assert!(matches!(partial_files("not a diff"), Err(Error::InvalidPatch { .. })));
+        assert!(partial_files("--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n-a\n+b\n").is_err());
+    }
 
     #[test]
     fn rename_gets_a_header_and_source_path() {

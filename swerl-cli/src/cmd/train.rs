@@ -13,9 +13,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::model_args::ModelArgs;
 use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::{
-    Dataset, ImportanceLevel, LossType, LrSchedule, Phase, PromptOverflow, ScaleRewards, SweRlEnvironment,
-    TrainConfig, TrainEvent, Trainer,
+    ImportanceLevel, LossType, Phase, PromptOverflow, ScaleRewards, SweRlEnvironment, TrainConfig, TrainEvent,
+    Trainer,
 };
+use swerl_model::ScheduleKind;
+use swerl_reward::Dataset;
 
 /// Arguments of `swerl train`.
 #[derive(Debug, clap::Args)]
@@ -122,8 +124,8 @@ struct Overrides {
     #[arg(long)]
     max_grad_norm: Option<f64>,
     /// `constant`, `linear` or `cosine` [default: constant].
-    #[arg(long, value_parser = parse_enum::<LrSchedule>)]
-    lr_scheduler: Option<LrSchedule>,
+    #[arg(long, value_parser = parse_enum::<ScheduleKind>)]
+    lr_scheduler: Option<ScheduleKind>,
     /// Warm-up updates [default: 0].
     #[arg(long)]
     warmup_steps: Option<u64>,

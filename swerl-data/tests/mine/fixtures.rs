@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Repository, Signature, Time};
 use serde_json::json;
 
-/// `shared/data` beside the repository (CI clones the project next to `shared/`).
-pub(crate) fn shared_data() -> PathBuf {
-    if let Some(p) = std::env::var_os("SWERL_SHARED_DATA") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+/// The real samples vendored in the repository (`tests/data` at the workspace root).
+pub(crate) fn vendored_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+}
+
+/// The opt-in bigger data set (`SWERL_SHARED_DATA`, same layout as `tests/data`), if set.
+pub(crate) fn shared_data() -> Option<PathBuf> {
+    std::env::var_os("SWERL_SHARED_DATA").map(PathBuf::from)
 }
 
 /// Writes lines as one gzip member per chunk of `per_member` lines (multi-member file).

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use swerl_data::{EventInputs, Miner, PrRecord};
 
-use crate::fixtures::shared_data;
+use crate::fixtures::vendored_data;
 
 #[derive(serde::Deserialize)]
 struct Golden {
@@ -24,8 +24,8 @@ fn real_events_give_the_independently_counted_prs_and_links() -> anyhow::Result<
         env!("CARGO_MANIFEST_DIR"),
         "/tests/golden/gharchive_2021-07-21.json"
     )))?;
-    let dir = shared_data().join("gharchive");
-    anyhow::ensure!(dir.is_dir(), "{} missing (set SWERL_SHARED_DATA)", dir.display());
+    let dir = vendored_data().join("gharchive");
+    anyhow::ensure!(dir.is_dir(), "{} missing", dir.display());
     let out = tempfile::tempdir()?;
     let summary =
         Miner::builder().build()?.run(&EventInputs { paths: vec![dir], ..Default::default() }, out.path())?;

@@ -254,7 +254,7 @@ fn merge_rebase_squash_and_trimmed_prs_become_instances() -> anyhow::Result<()> 
     assert_eq!(p11.title, "Return empty string");
     assert_eq!(p11.body, "Fixes #10");
     let insts: Vec<Instance> = read_jsonl(&out.join("instances.jsonl"))?;
-    let ids: Vec<&str> = insts.iter().map(|i| i.instance_id.as_str()).collect();
+    let ids: Vec<&str> = insts.iter().map(|i| i.rl.instance_id.as_str()).collect();
     // Sorted by repository, then PR number.
     assert_eq!(ids, ["acme__widget-7", "acme__widget-9", "acme__widget-11"], "{:?}", summary.instances);
 
@@ -262,19 +262,19 @@ fn merge_rebase_squash_and_trimmed_prs_become_instances() -> anyhow::Result<()> 
     assert_eq!(i7.merge_kind, MergeKind::Head);
     assert_eq!(i7.base_commit, s.base0);
     assert_eq!(i7.linked_issues, vec![6]); // from a commit message
-    assert_eq!(i7.problem_statement, "parse(None) crashes\nTypeError: NoneType\n");
+    assert_eq!(i7.rl.problem_statement, "parse(None) crashes\nTypeError: NoneType\n");
     assert!(i7.patch.contains("rename from src/old_name.py\nrename to src/new_name.py\n"), "{}", i7.patch);
     assert!(i7.patch.contains("diff --git a/src/dead.py b/src/dead.py\ndeleted file mode 100644\n"));
     assert!(i7.patch.contains("Binary files a/logo.png and b/logo.png differ"), "{}", i7.patch);
     assert!(i7.test_patch.starts_with("diff --git a/tests/test_parser.py b/tests/test_parser.py\n"));
     assert!(!i7.patch.contains("\nindex "));
-    let ctx: Vec<&str> = i7.code_context.keys().map(String::as_str).collect();
+    let ctx: Vec<&str> = i7.rl.code_context.keys().map(String::as_str).collect();
     assert_eq!(ctx, ["src/dead.py", "src/old_name.py", "src/parser.py", "src/util.py"]);
     assert_eq!(i7.relevant_files, ["src/util.py"]); // imported by the changed parser
-    assert_eq!(i7.oracle_new_content["src/dead.py"], "");
-    assert_eq!(i7.oracle_new_content["src/old_name.py"], "");
-    assert!(i7.oracle_new_content["src/new_name.py"].contains("return 33"));
-    assert!(!i7.oracle_new_content.contains_key("logo.png") && !i7.code_context.contains_key("logo.png"));
+    assert_eq!(i7.rl.oracle_new_content["src/dead.py"], "");
+    assert_eq!(i7.rl.oracle_new_content["src/old_name.py"], "");
+    assert!(i7.rl.oracle_new_content["src/new_name.py"].contains("return 33"));
+    assert!(!i7.rl.oracle_new_content.contains_key("logo.png") && !i7.rl.code_context.contains_key("logo.png"));
     assert_eq!(i7.commits.len(), 2);
 
     let i9 = &insts[1];

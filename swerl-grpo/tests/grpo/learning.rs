@@ -2,9 +2,9 @@
 //! above chance within a bounded number of steps; with the advantage sign flipped it does not.
 
 use anyhow::Result;
-use swerl_grpo::{AdamW, AdamWConfig, LossType, TrainConfig, Trainer};
+use swerl_grpo::{LossType, TrainConfig, Trainer};
 
-use crate::toy::{Bigram, TargetTask, VOCAB};
+use crate::toy::{Bigram, bigram_trainer, TargetTask, VOCAB};
 
 fn config(steps: u64, loss_type: LossType) -> TrainConfig {
     TrainConfig {
@@ -28,7 +28,7 @@ fn run(sign: f64, loss_type: LossType) -> Result<(f64, f64)> {
     let cfg = config(40, loss_type);
     let task = TargetTask::new(16, cfg.max_new_tokens, sign);
     let mut trainer =
-        Trainer::new(cfg, Bigram::new(), Box::new(AdamW::new(AdamWConfig::default())), dir.path())?;
+        bigram_trainer(cfg, dir.path())?;
     let summary = trainer.train(&task, &mut |_| {})?;
     let rewards: Vec<f64> = summary.steps.iter().map(|m| sign * m.reward).collect();
     let last = rewards[rewards.len() - 3..].iter().sum::<f64>() / 3.0;

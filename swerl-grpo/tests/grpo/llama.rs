@@ -8,9 +8,11 @@ use std::path::Path;
 use anyhow::Result;
 use swerl_grpo::llama::{LlamaPolicy, ModelSettings};
 use swerl_grpo::{
-    ChatEncoder, ChatMessage, Dataset, Environment, Generation, PreparedPrompt, PromptOverflow,
-    RewardOutcome, RlInstance, StepMetrics, SweRlEnvironment, TrainConfig, Trainer, read_metrics,
+    ChatEncoder, Environment, PreparedPrompt, PromptOverflow, RewardOutcome, StepMetrics, SweRlEnvironment,
+    TrainConfig, Trainer, read_metrics,
 };
+use swerl_model::{ChatMessage, Completion};
+use swerl_reward::{Dataset, RlInstance};
 
 /// Writes a tiny random Llama with a byte-level BPE tokenizer (no merges) into `dir`.
 pub fn write_tiny_model(dir: &Path) -> Result<()> {
@@ -54,15 +56,15 @@ impl Environment for LetterTask {
         &self.prompts
     }
 
-    fn score(&self, _prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome> {
+    fn score(&self, _prompts: &[usize], completions: &[&Completion]) -> Vec<RewardOutcome> {
         completions
             .iter()
             .map(|g| {
                 // Continuous in the sampled bytes, so that groups (almost) never tie whatever
                 // the seed: the mean of each token's id modulo 7, scaled to [0, 1].
-                let n = g.tokens.len().max(1) as f64;
-                let sum: f64 = g.tokens.iter().map(|&t| f64::from(t % 7) / 6.0).sum();
-                RewardOutcome { reward: sum / n, format_error: false, reason: None }
+                let n = g.token_ids.len().max(1) as f64;
+                let sum: f64 = g.token_ids.iter().map(|&t| f64::from(t % 7) / 6.0).sum();
+                RewardOutcome::scored(sum / n)
             })
             .collect()
     }
@@ -106,7 +108,7 @@ fn swe_rl_prompts_use_the_chat_template_and_the_budget() -> Result<()> {
     let model = tmp.path().join("model");
     write_tiny_model(&model)?;
     let policy = LlamaPolicy::load(model.to_str().expect("utf-8 path"), &ModelSettings::default())?;
-    let data = Dataset { path: "mem".into(), instances: instances(3), skipped: Vec::new() };
+    let data = Dataset::from_instances("mem", instances(3));
     let (env, report) = SweRlEnvironment::new(data.clone(), &policy, 100_000, PromptOverflow::Skip)?;
     assert_eq!(report.fitted, 3);
     let text = policy.tokenizer().decode(&env.prompts()[0].tokens, false)?;

@@ -7,10 +7,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use anyhow::Result;
 use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor};
 use swerl_grpo::{
-    AdamW, AdamWConfig, Communicator, LossType, ScaleRewards, StepMetrics, TrainConfig, Trainer,
+    Communicator, LossType, ScaleRewards, StepMetrics, TrainConfig, Trainer,
 };
 
-use crate::toy::{Bigram, TargetTask};
+use crate::toy::{Bigram, bigram_trainer, TargetTask};
 
 /// Sums buffers across threads: each rank adds its values, waits, reads the total, waits.
 struct Shared {
@@ -121,12 +121,7 @@ fn close(a: &StepMetrics, b: &StepMetrics) -> bool {
 fn two_ranks_train_like_one_process() -> Result<()> {
     let task = TargetTask::new(8, 5, 1.0);
     let single_dir = tempfile::tempdir()?;
-    let mut single = Trainer::new(
-        config(),
-        Bigram::new(),
-        Box::new(AdamW::new(AdamWConfig::default())),
-        single_dir.path(),
-    )?;
+    let mut single = bigram_trainer(config(), single_dir.path())?;
     let expected = single.train(&task, &mut |_| {})?.steps;
 
     let shared = Arc::new(Shared { barrier: Barrier::new(2), sum: Mutex::new(Vec::new()) });
@@ -138,12 +133,7 @@ fn two_ranks_train_like_one_process() -> Result<()> {
                 let dir = dirs[rank].path().to_owned();
                 let task = &task;
                 s.spawn(move || {
-                    let mut t = Trainer::new(
-                        config(),
-                        Bigram::new(),
-                        Box::new(AdamW::new(AdamWConfig::default())),
-                        &dir,
-                    )
+                    let mut t = bigram_trainer(config(), &dir)
                     .unwrap()
                     .with_communicator(Box::new(comm))
                     .unwrap();

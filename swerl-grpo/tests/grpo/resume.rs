@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use swerl_grpo::{
-    AdamW, AdamWConfig, Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer, read_metrics,
+    Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer, read_metrics,
 };
 
-use crate::toy::{Bigram, TargetTask};
+use crate::toy::{Bigram, bigram_trainer, TargetTask};
 
 fn config(steps: u64) -> TrainConfig {
     TrainConfig {
@@ -24,7 +24,7 @@ fn config(steps: u64) -> TrainConfig {
         loss_type: LossType::Grpo,
         learning_rate: 0.05,
         warmup_steps: 2,
-        lr_scheduler: swerl_grpo::LrSchedule::Cosine,
+        lr_scheduler: swerl_model::ScheduleKind::Cosine,
         save_steps: 3,
         seed: 5,
         ..TrainConfig::default()
@@ -32,7 +32,7 @@ fn config(steps: u64) -> TrainConfig {
 }
 
 fn trainer(cfg: TrainConfig, dir: &std::path::Path) -> Result<Trainer<Bigram>> {
-    Ok(Trainer::new(cfg, Bigram::new(), Box::new(AdamW::new(AdamWConfig::default())), dir)?)
+    Ok(bigram_trainer(cfg, dir)?)
 }
 
 fn strip(m: Vec<StepMetrics>) -> Vec<StepMetrics> {

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use swerl_grpo::{
-    AutogradPass, Environment, FinishReason, Generation, GenerationRequest, Policy, PreparedPrompt, Result,
-    RewardOutcome, SamplingParams, TokenLogProbs, TrainPass,
+    AutogradPass, Environment, Policy, PreparedPrompt, Result, RewardOutcome, TrainConfig, TrainPass, Trainer,
 };
+use swerl_model::{Completion, FinishReason, GenerationRequest, StopReason, TokenScores};
 
 pub const VOCAB: usize = 8;
 pub const EOS: u32 = 7;
@@ -38,6 +38,14 @@ impl Bigram {
     }
 }
 
+/// A trainer over a fresh [`Bigram`] with `swerl-model`'s AdamW (no weight decay).
+pub fn bigram_trainer(config: TrainConfig, dir: impl AsRef<Path>) -> Result<Trainer<Bigram>> {
+    let policy = Bigram::new();
+    let adamw = swerl_model::AdamWConfig { weight_decay: 0.0, ..Default::default() };
+    let optimizer = swerl_model::AdamW::new(&[("table".to_owned(), policy.table.clone())], adamw)?;
+    Trainer::new(config, policy, Box::new(optimizer), dir)
+}
+
 fn splitmix(state: &mut u64) -> f64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -47,7 +55,7 @@ fn splitmix(state: &mut u64) -> f64 {
 }
 
 impl Bigram {
-    fn scores(&self, sequences: &[(&[u32], &[u32])], temperature: f64, grad: bool) -> Result<TokenLogProbs> {
+    fn scores(&self, sequences: &[(&[u32], &[u32])], temperature: f64, grad: bool) -> Result<TokenScores> {
         let b = sequences.len();
         let t = sequences.iter().map(|s| s.1.len()).max().unwrap_or(0);
         let mut prev = vec![0u32; b * t];
@@ -68,7 +76,8 @@ impl Bigram {
         let logp = logp_all.gather(&next, 1)?.reshape((b, t))?;
         let entropy = (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?.reshape((b, t))?;
         let logp = if self.poison.load(Ordering::SeqCst) { (logp * f64::NAN)? } else { logp };
-        Ok(TokenLogProbs { logp, entropy })
+        let mask = logp.ones_like()?;
+        Ok(TokenScores { logprobs: logp, entropies: entropy, mask })
     }
 }
 
@@ -77,17 +86,14 @@ impl Policy for Bigram {
         self.table.device()
     }
 
-    fn generate(
-        &mut self,
-        requests: &[GenerationRequest<'_>],
-        params: &SamplingParams,
-    ) -> Result<Vec<Generation>> {
+    fn generate(&mut self, requests: &[GenerationRequest]) -> Result<Vec<Completion>> {
         let table = self.table.as_tensor().to_vec2::<f32>()?;
         Ok(requests
             .iter()
             .map(|r| {
-                let mut rng = r.seed;
-                let mut prev = *r.prompt.last().unwrap_or(&START) as usize;
+                let params = &r.params;
+                let mut rng = params.seed.expect("the trainer seeds every request");
+                let mut prev = *r.prompt_ids.last().unwrap_or(&START) as usize;
                 let mut tokens = Vec::new();
                 let mut finish = FinishReason::Length;
                 for _ in 0..params.max_new_tokens {
@@ -107,20 +113,21 @@ impl Policy for Bigram {
                     }
                     tokens.push(next as u32);
                     if next as u32 == EOS {
-                        finish = FinishReason::Eos;
+                        finish = FinishReason::Stop;
                         break;
                     }
                     prev = next;
                 }
                 let text = tokens.iter().map(|t| char::from(b'a' + *t as u8)).collect();
-                Generation { tokens, text, finish }
+                let stop = (finish == FinishReason::Stop).then_some(StopReason::Token(EOS));
+                Completion { token_ids: tokens, text, logprobs: Vec::new(), finish_reason: finish, stop }
             })
             .collect())
     }
 
-    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenLogProbs> {
+    fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenScores> {
         let out = self.scores(sequences, temperature, false)?;
-        Ok(TokenLogProbs { logp: out.logp.detach(), entropy: out.entropy.detach() })
+        Ok(TokenScores { logprobs: out.logprobs.detach(), entropies: out.entropies.detach(), mask: out.mask })
     }
 
     fn train_forward<'a>(
@@ -128,7 +135,10 @@ impl Policy for Bigram {
         sequences: &[(&[u32], &[u32])],
         temperature: f64,
     ) -> Result<Box<dyn TrainPass + 'a>> {
-        Ok(Box::new(AutogradPass { scores: self.scores(sequences, temperature, true)? }))
+        Ok(Box::new(AutogradPass {
+            scores: self.scores(sequences, temperature, true)?,
+            params: vec![self.table.clone()],
+        }))
     }
 
     fn parameters(&self) -> Vec<Var> {
@@ -175,14 +185,10 @@ impl Environment for TargetTask {
         &self.prompts
     }
 
-    fn score(&self, _prompts: &[usize], completions: &[&Generation]) -> Vec<RewardOutcome> {
+    fn score(&self, _prompts: &[usize], completions: &[&Completion]) -> Vec<RewardOutcome> {
         completions
             .iter()
-            .map(|g| RewardOutcome {
-                reward: self.sign * Self::true_reward(&g.tokens, self.max_new_tokens),
-                format_error: false,
-                reason: None,
-            })
+            .map(|g| RewardOutcome::scored(self.sign * Self::true_reward(&g.token_ids, self.max_new_tokens)))
             .collect()
     }
 }

@@ -183,3 +183,37 @@ fn loader_errors_name_the_problem() -> Result<()> {
     assert!(err.to_string().contains("model.layers.1.mlp.down_proj.weight"), "{err}");
     Ok(())
 }
+
+/// A corrupted GGUF file is an error, never a panic: the real file truncated at many offsets
+/// and with single bytes flipped across its header and tensor table.
+#[test]
+fn corrupted_gguf_files_are_errors_not_panics() -> Result<()> {
+    let model = formula_model(&byte_config())?;
+    let dir = tempfile::tempdir()?;
+    let good = dir.path().join("tiny.gguf");
+    write_gguf(&good, &model)?;
+    let bytes = std::fs::read(&good)?;
+    let bad = dir.path().join("bad.gguf");
+    // The header, metadata and tensor infos sit in the first few KiB; the rest is weights.
+    let header = bytes.len().min(16 * 1024);
+    let mut cases: Vec<Vec<u8>> = (0..header).step_by(97).map(|n| bytes[..n].to_vec()).collect();
+    for i in (0..header).step_by(61) {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[i] ^= flip;
+            cases.push(b);
+        }
+    }
+    let mut errors = 0;
+    for case in &cases {
+        std::fs::write(&bad, case)?;
+        let outcome = std::panic::catch_unwind(|| load(bad.to_str().expect("utf-8"), &LoadOptions::default()));
+        let result = outcome.map_err(|_| anyhow::anyhow!("panic on a corrupted file of {} bytes", case.len()))?;
+        if let Err(e) = result {
+            errors += 1;
+            assert!(e.to_string().contains("bad.gguf"), "{e}");
+        }
+    }
+    assert!(errors > cases.len() / 4, "{errors} errors of {} cases", cases.len());
+    Ok(())
+}

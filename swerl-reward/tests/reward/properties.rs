@@ -171,6 +171,36 @@ proptest! {
     }
 }
 
+/// The `+`, `-` and `\` lines of a diff's hunks, in order (headers left out).
+fn change_lines(patch: &str) -> Vec<&str> {
+    patch
+        .split_inclusive('\n')
+        .filter(|l| {
+            (l.starts_with('+') && !l.starts_with("+++ "))
+                || (l.starts_with('-') && !l.starts_with("--- "))
+                || l.starts_with('\\')
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `unidiff::partial_files` (SWE-bench patches -> RL instances) round-trips with the git diff
+    /// writer: the partial files it rebuilds from a diff give back the same changes.
+    #[test]
+    fn partial_files_round_trip_with_git_diff(old in file(), new in file(), new_file in any::<bool>()) {
+        prop_assume!(old != new);
+        let before = if new_file { BTreeMap::new() } else { BTreeMap::from([("m/f.py", old.as_str())]) };
+        let after = BTreeMap::from([("m/f.py", new.as_str())]);
+        let patch = git_diff(&before, &after);
+        let (pb, pa) = swerl_reward::unidiff::partial_files(&patch).unwrap();
+        prop_assert_eq!(pb.contains_key("m/f.py"), !new_file);
+        let round_trip = git_diff(&pb, &pa);
+        prop_assert_eq!(change_lines(&round_trip), change_lines(&patch));
+    }
+}
+
 #[test]
 fn git_apply_accepts_the_patches() {
     // The real tool, on a file with a missing final newline, CRLF lines and a new file.

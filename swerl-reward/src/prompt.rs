@@ -1,15 +1,16 @@
 //! Prompts in the SWE-RL structure: a system message asking for reasoning in `<think>` and the
 //! answer in `<solution>`, then the issue, the code context as `### path` blocks and the
 //! SEARCH/REPLACE instructions with an example. The text is our own; the structure is the
-//! paper's. Rendering through the model's chat template and the context budget are the
-//! trainer's business ([`crate::PromptEncoder`]).
+//! paper's. Rendering through a model's chat template and the context budget belong to the
+//! model and the trainer.
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::RlInstance;
+use crate::instance::RlInstance;
 
-/// One chat message (`role` is `system`, `user` or `assistant`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One chat message (`{"role": ..., "content": ...}`; `role` is `system`, `user`, `assistant`,
+/// ...). The one chat-message type of swerl: the model's chat templates render it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// The speaker.
     pub role: String,
@@ -19,8 +20,23 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     /// A message with the given role.
-    pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.to_owned(), content: content.into() }
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self { role: role.into(), content: content.into() }
+    }
+
+    /// A `system` message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+
+    /// A `user` message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+
+    /// An `assistant` message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
     }
 }
 
@@ -87,7 +103,7 @@ pub fn build_messages(instance: &RlInstance, files: &[&str]) -> Vec<ChatMessage>
         }
     }
     user.push_str(EDIT_INSTRUCTIONS);
-    vec![ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", user)]
+    vec![ChatMessage::system(SYSTEM_PROMPT), ChatMessage::user(user)]
 }
 
 /// Appends `### path` and the content in a fence longer than any backtick run inside it.
@@ -149,21 +165,29 @@ fn language_hint(path: &str) -> &'static str {
     }
 }
 
-/// The order files are shown in: the context's own (sorted by path).
-pub(crate) fn all_files(instance: &RlInstance) -> Vec<&str> {
-    instance.code_context.keys().map(String::as_str).collect()
-}
+impl RlInstance {
+    /// The files a prompt shows, in the order it shows them: the context's own (sorted by path).
+    pub fn prompt_files(&self) -> Vec<&str> {
+        self.code_context.keys().map(String::as_str).collect()
+    }
 
-/// Files that may be dropped to fit the budget: those the oracle does not change, largest first.
-pub(crate) fn droppable_files(instance: &RlInstance) -> Vec<&str> {
-    let mut files: Vec<&str> = instance
-        .code_context
-        .keys()
-        .map(String::as_str)
-        .filter(|p| !instance.oracle_new_content.contains_key(*p))
-        .collect();
-    files.sort_by_key(|p| std::cmp::Reverse(instance.code_context[*p].len()));
-    files
+    /// Files that may be dropped to fit a prompt budget: those the oracle does not change,
+    /// largest first.
+    pub fn droppable_files(&self) -> Vec<&str> {
+        let mut files: Vec<&str> = self
+            .code_context
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !self.oracle_new_content.contains_key(*p))
+            .collect();
+        files.sort_by_key(|p| std::cmp::Reverse(self.code_context[*p].len()));
+        files
+    }
+
+    /// The paper's prompt for this instance with every context file (see [`build_messages`]).
+    pub fn messages(&self) -> Vec<ChatMessage> {
+        build_messages(self, &self.prompt_files())
+    }
 }
 
 #[cfg(test)]
@@ -190,7 +214,7 @@ mod tests {
     #[test]
     fn messages_have_the_paper_structure() {
         let inst = instance();
-        let m = build_messages(&inst, &all_files(&inst));
+        let m = inst.messages();
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].role, "system");
         assert!(m[0].content.contains("<think>") && m[0].content.contains("<solution>"));
@@ -216,13 +240,13 @@ mod tests {
         let context = BTreeMap::from([("mathlib/stats.py".to_owned(), before.to_owned())]);
         let oracle = BTreeMap::from([("mathlib/stats.py".to_owned(), after.to_owned())]);
         let completion = format!("<think>\nguard the empty case\n</think>\n<solution>\n{block}\n</solution>");
-        assert_eq!(swerl_reward::reward(&context, &oracle, &completion), 1.0);
+        assert_eq!(crate::reward(&context, &oracle, &completion), 1.0);
     }
 
     #[test]
     fn droppable_files_exclude_oracle_files_largest_first() {
         let mut inst = instance();
         inst.code_context.insert("z.txt".into(), "small".into());
-        assert_eq!(droppable_files(&inst), vec!["a/big.md", "z.txt"]);
+        assert_eq!(inst.droppable_files(), vec!["a/big.md", "z.txt"]);
     }
 }

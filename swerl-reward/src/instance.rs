@@ -1,4 +1,5 @@
-//! RL instances: the JSONL records GRPO trains on, loaded with per-line errors.
+//! RL instances: the JSONL records the reward scores against and GRPO trains on (what
+//! `swerl mine` writes as `instances.jsonl`), loaded with per-line errors.
 //!
 //! One JSON object per line with at least `instance_id`, `problem_statement`, `code_context`
 //! (path -> file content before the fix) and `oracle_new_content` (path -> content after the fix).
@@ -11,9 +12,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// One RL instance (the paper's: issue, code context, oracle new contents).
+///
+/// The mined instance of `swerl-data` embeds this type (its other fields sit beside these four in
+/// the same JSON object), so a line of `instances.jsonl` is an RL instance by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RlInstance {
     /// Unique id, e.g. `owner__repo-123`.
@@ -28,6 +32,7 @@ pub struct RlInstance {
 
 /// A record that could not be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SkippedRecord {
     /// 1-based line number in the file.
     pub line: usize,
@@ -35,6 +40,13 @@ pub struct SkippedRecord {
     pub instance_id: Option<String>,
     /// What is wrong.
     pub message: String,
+}
+
+impl SkippedRecord {
+    /// A record skipped at 1-based `line` (with its id when readable) because of `message`.
+    pub fn new(line: usize, instance_id: Option<String>, message: impl Into<String>) -> Self {
+        Self { line, instance_id, message: message.into() }
+    }
 }
 
 impl std::fmt::Display for SkippedRecord {
@@ -48,6 +60,7 @@ impl std::fmt::Display for SkippedRecord {
 
 /// A loaded data set: the usable instances, in file order, and what was skipped.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Dataset {
     /// Where it came from.
     pub path: PathBuf,
@@ -60,9 +73,9 @@ pub struct Dataset {
 impl Dataset {
     /// Reads a JSONL file of RL instances. I/O errors are fatal; malformed records are not.
     /// Fails with [`Error::EmptyDataset`] when no record is usable.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
-        let file = fs_err::File::open(path)?;
+        let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
         let dataset = Self::from_reader(std::io::BufReader::new(file), path)?;
         if dataset.instances.is_empty() {
             return Err(Error::EmptyDataset { path: path.to_owned(), skipped: dataset.skipped.len() });
@@ -70,18 +83,39 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// Parses JSONL from any reader; `path` only names the source in messages.
-    pub fn from_reader(reader: impl BufRead, path: &Path) -> Result<Self> {
+    /// A data set of already-built instances (duplicates are the caller's business).
+    pub fn from_instances(path: impl Into<PathBuf>, instances: Vec<RlInstance>) -> Self {
+        Self { path: path.into(), instances, skipped: Vec::new() }
+    }
+
+    /// Parses JSONL from any reader; `path` only names the source in messages. A line that is
+    /// not UTF-8 is a skipped record like any other malformed one.
+    pub fn from_reader(mut reader: impl BufRead, path: &Path) -> Result<Self, Error> {
         let mut dataset = Self { path: path.to_owned(), ..Self::default() };
         let mut seen: HashMap<String, usize> = HashMap::new();
-        for (index, line) in reader.lines().enumerate() {
-            let number = index + 1;
-            let line =
-                line.map_err(|e| std::io::Error::new(e.kind(), format!("{}:{number}: {e}", path.display())))?;
+        let mut bytes = Vec::new();
+        let mut number = 0;
+        loop {
+            bytes.clear();
+            let read = reader
+                .read_until(b'\n', &mut bytes)
+                .map_err(|source| Error::Io { path: path.to_owned(), source })?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            let line = match std::str::from_utf8(&bytes) {
+                Ok(line) => line,
+                Err(e) => {
+                    let message = format!("not valid UTF-8 ({e})");
+                    dataset.skipped.push(SkippedRecord { line: number, instance_id: None, message });
+                    continue;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            match parse_record(&line) {
+            match parse_record(line) {
                 Ok(instance) => {
                     if let Some(first) = seen.get(&instance.instance_id) {
                         dataset.skipped.push(SkippedRecord {
@@ -95,7 +129,6 @@ impl Dataset {
                     }
                 }
                 Err((instance_id, message)) => {
-                    tracing::warn!(path = %path.display(), line = number, %message, "skipping RL instance");
                     dataset.skipped.push(SkippedRecord { line: number, instance_id, message });
                 }
             }
@@ -206,5 +239,17 @@ mod tests {
         assert!(err.contains("bad.jsonl") && err.contains("1 malformed"), "{err}");
         let err = Dataset::load(dir.path().join("missing.jsonl")).unwrap_err().to_string();
         assert!(err.contains("missing.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_one_skipped_record() {
+        let mut text = br#"{"instance_id":"a","problem_statement":"p","code_context":{},"oracle_new_content":{"f":"x"}}"#.to_vec();
+        text.extend_from_slice(b"\n\xff\xfe\n");
+        text.extend_from_slice(br#"{"instance_id":"b","problem_statement":"p","code_context":{},"oracle_new_content":{"f":"x"}}"#);
+        let d = Dataset::from_reader(&text[..], Path::new("x.jsonl")).unwrap();
+        assert_eq!(d.instances.len(), 2);
+        assert_eq!(d.skipped.len(), 1);
+        assert_eq!(d.skipped[0].line, 2);
+        assert!(d.skipped[0].message.contains("UTF-8"), "{}", d.skipped[0]);
     }
 }
