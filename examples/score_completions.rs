@@ -26,7 +26,9 @@ struct Case {
 }
 
 fn main() -> Result<()> {
-    let path = std::env::args_os().nth(1).map_or_else(|| PathBuf::from("examples/reward/cases.jsonl"), PathBuf::from);
+    let path = std::env::args_os()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("examples/reward/cases.jsonl"), PathBuf::from);
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let (mut scored, mut sum) = (0, 0.0);
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

@@ -42,13 +42,22 @@ fn main() -> Result<()> {
         ..TrainConfig::default()
     };
     let dataset = Dataset::load(&data)?;
-    let (env, report) = SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
-    println!("{} prompts ({} truncated, {} skipped)", report.fitted + report.truncated, report.truncated, report.skipped.len());
+    let (env, report) =
+        SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
+    println!(
+        "{} prompts ({} truncated, {} skipped)",
+        report.fitted + report.truncated,
+        report.truncated,
+        report.skipped.len()
+    );
     let optimizer = policy.optimizer(&config)?;
     let mut trainer = Trainer::new(config, policy, optimizer, &out)?;
     let summary = trainer.train(&env, &mut |event| {
         if let TrainEvent::Step(m) = event {
-            println!("step {}: reward {:.3}, format errors {:.2}, loss {:.4}", m.step, m.reward, m.format_error_rate, m.loss);
+            println!(
+                "step {}: reward {:.3}, format errors {:.2}, loss {:.4}",
+                m.step, m.reward, m.format_error_rate, m.loss
+            );
         }
     })?;
     let last = summary.last_checkpoint.context("no checkpoint written")?;

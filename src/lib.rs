@@ -27,3 +27,8 @@ pub use swerl_data as data;
 pub use swerl_grpo as grpo;
 pub use swerl_model as model;
 pub use swerl_reward as reward;
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
             commits: None,
         };
         checked += 1;
-        let mined = match mine_pr(git, &repo, &spec, 1000)? {
+        let mined = match mine_pr(git, &repo, &spec, 1000) {
             Ok(m) => m,
             Err(why) => {
                 println!("{id}: not mined: {why:?}");

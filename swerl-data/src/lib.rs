@@ -74,3 +74,8 @@ pub use relevant::{
 };
 pub use stats::{Funnel, PrStats, Problem, ScanStats, Summary};
 pub use thread::{Comment, CommentKind, EventStamp, Issue, PullRequest, Thread};
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -14,17 +14,18 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use swerl_reward::RlInstance;
 
 use crate::archive::{HourRange, ScanConfig, Shard, discover, scan_file};
 use crate::error::{Error, Result};
 use crate::filter::{Decontamination, FilterConfig, is_noise_only};
 use crate::git::clones::CloneIndex;
 use crate::git::history::co_changes;
-use crate::git::mine::{PrSpec, Unmined, list_files, mine_pr, read_file_at};
+use crate::git::mine::{MinedPr, PrSpec, Unmined, list_files, mine_pr, read_file_at};
 use crate::git::pullindex::{PullIndex, rfc3339};
-use swerl_reward::RlInstance;
-
-use crate::instance::{Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement};
+use crate::instance::{
+    Assembled, Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement,
+};
 use crate::links::linked_issues;
 use crate::relevant::{HeuristicPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor};
 use crate::stats::{Funnel, PrStats, ScanStats, Summary};
@@ -564,6 +565,8 @@ impl Miner {
         out
     }
 
+    /// The instance of merged PR `number`, or `None` when a filter drops it (counted in
+    /// `funnel`).
     fn instance_for(
         &self,
         repo: &str,
@@ -572,127 +575,46 @@ impl Miner {
         git: Option<&git2::Repository>,
         funnel: &mut Funnel,
     ) -> Option<Instance> {
-        let f = &self.config.filters;
         let thread = threads.get(&number)?;
         let pr = thread.pr.as_ref()?;
         funnel.merged_prs += 1;
+        match self.build_instance(repo, number, thread, pr, threads, git) {
+            Ok(instance) => {
+                funnel.after_filters += 1;
+                funnel.selected += 1;
+                Some(instance)
+            }
+            Err(dropped) => {
+                dropped.count(funnel);
+                None
+            }
+        }
+    }
+
+    /// The paper's funnel for one PR as named steps: the PR itself, its changes in git, the
+    /// general filters, its linked issues, then the instance with its relevant files.
+    fn build_instance(
+        &self,
+        repo: &str,
+        number: u64,
+        thread: &Thread,
+        pr: &PullRequest,
+        threads: &BTreeMap<u64, Thread>,
+        git: Option<&git2::Repository>,
+    ) -> std::result::Result<Instance, Dropped> {
         let (title, body) = (thread.title(), thread.body());
-        if f.decontaminate && self.decontam.is_excluded_repo(repo) {
-            funnel.dropped_swebench_repo += 1;
-            return None;
-        }
-        if f.is_bot(&pr.author, title, body) {
-            funnel.dropped_bot += 1;
-            return None;
-        }
-        let Some(git) = git else {
-            funnel.dropped_no_clone += 1;
-            return None;
-        };
-        let spec = PrSpec {
-            number,
-            base_sha: pr.base_sha.clone(),
-            head_sha: pr.head_sha.clone(),
-            merge_commit_sha: pr.merge_commit_sha.clone(),
-            commits: pr.commits,
-        };
-        let mined = match mine_pr(git, repo, &spec, f.max_changed_files) {
-            Ok(Ok(m)) => m,
-            Ok(Err(Unmined::TooManyFiles(_))) => {
-                funnel.dropped_oversized += 1;
-                return None;
-            }
-            Ok(Err(Unmined::CommitsMissing(why))) => {
-                tracing::debug!(repo, number, why, "commits missing");
-                funnel.dropped_commits_missing += 1;
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(repo, number, error = %e, "git failed");
-                funnel.git_errors += 1;
-                funnel.dropped_commits_missing += 1;
-                return None;
-            }
-        };
-        if f.is_empty(&mined.files) {
-            funnel.dropped_empty += 1;
-            return None;
-        }
-        if f.is_oversized(&mined.files) {
-            funnel.dropped_oversized += 1;
-            return None;
-        }
-        if is_noise_only(&mined.files) {
-            funnel.dropped_noise_only += 1;
-            return None;
-        }
-        let assembled = assemble(&mined, &self.config.instance);
-        if f.decontaminate && self.decontam.matches_gold_patch(&assembled.patch) {
-            funnel.dropped_swebench_patch += 1;
-            return None;
-        }
-        funnel.after_filters += 1;
+        let git = self.check_pr(repo, pr, title, body, git)?;
+        let mined = self.mine_changes(git, repo, number, pr)?;
+        let assembled = self.check_changes(&mined)?;
         let messages: Vec<&str> = mined.commits.iter().map(|c| c.message.as_str()).collect();
         let links = linked_issues([title, body].into_iter().chain(messages.iter().copied()), repo, number);
-        if links.is_empty() && f.require_linked_issue {
-            funnel.dropped_no_linked_issue += 1;
-            return None;
-        }
-        let issues: Vec<&Thread> = links
-            .iter()
-            .filter_map(|n| threads.get(n))
-            .filter(|t| !t.title().is_empty() || !t.body().is_empty())
-            .collect();
-        if issues.is_empty() && f.require_linked_issue {
-            funnel.dropped_issue_text_missing += 1;
-            return None;
-        }
-        if f.require_bug_fix && !issues.iter().any(|t| f.is_bug_report(t.title(), t.body(), t.labels())) {
-            funnel.dropped_not_bug_fix += 1;
-            return None;
-        }
-        if f.require_code_files && assembled.languages.is_empty() {
-            funnel.dropped_no_code_files += 1;
-            return None;
-        }
+        let issues = self.linked_issue_threads(&links, threads, &assembled)?;
         let id = instance_id(repo, number);
         let first_commit = mined.commits.iter().map(|c| c.time).min();
         let mut code_context = assembled.code_context;
-        let files = list_files(git, &mined.base_commit);
-        let co = co_changes(
-            git,
-            &mined.base_commit,
-            &assembled.code_paths,
-            self.config.relevant.co_change_commits,
-        );
-        let query = RelevanceQuery {
-            instance_id: &id,
-            title,
-            body,
-            changed_paths: &assembled.code_paths,
-            changed_contents: &code_context,
-            repo_files: &files,
-            co_changes: &co,
-        };
-        let relevant = match self.predictor.predict(&query) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(instance = %id, error = %e, "relevant-file prediction failed");
-                Vec::new()
-            }
-        };
-        let mut relevant_files = Vec::new();
-        for p in relevant {
-            if code_context.contains_key(&p) {
-                continue;
-            }
-            if let Some(text) = read_file_at(git, &mined.base_commit, &p) {
-                code_context.insert(p.clone(), text);
-                relevant_files.push(p);
-            }
-        }
-        funnel.selected += 1;
-        Some(Instance {
+        let relevant_files =
+            self.add_relevant_files(git, &id, title, body, &mined, &assembled.code_paths, &mut code_context);
+        Ok(Instance {
             rl: RlInstance {
                 instance_id: id,
                 problem_statement: problem_statement(issues.iter().copied()),
@@ -719,6 +641,193 @@ impl Miner {
             merge_kind: mined.merge_kind,
             commits: mined.commits.iter().map(|c| c.sha.clone()).collect(),
         })
+    }
+
+    /// The PR-level filters (SWE-bench repository, bot) and the clone to read it from.
+    fn check_pr<'g>(
+        &self,
+        repo: &str,
+        pr: &PullRequest,
+        title: &str,
+        body: &str,
+        git: Option<&'g git2::Repository>,
+    ) -> std::result::Result<&'g git2::Repository, Dropped> {
+        let f = &self.config.filters;
+        if f.decontaminate && self.decontam.is_excluded_repo(repo) {
+            return Err(Dropped::SweBenchRepo);
+        }
+        if f.is_bot(&pr.author, title, body) {
+            return Err(Dropped::Bot);
+        }
+        git.ok_or(Dropped::NoClone)
+    }
+
+    /// The PR's commits and changed files, read from the clone.
+    fn mine_changes(
+        &self,
+        git: &git2::Repository,
+        repo: &str,
+        number: u64,
+        pr: &PullRequest,
+    ) -> std::result::Result<MinedPr, Dropped> {
+        let spec = PrSpec {
+            number,
+            base_sha: pr.base_sha.clone(),
+            head_sha: pr.head_sha.clone(),
+            merge_commit_sha: pr.merge_commit_sha.clone(),
+            commits: pr.commits,
+        };
+        mine_pr(git, repo, &spec, self.config.filters.max_changed_files).map_err(|unmined| match unmined {
+            Unmined::TooManyFiles(_) => Dropped::Oversized,
+            Unmined::CommitsMissing(why) => {
+                tracing::debug!(repo, number, why, "commits missing");
+                Dropped::CommitsMissing
+            }
+            other => {
+                tracing::warn!(repo, number, error = %other, "git failed");
+                Dropped::GitError
+            }
+        })
+    }
+
+    /// The paper's general filters on the change (empty, oversized, noise only, a SWE-bench gold
+    /// patch), and the change split into code, test and documentation parts.
+    fn check_changes(&self, mined: &MinedPr) -> std::result::Result<Assembled, Dropped> {
+        let f = &self.config.filters;
+        if f.is_empty(&mined.files) {
+            return Err(Dropped::Empty);
+        }
+        if f.is_oversized(&mined.files) {
+            return Err(Dropped::Oversized);
+        }
+        if is_noise_only(&mined.files) {
+            return Err(Dropped::NoiseOnly);
+        }
+        let assembled = assemble(mined, &self.config.instance);
+        if f.decontaminate && self.decontam.matches_gold_patch(&assembled.patch) {
+            return Err(Dropped::SweBenchPatch);
+        }
+        Ok(assembled)
+    }
+
+    /// The linked issues with text in the archives, under the seed filters (a linked issue, a
+    /// bug report, code files changed).
+    fn linked_issue_threads<'t>(
+        &self,
+        links: &[u64],
+        threads: &'t BTreeMap<u64, Thread>,
+        assembled: &Assembled,
+    ) -> std::result::Result<Vec<&'t Thread>, Dropped> {
+        let f = &self.config.filters;
+        if links.is_empty() && f.require_linked_issue {
+            return Err(Dropped::NoLinkedIssue);
+        }
+        let issues: Vec<&Thread> = links
+            .iter()
+            .filter_map(|n| threads.get(n))
+            .filter(|t| !t.title().is_empty() || !t.body().is_empty())
+            .collect();
+        if issues.is_empty() && f.require_linked_issue {
+            return Err(Dropped::IssueTextMissing);
+        }
+        if f.require_bug_fix && !issues.iter().any(|t| f.is_bug_report(t.title(), t.body(), t.labels())) {
+            return Err(Dropped::NotBugFix);
+        }
+        if f.require_code_files && assembled.languages.is_empty() {
+            return Err(Dropped::NoCodeFiles);
+        }
+        Ok(issues)
+    }
+
+    /// Adds the predicted relevant files (unchanged files at the base) to the code context and
+    /// returns their paths. A failing predictor adds none.
+    #[allow(clippy::too_many_arguments)]
+    fn add_relevant_files(
+        &self,
+        git: &git2::Repository,
+        id: &str,
+        title: &str,
+        body: &str,
+        mined: &MinedPr,
+        code_paths: &[String],
+        code_context: &mut BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let files = list_files(git, &mined.base_commit);
+        let co = co_changes(git, &mined.base_commit, code_paths, self.config.relevant.co_change_commits);
+        let query = RelevanceQuery {
+            instance_id: id,
+            title,
+            body,
+            changed_paths: code_paths,
+            changed_contents: code_context,
+            repo_files: &files,
+            co_changes: &co,
+        };
+        let relevant = match self.predictor.predict(&query) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "relevant-file prediction failed");
+                Vec::new()
+            }
+        };
+        let mut added = Vec::new();
+        for p in relevant {
+            if code_context.contains_key(&p) {
+                continue;
+            }
+            if let Some(text) = read_file_at(git, &mined.base_commit, &p) {
+                code_context.insert(p.clone(), text);
+                added.push(p);
+            }
+        }
+        added
+    }
+}
+
+/// Why the funnel dropped a PR (each a counter of [`Funnel`]).
+#[derive(Debug, Clone, Copy)]
+enum Dropped {
+    SweBenchRepo,
+    Bot,
+    NoClone,
+    CommitsMissing,
+    GitError,
+    Empty,
+    Oversized,
+    NoiseOnly,
+    SweBenchPatch,
+    NoLinkedIssue,
+    IssueTextMissing,
+    NotBugFix,
+    NoCodeFiles,
+}
+
+impl Dropped {
+    /// Counts the drop, and the general filters passed for drops after them.
+    fn count(self, funnel: &mut Funnel) {
+        let counter = match self {
+            Self::SweBenchRepo => &mut funnel.dropped_swebench_repo,
+            Self::Bot => &mut funnel.dropped_bot,
+            Self::NoClone => &mut funnel.dropped_no_clone,
+            Self::CommitsMissing => &mut funnel.dropped_commits_missing,
+            Self::GitError => {
+                funnel.git_errors += 1;
+                &mut funnel.dropped_commits_missing
+            }
+            Self::Empty => &mut funnel.dropped_empty,
+            Self::Oversized => &mut funnel.dropped_oversized,
+            Self::NoiseOnly => &mut funnel.dropped_noise_only,
+            Self::SweBenchPatch => &mut funnel.dropped_swebench_patch,
+            Self::NoLinkedIssue => &mut funnel.dropped_no_linked_issue,
+            Self::IssueTextMissing => &mut funnel.dropped_issue_text_missing,
+            Self::NotBugFix => &mut funnel.dropped_not_bug_fix,
+            Self::NoCodeFiles => &mut funnel.dropped_no_code_files,
+        };
+        *counter += 1;
+        if matches!(self, Self::NoLinkedIssue | Self::IssueTextMissing | Self::NotBugFix | Self::NoCodeFiles)
+        {
+            funnel.after_filters += 1;
+        }
     }
 }
 

@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected_with_the_key() {
-        let err = TrainConfig::from_toml_str("group_sise = 4\n").unwrap_err();
+        let err = TrainConfig::from_toml_str("group_sise = 4\n").unwrap_err().to_string();
         assert!(err.contains("group_sise"), "{err}");
         let config = TrainConfig { group_size: 1, ..TrainConfig::default() };
         let err = config.validate().unwrap_err().to_string();

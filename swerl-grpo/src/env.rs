@@ -218,7 +218,8 @@ mod tests {
     #[test]
     fn budget_truncates_unchanged_files_or_skips() {
         let base = Bytes.encode_chat(&build_messages(&inst("x", 0), &["a.py"])).unwrap().len();
-        let data = Dataset::from_instances(PathBuf::from("d.jsonl"), vec![inst("fits", 10), inst("trunc", 5000)]);
+        let data =
+            Dataset::from_instances(PathBuf::from("d.jsonl"), vec![inst("fits", 10), inst("trunc", 5000)]);
         let budget = base + 200;
         let (env, report) =
             SweRlEnvironment::new(data.clone(), &Bytes, budget, PromptOverflow::Truncate).unwrap();

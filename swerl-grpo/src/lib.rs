@@ -45,14 +45,14 @@
 //! | [`llama`] | `swerl-model`'s Llama and AdamW behind those traits |
 //! | [`Trainer`] | the loop: sampling, rewards, advantages, micro-batches, clipping, updates, metrics, checkpoints, resume, NaN guard |
 //! | [`StepMetrics`] | `metrics.jsonl` with TRL's metric names |
-//! | [`checkpoint`] | `checkpoint-<step>/` layout |
-//! | [`comm`] | data parallelism: [`Communicator`], rendezvous, NCCL (feature `nccl`) |
+//! | [`checkpoint_dir`], [`TrainerState`] | `checkpoint-<step>/` layout |
+//! | [`Communicator`], [`RankInfo`] | data parallelism: rendezvous, NCCL (feature `nccl`: `NcclCommunicator`) |
 //!
 //! The library never prints: it reports through [`TrainEvent`] callbacks and `tracing`.
 
 mod advantage;
-pub mod checkpoint;
-pub mod comm;
+mod checkpoint;
+mod comm;
 mod config;
 mod env;
 mod error;
@@ -65,11 +65,14 @@ mod sampler;
 mod trainer;
 
 pub use advantage::{Advantages, STD_EPSILON, compute_advantages};
-pub use checkpoint::TrainerState;
-pub use comm::{Communicator, RankInfo, SingleProcess};
-pub use config::{
-    ImportanceLevel, LossType, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig,
+pub use checkpoint::{
+    CONFIG_FILE, MODEL_DIR, OPTIMIZER_FILE, STATE_FILE, TrainerState, checkpoint_dir, latest_checkpoint,
+    list_checkpoints, read_state,
 };
+#[cfg(feature = "nccl")]
+pub use comm::NcclCommunicator;
+pub use comm::{Communicator, RankInfo, SingleProcess, rendezvous_broadcast};
+pub use config::{ImportanceLevel, LossType, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig};
 pub use env::{ChatEncoder, Environment, PreparedPrompt, PromptReport, SweRlEnvironment};
 pub use error::{Error, Result};
 pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss};
@@ -78,3 +81,8 @@ pub use policy::{AutogradPass, Optimizer, Policy, TrainPass, finish_label};
 pub use reward::{RewardFailure, RewardFunction, RewardOutcome, SweRlReward, score_all};
 pub use sampler::{PromptSampler, SamplerState, derive_seed};
 pub use trainer::{COMPLETIONS_FILE, METRICS_FILE, Phase, TrainEvent, TrainSummary, Trainer};
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use swerl_model::{
-    ChatMessage, Completion, GenerateOptions, GenerationConfig, GenerationRequest, Gradients, Llama, LoadOptions,
-    LoadedModel, ModelOptions, Recompute, SaveOptions, ScoreOptions, TokenBatch, TokenScores, Tokenizer,
-    TrainForward, TrainOptions,
+    ChatMessage, Completion, GenerateOptions, GenerationConfig, GenerationRequest, Gradients, Llama,
+    LoadOptions, LoadedModel, ModelOptions, Recompute, SaveOptions, ScoreOptions, TokenBatch, TokenScores,
+    Tokenizer, TrainForward, TrainOptions,
 };
 
 use crate::config::TrainConfig;

@@ -89,12 +89,9 @@ impl<'a> RewardFunction<swerl_reward::Scorer<'a, BTreeMap<String, String>>> for 
 fn outcome(result: std::result::Result<swerl_reward::Score, swerl_reward::FormatError>) -> RewardOutcome {
     match result {
         Ok(score) => RewardOutcome::scored(score.reward),
-        Err(error) => RewardOutcome {
-            reward: -1.0,
-            format_error: true,
-            reason: Some(error.to_string()),
-            failure: None,
-        },
+        Err(error) => {
+            RewardOutcome { reward: -1.0, format_error: true, reason: Some(error.to_string()), failure: None }
+        }
     }
 }
 
@@ -189,7 +186,9 @@ mod tests {
         assert_eq!(out[0].reward, 2.0);
         assert_eq!(out[1].reward, -1.0);
         assert!(out[1].reason.as_deref().unwrap().contains("boom on t"));
-        assert!(matches!(&out[1].failure, Some(RewardFailure::Panicked { message }) if message.contains("boom")));
+        assert!(
+            matches!(&out[1].failure, Some(RewardFailure::Panicked { message }) if message.contains("boom"))
+        );
         assert_eq!(out[2].reward, -1.0);
         assert!(matches!(out[2].failure, Some(RewardFailure::NonFinite { .. })));
         assert_eq!(out[0].failure, None);

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Tensor, Var};
-use swerl_model::{Completion, FinishReason, GenerationRequest, Gradients, LrSchedule, SamplingParams, TokenScores};
+use swerl_model::{
+    Completion, FinishReason, GenerationRequest, Gradients, LrSchedule, SamplingParams, TokenScores,
+};
 
 use crate::advantage::{Advantages, compute_advantages};
 use crate::checkpoint::{
@@ -16,11 +18,11 @@ use crate::checkpoint::{
 use crate::comm::{Communicator, SingleProcess};
 use crate::config::{LossType, TrainConfig};
 use crate::env::{Environment, PreparedPrompt};
-use crate::reward::RewardOutcome;
 use crate::error::{Error, Result};
 use crate::loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, policy_loss};
 use crate::metrics::{CompletionRecord, JsonlWriter, StepMetrics, truncate_log_after};
 use crate::policy::{Optimizer, Policy, finish_label};
+use crate::reward::RewardOutcome;
 use crate::sampler::{PromptSampler, derive_seed};
 
 /// The metrics file in the output directory.
@@ -160,7 +162,16 @@ impl CompletionStats {
     }
 
     fn from_sums(s: [f64; 8]) -> Self {
-        let [length_sum, completions, clipped, terminated, terminated_length_sum, format_errors, reward_failures, tokens] = s;
+        let [
+            length_sum,
+            completions,
+            clipped,
+            terminated,
+            terminated_length_sum,
+            format_errors,
+            reward_failures,
+            tokens,
+        ] = s;
         Self {
             length_sum,
             completions,
@@ -603,7 +614,8 @@ impl<P: Policy> Trainer<P> {
         let mut sums = stats.sums();
         self.comm.all_reduce_f64(&mut sums)?;
         stats = CompletionStats::from_sums(sums);
-        let local_min = rollouts.iter().map(|r| r.generation.token_ids.len() as f64).fold(f64::INFINITY, f64::min);
+        let local_min =
+            rollouts.iter().map(|r| r.generation.token_ids.len() as f64).fold(f64::INFINITY, f64::min);
         let local_max = rollouts.iter().map(|r| r.generation.token_ids.len() as f64).fold(0.0, f64::max);
         let (rank, world) = (self.comm.rank(), self.comm.world_size());
         // Extremes over ranks: each rank fills its own slots of a zeroed vector, summed.
@@ -671,9 +683,15 @@ struct Micro {
 }
 
 /// The `(prompt, completion)` token sequences of some rollouts.
-fn sequences<'a>(rows: &[usize], rollouts: &'a [Rollout], prompts: &'a [PreparedPrompt]) -> Vec<(&'a [u32], &'a [u32])> {
+fn sequences<'a>(
+    rows: &[usize],
+    rollouts: &'a [Rollout],
+    prompts: &'a [PreparedPrompt],
+) -> Vec<(&'a [u32], &'a [u32])> {
     rows.iter()
-        .map(|&i| (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.token_ids.as_slice()))
+        .map(|&i| {
+            (prompts[rollouts[i].prompt].tokens.as_slice(), rollouts[i].generation.token_ids.as_slice())
+        })
         .collect()
 }
 
@@ -704,12 +722,17 @@ impl<P: Policy> Trainer<P> {
         let mut entropy_sum = 0.0;
         let mut done = 0;
         for _ in 0..iterations {
-            let (grads, loss_sum) = self.accumulate(step, &micros, rollouts, prompts, &norm, |out, entropy| {
-                report.stats.add(&out.stats);
-                entropy_sum += entropy;
-                done += 1;
-                progress(&TrainEvent::MicroBatch { step, index: done - 1, total: micros.len() * iterations });
-            })?;
+            let (grads, loss_sum) =
+                self.accumulate(step, &micros, rollouts, prompts, &norm, |out, entropy| {
+                    report.stats.add(&out.stats);
+                    entropy_sum += entropy;
+                    done += 1;
+                    progress(&TrainEvent::MicroBatch {
+                        step,
+                        index: done - 1,
+                        total: micros.len() * iterations,
+                    });
+                })?;
             if !self.apply_update(step, grads, loss_sum, &mut report, progress)? {
                 break;
             }

@@ -74,8 +74,8 @@ impl<R: Read> Bounded<R> {
         if n > self.left {
             return Err(format!("a length of {n} bytes does not fit in the file"));
         }
-        let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink())
-            .map_err(|e| e.to_string())?;
+        let copied =
+            std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink()).map_err(|e| e.to_string())?;
         if copied != n {
             return Err("the header ends early".into());
         }

@@ -60,20 +60,24 @@
 //! # }
 //! ```
 //!
-//! # Modules
+//! # Map
 //!
-//! - [`config`]: [`ModelConfig`] (`config.json`, both RoPE spellings), [`GenerationConfig`].
-//! - [`model`]: [`Llama`] parameters, construction, [`ModelOptions`].
-//! - [`batch`]: [`TokenBatch`], padded prompt + completion layout.
-//! - [`logprobs`]: scoring passes, [`ScoreOptions`], [`TokenScores`].
-//! - [`train`]: the memory-bounded training pass, [`TrainForward`], [`Recompute`].
-//! - [`grads`]: [`Gradients`], accumulation and global-norm clipping.
-//! - [`optim`]: [`AdamW`], [`LrSchedule`].
-//! - [`generate`]: batched KV-cache sampling ([`Llama::generate`]); [`sampling`]: [`SamplingParams`].
-//! - [`mod@load`]: [`load()`] from a directory, Hub id or GGUF; [`hub`], [`gguf`]: those sources.
-//! - [`save`]: [`save_pretrained`] in Hugging Face layout.
-//! - [`tokenizer`]: [`Tokenizer`], [`DecodeStream`]; [`chat`]: [`ChatTemplate`] (minijinja).
-//! - [`device`]: [`parse_device`], [`parse_dtype`].
+//! Every item is at the crate root (the modules are private: one path per item).
+//!
+//! - Configuration: [`ModelConfig`] (`config.json`, both RoPE spellings, validated),
+//!   [`GenerationConfig`].
+//! - The model: [`Llama`] parameters and construction, [`ModelOptions`], [`parameter_shapes`].
+//! - Scoring and training: [`TokenBatch`] (padded prompt + completion layout), [`Llama::score`]
+//!   with [`ScoreOptions`] -> [`TokenScores`]; [`Llama::forward_train`] with [`TrainOptions`] and
+//!   [`Recompute`] -> [`TrainForward`]; [`Gradients`] (accumulation, global-norm clipping);
+//!   [`AdamW`], [`LrSchedule`].
+//! - Sampling: [`Llama::generate`] (batched KV cache) with [`GenerationRequest`],
+//!   [`SamplingParams`], [`GenerateOptions`] -> [`Completion`].
+//! - Loading and saving: [`load()`] from a directory, Hub id ([`HubRepo`]) or GGUF file
+//!   ([`GgufFile`]); [`save_pretrained`] in Hugging Face layout.
+//! - Text: [`Tokenizer`], [`DecodeStream`], [`ChatTemplate`] (minijinja) rendering
+//!   [`ChatMessage`]s.
+//! - Devices: [`parse_device`], [`parse_dtype`].
 //!
 //! Test support (tiny checkpoints written through the real savers) is not public API: it is
 //! compiled only with the `testing` feature, which the workspace's tests turn on.
@@ -84,27 +88,28 @@
 //!   local cache only.
 //! - `cuda`, `nccl`: GPU backends of candle, chosen at run time with [`parse_device`].
 
-pub mod batch;
-pub mod chat;
-pub mod config;
-pub mod device;
-pub mod error;
-pub mod generate;
-pub mod gguf;
-mod gguf_check;
-pub mod grads;
-pub mod hub;
-pub mod load;
-pub mod logprobs;
-pub mod model;
-pub mod optim;
-pub mod sampling;
-pub mod save;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
-pub mod tokenizer;
-pub mod train;
+
+mod batch;
+mod chat;
+mod config;
+mod device;
+mod error;
+mod generate;
+mod gguf;
+mod gguf_check;
+mod grads;
+mod hub;
+mod load;
+mod logprobs;
+mod model;
+mod optim;
+mod sampling;
+mod save;
+mod tokenizer;
+mod train;
 
 mod attention;
 mod block;
@@ -118,10 +123,12 @@ pub use config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
 pub use device::{parse_device, parse_dtype};
 pub use error::{Error, Result};
 pub use generate::{Completion, FinishReason, GenerateOptions, GenerationRequest, StopReason, StreamEvent};
-pub use gguf::GgufFile;
+pub use gguf::{GgufFile, permute_for_gguf};
 pub use grads::Gradients;
-pub use hub::{HubOptions, HubRepo};
-pub use load::{LoadOptions, LoadedModel, ModelSource, load, load_dir, load_gguf, load_hub};
+pub use hub::{HubOptions, HubRepo, cached_file, default_cache_dir, looks_like_repo_id};
+pub use load::{
+    LoadOptions, LoadedModel, ModelSource, load, load_dir, load_gguf, load_hub, read_safetensors,
+};
 pub use logprobs::{ScoreOptions, TokenScores};
 pub use model::{Llama, ModelOptions, parameter_shapes};
 pub use optim::{AdamW, AdamWConfig, LrSchedule, ScheduleKind};
@@ -131,3 +138,8 @@ pub use tokenizer::{DecodeStream, Tokenizer};
 pub use train::{Recompute, TrainForward, TrainOptions};
 
 pub use candle_core::{DType, Device, Tensor, Var};
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -74,12 +74,17 @@ pub use error::{Error, FormatError, Result};
 pub use files::FileMap;
 pub use gitpatch::git_diff;
 pub use instance::{Dataset, RlInstance, SkippedRecord};
-pub use prompt::{ChatMessage, EDIT_INSTRUCTIONS, SYSTEM_PROMPT, build_messages};
 pub use parse::{
     EDIT_BLOCK_PATTERN, Edit, FileEdits, ParsedOutput, SOLUTION_END, SOLUTION_START, THINK_END, THINK_START,
     parse_output,
 };
+pub use prompt::{ChatMessage, EDIT_INSTRUCTIONS, SYSTEM_PROMPT, build_messages};
 pub use score::{Limits, Score, Scorer, reward, score};
 pub use similarity::{
     CONTEXT_LINES, FileSimilarity, Similarity, change_similarities, compare_contents, normalized_patch,
 };
+
+/// The README's Rust examples, compiled and run as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -125,8 +125,9 @@ pub fn file_level_diff(patch: &str, dialect: Dialect) -> BTreeMap<String, String
 /// # Ok::<(), swerl_reward::Error>(())
 /// ```
 pub fn partial_files(patch: &str) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), Error> {
-    let files = parse_patch_set(patch, Dialect::V1)
-        .map_err(|Unparsable| Error::InvalidPatch { message: "not a unified diff the parser accepts".into() })?;
+    let files = parse_patch_set(patch, Dialect::V1).map_err(|Unparsable| Error::InvalidPatch {
+        message: "not a unified diff the parser accepts".into(),
+    })?;
     let mut before = BTreeMap::new();
     let mut after = BTreeMap::new();
     // Files without hunks count only when created or deleted empty (renames and mode changes
@@ -398,7 +399,12 @@ impl PatchParser {
     /// `diff --git a/X b/Y`: a new file, in its patch info.
     fn git_header(&mut self, source: String, target: String) {
         self.source_file = Some(source.clone());
-        self.files.push(PatchedFile { source: Some(source), target: Some(target), binary: false, hunks: Vec::new() });
+        self.files.push(PatchedFile {
+            source: Some(source),
+            target: Some(target),
+            binary: false,
+            hunks: Vec::new(),
+        });
         self.current = Some(self.files.len() - 1);
         self.in_patch_info = true;
     }
@@ -444,7 +450,12 @@ impl PatchParser {
         if self.dialect == Dialect::V1 {
             self.source_timestamp = None;
         }
-        self.files.push(PatchedFile { source: Some(source), target: Some(name.to_owned()), binary: false, hunks: Vec::new() });
+        self.files.push(PatchedFile {
+            source: Some(source),
+            target: Some(name.to_owned()),
+            binary: false,
+            hunks: Vec::new(),
+        });
         self.current = Some(self.files.len() - 1);
         self.in_patch_info = false;
         Ok(())
@@ -481,7 +492,12 @@ impl PatchParser {
             self.source_file = Some(source.clone());
             match self.current {
                 Some(idx) => self.files[idx].binary = true,
-                None => self.files.push(PatchedFile { source: Some(source), target, binary: true, hunks: Vec::new() }),
+                None => self.files.push(PatchedFile {
+                    source: Some(source),
+                    target,
+                    binary: true,
+                    hunks: Vec::new(),
+                }),
             }
             self.in_patch_info = false;
             self.current = None;
@@ -570,7 +586,10 @@ mod tests {
     fn partial_files_reconstruct_both_sides() {
         let (before, after) = partial_files(PATCH).unwrap();
         assert_eq!(before["src/m.py"], "    x = 1\n    return x\n\ndef g():\n    pass\n    return\n");
-        assert_eq!(after["src/m.py"], "    x = 1\n    return x + 1\n\ndef g():\n    pass\n    # done\n    return\n");
+        assert_eq!(
+            after["src/m.py"],
+            "    x = 1\n    return x + 1\n\ndef g():\n    pass\n    # done\n    return\n"
+        );
         assert!(!before.contains_key("new.txt"));
         assert_eq!(after["new.txt"], "hello");
         let deleted = "diff --git a/d.py b/d.py\ndeleted file mode 100644\n--- a/d.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n";

@@ -56,7 +56,8 @@ fn mined_instances_train_a_tiny_model_and_the_checkpoint_loads_back() -> Result<
         save_steps: 0,
         ..TrainConfig::default()
     };
-    let (env, report) = SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
+    let (env, report) =
+        SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
     assert_eq!(report.fitted, 1, "{report:?}");
     let optimizer = policy.optimizer(&config)?;
     let run = tmp.path().join("run");
@@ -67,7 +68,7 @@ fn mined_instances_train_a_tiny_model_and_the_checkpoint_loads_back() -> Result<
 
     // 5. The checkpoint is a Hugging Face model that loads back with the trained weights.
     let checkpoint = summary.last_checkpoint.context("checkpoint")?;
-    let loaded = swerl::model::load_dir(checkpoint.join("model"), &Default::default())?;
+    let loaded = swerl::model::load_dir(&checkpoint.join("model"), &Default::default())?;
     let trained = trainer.policy().model();
     for (name, var) in trained.named_parameters() {
         let saved = loaded.model.parameter(name).with_context(|| name.clone())?;

@@ -7,7 +7,8 @@ use std::process::Command;
 use anyhow::{Result, ensure};
 
 pub(crate) const REPO: &str = "acme/calc";
-pub(crate) const CALC_V0: &str = "def add(a, b):\n    return a + b\n\n\ndef mean(values):\n    return sum(values) / len(values)\n";
+pub(crate) const CALC_V0: &str =
+    "def add(a, b):\n    return a + b\n\n\ndef mean(values):\n    return sum(values) / len(values)\n";
 pub(crate) const CALC_V1: &str = "def add(a, b):\n    return a + b\n\n\ndef mean(values):\n    if not values:\n        return 0.0\n    return sum(values) / len(values)\n";
 
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
@@ -32,7 +33,10 @@ pub(crate) fn make_clones(root: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(repo.join("calc"))?;
     std::fs::create_dir_all(repo.join("tests"))?;
     std::fs::write(repo.join("calc/stats.py"), CALC_V0)?;
-    std::fs::write(repo.join("tests/test_stats.py"), "from calc.stats import mean\n\n\ndef test_mean():\n    assert mean([1, 3]) == 2\n")?;
+    std::fs::write(
+        repo.join("tests/test_stats.py"),
+        "from calc.stats import mean\n\n\ndef test_mean():\n    assert mean([1, 3]) == 2\n",
+    )?;
     git(&repo, &["add", "-A"])?;
     git(&repo, &["commit", "-q", "-m", "initial"])?;
     git(&repo, &["checkout", "-q", "-b", "fix"])?;
@@ -41,11 +45,24 @@ pub(crate) fn make_clones(root: &Path) -> Result<PathBuf> {
         repo.join("tests/test_stats.py"),
         "from calc.stats import mean\n\n\ndef test_mean():\n    assert mean([1, 3]) == 2\n\n\ndef test_empty():\n    assert mean([]) == 0.0\n",
     )?;
-    git(&repo, &["commit", "-q", "-am", "Return 0 for the mean of nothing\n\nmean([]) raised ZeroDivisionError."])?;
+    git(
+        &repo,
+        &["commit", "-q", "-am", "Return 0 for the mean of nothing\n\nmean([]) raised ZeroDivisionError."],
+    )?;
     let head = git(&repo, &["rev-parse", "HEAD"])?;
     git(&repo, &["update-ref", "refs/pull/1/head", &head])?;
     git(&repo, &["checkout", "-q", "main"])?;
-    git(&repo, &["merge", "-q", "--no-ff", "fix", "-m", "Merge pull request #1 from dev/fix\n\nmean of an empty list"])?;
+    git(
+        &repo,
+        &[
+            "merge",
+            "-q",
+            "--no-ff",
+            "fix",
+            "-m",
+            "Merge pull request #1 from dev/fix\n\nmean of an empty list",
+        ],
+    )?;
     git(&repo, &["branch", "-q", "-D", "fix"])?;
     Ok(clones)
 }

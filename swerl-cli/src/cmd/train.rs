@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::model_args::ModelArgs;
 use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::{
-    ImportanceLevel, LossType, Phase, PromptOverflow, ScaleRewards, SweRlEnvironment, TrainConfig, TrainEvent,
-    Trainer,
+    ImportanceLevel, LossType, Phase, PromptOverflow, ScaleRewards, SweRlEnvironment, TrainConfig,
+    TrainEvent, Trainer,
 };
 use swerl_model::ScheduleKind;
 use swerl_reward::Dataset;
@@ -324,7 +324,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
 #[cfg(feature = "nccl")]
 fn with_nccl(trainer: Trainer<LlamaPolicy>, info: &swerl_grpo::RankInfo) -> Result<Trainer<LlamaPolicy>> {
     let device = trainer.policy().model().device().clone();
-    let comm = swerl_grpo::comm::NcclCommunicator::init(info, &device, Duration::from_secs(600))?;
+    let comm = swerl_grpo::NcclCommunicator::init(info, &device, Duration::from_secs(600))?;
     eprintln!("rank {} of {} on {:?}", info.rank, info.world_size, device.location());
     Ok(trainer.with_communicator(Box::new(comm))?)
 }

@@ -110,12 +110,18 @@ pub struct MinedPr {
 }
 
 /// Why a PR could not be mined.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unmined {
     /// Neither head nor merge commit is in the clone.
+    #[error("commits missing: {0}")]
     CommitsMissing(String),
     /// More files changed than allowed (contents were not loaded).
+    #[error("{0} files changed")]
     TooManyFiles(usize),
+    /// git failed (a corrupt or unreadable clone).
+    #[error(transparent)]
+    Git(#[from] Error),
 }
 
 /// Most commits listed per PR.
@@ -149,7 +155,7 @@ pub fn mine_pr(
     name: &str,
     spec: &PrSpec,
     max_files: usize,
-) -> Result<std::result::Result<MinedPr, Unmined>> {
+) -> std::result::Result<MinedPr, Unmined> {
     let gerr = |step: String| move |e: git2::Error| Error::git(name, step, e);
     let head = resolve_head(repo, spec);
     let merge = find_commit(repo, &spec.merge_commit_sha);
@@ -186,10 +192,10 @@ pub fn mine_pr(
                 match base.parent(0) {
                     Ok(p) => base = p,
                     Err(_) => {
-                        return Ok(Err(Unmined::CommitsMissing(format!(
+                        return Err(Unmined::CommitsMissing(format!(
                             "{} has fewer than {k} ancestors",
                             m.id()
-                        ))));
+                        )));
                     }
                 }
             }
@@ -198,17 +204,17 @@ pub fn mine_pr(
         (Some(h), None, None) => match merged_into_default(repo, h, spec.commits) {
             Some(found) => found,
             None => {
-                return Ok(Err(Unmined::CommitsMissing(format!(
+                return Err(Unmined::CommitsMissing(format!(
                     "head {} found but no base, merge commit or default-branch merge",
                     h.id()
-                ))));
+                )));
             }
         },
         _ => {
-            return Ok(Err(Unmined::CommitsMissing(format!(
+            return Err(Unmined::CommitsMissing(format!(
                 "none of head {:?}, refs/pull/{}/head, merge {:?} found with a base",
                 spec.head_sha, spec.number, spec.merge_commit_sha
-            ))));
+            )));
         }
     };
     let base_tree = repo.find_commit(base).and_then(|c| c.tree()).map_err(gerr(format!("tree of {base}")))?;
@@ -223,7 +229,7 @@ pub fn mine_pr(
     find.renames(true);
     diff.find_similar(Some(&mut find)).map_err(gerr("rename detection".into()))?;
     if diff.deltas().len() > max_files {
-        return Ok(Err(Unmined::TooManyFiles(diff.deltas().len())));
+        return Err(Unmined::TooManyFiles(diff.deltas().len()));
     }
     let mut files = Vec::with_capacity(diff.deltas().len());
     for (idx, delta) in diff.deltas().enumerate() {
@@ -284,13 +290,13 @@ pub fn mine_pr(
         });
     }
     let commits = list_commits(repo, name, base, after)?;
-    Ok(Ok(MinedPr {
+    Ok(MinedPr {
         base_commit: base.to_string(),
         after_commit: after.to_string(),
         merge_kind: kind,
         commits,
         files,
-    }))
+    })
 }
 
 /// Most first-parent commits of the default branch searched by [`merged_into_default`].

@@ -29,6 +29,8 @@ fn real_events_give_the_independently_counted_prs_and_links() -> anyhow::Result<
     let out = tempfile::tempdir()?;
     let summary =
         Miner::builder().build()?.run(&EventInputs { paths: vec![dir], ..Default::default() }, out.path())?;
+    // What `summary.json` says of the sample (a change of its fields or counts shows here).
+    insta::assert_snapshot!(std::fs::read_to_string(out.path().join("summary.json"))?);
 
     assert_eq!(summary.scan.files, 4);
     assert_eq!(summary.scan.events, golden.events);

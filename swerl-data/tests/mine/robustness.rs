@@ -274,7 +274,9 @@ fn merge_rebase_squash_and_trimmed_prs_become_instances() -> anyhow::Result<()> 
     assert_eq!(i7.rl.oracle_new_content["src/dead.py"], "");
     assert_eq!(i7.rl.oracle_new_content["src/old_name.py"], "");
     assert!(i7.rl.oracle_new_content["src/new_name.py"].contains("return 33"));
-    assert!(!i7.rl.oracle_new_content.contains_key("logo.png") && !i7.rl.code_context.contains_key("logo.png"));
+    assert!(
+        !i7.rl.oracle_new_content.contains_key("logo.png") && !i7.rl.code_context.contains_key("logo.png")
+    );
     assert_eq!(i7.commits.len(), 2);
 
     let i9 = &insts[1];

@@ -2,9 +2,9 @@
 //! above chance within a bounded number of steps; with the advantage sign flipped it does not.
 
 use anyhow::Result;
-use swerl_grpo::{LossType, TrainConfig, Trainer};
+use swerl_grpo::{LossType, TrainConfig};
 
-use crate::toy::{Bigram, bigram_trainer, TargetTask, VOCAB};
+use crate::toy::{TargetTask, VOCAB, bigram_trainer};
 
 fn config(steps: u64, loss_type: LossType) -> TrainConfig {
     TrainConfig {
@@ -27,8 +27,7 @@ fn run(sign: f64, loss_type: LossType) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let cfg = config(40, loss_type);
     let task = TargetTask::new(16, cfg.max_new_tokens, sign);
-    let mut trainer =
-        bigram_trainer(cfg, dir.path())?;
+    let mut trainer = bigram_trainer(cfg, dir.path())?;
     let summary = trainer.train(&task, &mut |_| {})?;
     let rewards: Vec<f64> = summary.steps.iter().map(|m| sign * m.reward).collect();
     let last = rewards[rewards.len() - 3..].iter().sum::<f64>() / 3.0;

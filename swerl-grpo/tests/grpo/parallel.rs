@@ -6,11 +6,9 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use anyhow::Result;
 use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor};
-use swerl_grpo::{
-    Communicator, LossType, ScaleRewards, StepMetrics, TrainConfig, Trainer,
-};
+use swerl_grpo::{Communicator, LossType, ScaleRewards, StepMetrics, TrainConfig};
 
-use crate::toy::{Bigram, bigram_trainer, TargetTask};
+use crate::toy::{TargetTask, bigram_trainer};
 
 /// Sums buffers across threads: each rank adds its values, waits, reads the total, waits.
 struct Shared {
@@ -133,10 +131,8 @@ fn two_ranks_train_like_one_process() -> Result<()> {
                 let dir = dirs[rank].path().to_owned();
                 let task = &task;
                 s.spawn(move || {
-                    let mut t = bigram_trainer(config(), &dir)
-                    .unwrap()
-                    .with_communicator(Box::new(comm))
-                    .unwrap();
+                    let mut t =
+                        bigram_trainer(config(), &dir).unwrap().with_communicator(Box::new(comm)).unwrap();
                     let steps = t.train(task, &mut |_| {}).unwrap().steps;
                     (steps, t.policy().weights())
                 })

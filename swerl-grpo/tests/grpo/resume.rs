@@ -5,11 +5,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
-use swerl_grpo::{
-    Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer, read_metrics,
-};
+use swerl_grpo::{Error, LossType, StepMetrics, TrainConfig, TrainEvent, Trainer, read_metrics};
 
-use crate::toy::{Bigram, bigram_trainer, TargetTask};
+use crate::toy::{Bigram, TargetTask, bigram_trainer};
 
 fn config(steps: u64) -> TrainConfig {
     TrainConfig {

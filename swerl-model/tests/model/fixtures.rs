@@ -77,7 +77,7 @@ pub(crate) fn write_gguf(path: &Path, model: &Llama) -> Result<()> {
     let mut put = |gguf: String, hf: &str, permute: Option<usize>| -> Result<()> {
         let t = sd[hf].clone();
         let t = match permute {
-            Some(h) => swerl_model::gguf::permute_for_gguf(&t, h)?,
+            Some(h) => swerl_model::permute_for_gguf(&t, h)?,
             None => t,
         };
         named.push((gguf, QTensor::quantize(&t, GgmlDType::F32)?));

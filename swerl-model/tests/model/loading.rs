@@ -207,8 +207,10 @@ fn corrupted_gguf_files_are_errors_not_panics() -> Result<()> {
     let mut errors = 0;
     for case in &cases {
         std::fs::write(&bad, case)?;
-        let outcome = std::panic::catch_unwind(|| load(bad.to_str().expect("utf-8"), &LoadOptions::default()));
-        let result = outcome.map_err(|_| anyhow::anyhow!("panic on a corrupted file of {} bytes", case.len()))?;
+        let outcome =
+            std::panic::catch_unwind(|| load(bad.to_str().expect("utf-8"), &LoadOptions::default()));
+        let result =
+            outcome.map_err(|_| anyhow::anyhow!("panic on a corrupted file of {} bytes", case.len()))?;
         if let Err(e) = result {
             errors += 1;
             assert!(e.to_string().contains("bad.gguf"), "{e}");
