@@ -30,8 +30,14 @@ pub(crate) fn check_header(reader: impl Read, len: u64) -> std::result::Result<(
         if dims > 8 {
             return Err(format!("a tensor with {dims} dimensions"));
         }
+        // Every quantized format stores at least 2 bits a weight: more elements than 4 per
+        // byte of the file cannot be there (and would overflow or exhaust memory when read).
+        let mut elements: u64 = 1;
         for _ in 0..dims {
-            r.count(wide, 0)?;
+            let d = r.count(wide, 0)?;
+            elements = elements.checked_mul(d).filter(|&n| n <= len.saturating_mul(4)).ok_or_else(|| {
+                "a tensor's dimensions describe more weights than the file can hold".to_owned()
+            })?;
         }
         r.u32()?; // type
         r.u64()?; // offset
