@@ -29,13 +29,18 @@
 //! - [`grading`]: markers, status maps -> FAIL_TO_PASS / PASS_TO_PASS lists, resolution.
 //! - [`report`]: `report.json` and the run summary, byte-compatible with upstream
 //!   ([`pyjson`] writes JSON as Python's `json.dumps` does).
+//! - [`specs`], [`directives`], [`script`]: the spec table, test directives from a test patch,
+//!   eval scripts (upstream's, and their translation for a virtual environment).
 
 pub mod dataset;
+pub mod directives;
 pub mod grading;
 pub mod parsers;
 pub mod predictions;
 pub mod pyjson;
 pub mod report;
+pub mod script;
+pub mod specs;
 
 mod error;
 mod parquet_rows;

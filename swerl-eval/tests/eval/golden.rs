@@ -114,3 +114,30 @@ fn run_summary_matches_upstream_byte_for_byte() {
         assert_eq!(summary_json(&summary), expected["summary"].as_str().unwrap(), "{mode:?}");
     }
 }
+
+#[test]
+fn directives_and_eval_scripts_match_upstream() {
+    let expected = load("expected-v4.json");
+    let dataset = swerl_eval::load_dataset(golden_dir().join("../fixtures/lite-sample.jsonl")).unwrap();
+    assert_eq!(dataset.len(), 13);
+    for instance in &dataset {
+        let want = &expected["scripts"][&instance.instance_id];
+        let directives = swerl_eval::directives::test_directives(&instance.repo, &instance.test_patch);
+        assert_eq!(serde_json::to_value(&directives).unwrap(), want["directives"]);
+        let modified = swerl_eval::directives::modified_files(&instance.test_patch);
+        assert_eq!(serde_json::to_value(&modified).unwrap(), want["modified_files"]);
+        let spec = swerl_eval::specs::spec_for(&instance.repo, &instance.version).unwrap();
+        let script = swerl_eval::script::upstream_eval_script(instance, spec);
+        assert_eq!(script, want["eval_script"].as_str().unwrap(), "{}", instance.instance_id);
+    }
+}
+
+#[test]
+fn parquet_and_jsonl_copies_agree() {
+    let fixtures = golden_dir().join("../fixtures");
+    let jsonl = swerl_eval::load_dataset(fixtures.join("lite-sample.jsonl")).unwrap();
+    let parquet = swerl_eval::load_dataset(fixtures.join("lite-sample.parquet")).unwrap();
+    assert_eq!(jsonl, parquet);
+    let lists = swerl_eval::load_dataset(fixtures.join("lists.parquet")).unwrap();
+    assert_eq!(lists[0].fail_to_pass, ["t1", "t2"]);
+}

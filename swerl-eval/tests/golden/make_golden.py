@@ -103,6 +103,29 @@ def run_summary(s, tmp):
         os.chdir(cwd)
 
 
+def run_scripts():
+    """v4 only: test directives, modified files and the eval script upstream generates."""
+    if MAJOR != "4":
+        return None
+    from swebench.harness.constants import MAP_REPO_VERSION_TO_SPECS
+    from swebench.harness.test_spec.python import get_test_directives, make_eval_script_list_py
+    from swebench.harness.utils import get_modified_files
+
+    out = {}
+    for line in (HERE.parent / "fixtures" / "lite-sample.jsonl").read_text().splitlines():
+        inst = json.loads(line)
+        specs = MAP_REPO_VERSION_TO_SPECS[inst["repo"]][inst["version"]]
+        script = make_eval_script_list_py(
+            inst, specs, "testbed", "/testbed", inst["base_commit"], inst["test_patch"]
+        )
+        out[inst["instance_id"]] = {
+            "directives": get_test_directives(inst),
+            "modified_files": get_modified_files(inst["test_patch"]),
+            "eval_script": "\n".join(["#!/bin/bash", "set -uxo pipefail"] + script) + "\n",
+        }
+    return out
+
+
 def main():
     cases = json.loads((HERE / "cases.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,6 +135,8 @@ def main():
             "reports": run_reports(cases["reports"], tmp),
             "summary": run_summary(cases["summary"], tmp),
         }
+        if MAJOR == "4":
+            expected["scripts"] = run_scripts()
     target = HERE / f"expected-v{MAJOR}.json"
     target.write_text(json.dumps(expected, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     print(f"wrote {target}")
