@@ -32,13 +32,19 @@
 //! - [`specs`], [`directives`], [`script`]: the spec table, test directives from a test patch,
 //!   eval scripts (upstream's, and their translation for a virtual environment).
 
+pub mod checkout;
 pub mod dataset;
 pub mod directives;
+pub mod env;
 pub mod grading;
+pub mod harness;
 pub mod parsers;
+pub mod patch;
 pub mod predictions;
 pub mod pyjson;
+pub mod python;
 pub mod report;
+pub mod sandbox;
 pub mod script;
 pub mod specs;
 
@@ -48,6 +54,7 @@ mod parquet_rows;
 pub use dataset::{Instance, load_dataset};
 pub use error::{Error, Result};
 pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};
+pub use harness::{Bucket, HarnessConfig, InstanceOutcome, Progress, RunResult, Stage, run_evaluation};
 pub use parsers::{LogParser, ParserCrash, StatusMap};
 pub use predictions::{Prediction, PredictionSource, load_predictions};
 pub use report::{InstanceReport, RunSummary, eval_report, make_run_summary};
