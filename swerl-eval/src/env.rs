@@ -44,21 +44,21 @@ pub struct SharedEnv {
     pub log: PathBuf,
 }
 
-/// The requirement lines of an environment: setuptools/wheel/pip, then the spec's `packages`
-/// (a requirements file read from the clone at `commit`, a conda `environment.yml` converted to
-/// pip requirements, or a package list), then `pip_packages`.
-pub fn requirements(repo: &str, spec: &Spec, clone: &Path, commit: &str) -> Result<Vec<String>, String> {
-    let mut reqs: Vec<String> = vec!["setuptools<69".into(), "wheel".into()];
-    match spec.packages.as_deref().map(str::trim) {
-        None | Some("") => {}
-        Some("requirements.txt") => reqs.extend(requirements_txt(repo, clone, commit)?),
-        Some("environment.yml") => reqs.extend(environment_yml(repo, clone, commit)?),
+/// The requirement groups of an environment, installed one after the other as upstream does
+/// (a later group's pins win): setuptools and wheel; the spec's `packages` (a requirements file
+/// read from the clone at `commit`, a conda `environment.yml` converted to pip requirements, or a
+/// package list); then `pip_packages`. Empty groups are left out.
+pub fn requirements(repo: &str, spec: &Spec, clone: &Path, commit: &str) -> Result<Vec<Vec<String>>, String> {
+    let base: Vec<String> = vec!["setuptools<69".into(), "wheel".into()];
+    let packages = match spec.packages.as_deref().map(str::trim) {
+        None | Some("") => Vec::new(),
+        Some("requirements.txt") => requirements_txt(repo, clone, commit)?,
+        Some("environment.yml") => environment_yml(repo, clone, commit)?,
         Some(list) => {
-            reqs.extend(list.split_whitespace().map(|p| p.trim_matches(|c| c == '\'' || c == '"').to_owned()))
+            list.split_whitespace().map(|p| p.trim_matches(|c| c == '\'' || c == '"').to_owned()).collect()
         }
-    }
-    reqs.extend(spec.pip_packages.iter().cloned());
-    Ok(reqs)
+    };
+    Ok([base, packages, spec.pip_packages.clone()].into_iter().filter(|g| !g.is_empty()).collect())
 }
 
 fn git_show(clone: &Path, commit: &str, path: &str) -> Option<String> {
@@ -127,15 +127,22 @@ fn environment_yml(repo: &str, clone: &Path, commit: &str) -> Result<Vec<String>
     Ok(out)
 }
 
+/// Bumped whenever the way environments are built changes, so old builds are not reused.
+const RECIPE: &str = "swerl-env-2 (uv --compile-bytecode)";
+
 /// The content key of an environment.
-pub fn content_key(interpreter: &Interpreter, reqs: &[String]) -> String {
+pub fn content_key(interpreter: &Interpreter, groups: &[Vec<String>]) -> String {
     let mut h = Sha256::new();
+    h.update(RECIPE.as_bytes());
     h.update(interpreter.version.as_bytes());
     h.update(b"\0");
     h.update(interpreter.path.as_os_str().as_encoded_bytes());
-    for r in reqs {
-        h.update(b"\0");
-        h.update(r.as_bytes());
+    for group in groups {
+        h.update(b"\x01");
+        for r in group {
+            h.update(b"\0");
+            h.update(r.as_bytes());
+        }
     }
     h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -200,10 +207,10 @@ pub fn ensure_shared_env(
     cache: &Path,
     name: &str,
     interpreter: &Interpreter,
-    reqs: &[String],
+    groups: &[Vec<String>],
     installer: Installer,
 ) -> Result<SharedEnv, String> {
-    let key = content_key(interpreter, reqs);
+    let key = content_key(interpreter, groups);
     let envs = cache.join("envs");
     fs_err::create_dir_all(&envs).map_err(|e| e.to_string())?;
     let stem = format!("{}-{key}", name.replace(['/', ' '], "__"));
@@ -237,8 +244,12 @@ pub fn ensure_shared_env(
         fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
     }
     let mut log = fs_err::File::create(&log_path).map_err(|e| e.to_string())?;
-    let reqs_file = envs.join(format!("{stem}.requirements.txt"));
-    fs_err::write(&reqs_file, reqs.join("\n") + "\n").map_err(|e| e.to_string())?;
+    let mut files = Vec::new();
+    for (i, group) in groups.iter().enumerate() {
+        let file = envs.join(format!("{stem}.requirements-{i}.txt"));
+        fs_err::write(&file, group.join("\n") + "\n").map_err(|e| e.to_string())?;
+        files.push(file);
+    }
     let python = dir.join("bin/python");
     if use_uv {
         let uv = find_or_install_uv(cache)?;
@@ -251,20 +262,24 @@ pub fn ensure_shared_env(
                 .env("UV_CACHE_DIR", &uv_cache),
             &mut log,
         )?;
-        run_logged(
-            Command::new(&uv)
-                .args(["pip", "install", "--python"])
-                .arg(&python)
-                .arg("-r")
-                .arg(&reqs_file)
-                .env("UV_CACHE_DIR", &uv_cache),
-            &mut log,
-        )?;
+        for file in &files {
+            run_logged(
+                Command::new(&uv)
+                    .args(["pip", "install", "--compile-bytecode", "--python"])
+                    .arg(&python)
+                    .arg("-r")
+                    .arg(file)
+                    .env("UV_CACHE_DIR", &uv_cache),
+                &mut log,
+            )?;
+        }
     } else {
         run_logged(Command::new(&interpreter.path).args(["-m", "venv"]).arg(&dir), &mut log)?;
         let pip_pin = if old { "pip<22" } else { "pip" };
         run_logged(Command::new(&python).args(["-m", "pip", "install", "-q", "-U", pip_pin]), &mut log)?;
-        run_logged(Command::new(&python).args(["-m", "pip", "install", "-r"]).arg(&reqs_file), &mut log)?;
+        for file in &files {
+            run_logged(Command::new(&python).args(["-m", "pip", "install", "-r"]).arg(file), &mut log)?;
+        }
     }
     fs_err::write(&marker, tool).map_err(|e| e.to_string())?;
     Ok(SharedEnv {
@@ -322,9 +337,10 @@ mod tests {
     #[test]
     fn keys_depend_on_inputs() {
         let i = Interpreter { path: "/p".into(), version: "3.9.1".into(), source: "pyenv".into() };
-        let a = content_key(&i, &["x==1".into()]);
+        let a = content_key(&i, &[vec!["x==1".into()]]);
         assert_eq!(a.len(), 16);
-        assert_ne!(a, content_key(&i, &["x==2".into()]));
+        assert_ne!(a, content_key(&i, &[vec!["x==2".into()]]));
+        assert_ne!(a, content_key(&i, &[vec![], vec!["x==1".into()]]));
         assert_eq!(minor("3.11.7"), "3.11");
     }
 }

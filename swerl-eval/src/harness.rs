@@ -65,6 +65,9 @@ pub struct HarnessConfig {
     pub limits: Limits,
     /// Bytes of test output kept.
     pub max_output: usize,
+    /// Let the eval script reach the network. Off by default: the patch is untrusted. Some
+    /// upstream tests need it (requests' tests call httpbin.org).
+    pub test_network: bool,
 }
 
 impl Default for HarnessConfig {
@@ -88,6 +91,7 @@ impl Default for HarnessConfig {
             extra_specs: BTreeMap::new(),
             limits: Limits::default(),
             max_output: 32 << 20,
+            test_network: false,
         }
     }
 }
@@ -593,6 +597,7 @@ fn pipeline(
     fs_err::write(&eval_file, &script).map_err(io)?;
     let mut cmd = sandbox_for(cfg, String::new(), &place, vec![eval_file.clone()]);
     cmd.argv = vec!["/bin/bash".into(), eval_file.display().to_string()];
+    cmd.network = cfg.test_network;
     let out = run(&cmd).map_err(infra)?;
     outcome.timings.test = t.elapsed().as_secs_f64();
     log.line(&format!("Test runtime: {:.2} seconds", out.elapsed.as_secs_f64()));
