@@ -31,6 +31,34 @@
 //!   ([`pyjson`] writes JSON as Python's `json.dumps` does).
 //! - [`specs`], [`directives`], [`script`]: the spec table, test directives from a test patch,
 //!   eval scripts (upstream's, and their translation for a virtual environment).
+//! - [`python`], [`env`](mod@env): interpreter discovery (never another version) and environments (one
+//!   venv per content key, built once under a file lock with uv or pip; a light per-instance venv
+//!   on top).
+//! - [`checkout`], [`patch`]: fresh checkouts at `base_commit`, the patch policy and upstream's
+//!   apply chain.
+//! - [`sandbox`]: bubblewrap (no network, read-only host, private `/tmp` and PID namespace),
+//!   rlimits, a wall clock that kills the whole tree, bounded lossy capture.
+//! - [`harness`]: [`run_evaluation`] ties it together, in parallel, with a progress callback.
+//!
+//! ## Running a harness
+//! ```no_run
+//! use swerl_eval::{HarnessConfig, Progress, run_evaluation};
+//!
+//! let cfg = HarnessConfig {
+//!     dataset: "lite-test-v5.jsonl.gz".into(),
+//!     predictions: "gold".into(),
+//!     repos_dir: "/work/.mirror".into(),
+//!     run_id: "gold1".into(),
+//!     ..HarnessConfig::default()
+//! };
+//! let result = run_evaluation(&cfg, &|p: Progress| {
+//!     if let Progress::Finished(o) = p {
+//!         tracing::info!(id = %o.instance_id, bucket = ?o.bucket, "done");
+//!     }
+//! })?;
+//! assert_eq!(result.summary.schema_version, 2);
+//! # Ok::<(), swerl_eval::Error>(())
+//! ```
 
 pub mod checkout;
 pub mod dataset;
