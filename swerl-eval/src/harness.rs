@@ -221,6 +221,12 @@ struct Context<'a> {
 /// Runs an evaluation; errors only for usage or infrastructure problems (a bad file, no
 /// sandbox), never for an instance's own failure.
 pub fn run_evaluation(cfg: &HarnessConfig, progress: &(dyn Fn(Progress) + Sync)) -> Result<RunResult> {
+    // The sandbox binds paths by name: make them absolute once.
+    let mut owned = cfg.clone();
+    for p in [&mut owned.cache_dir, &mut owned.repos_dir, &mut owned.log_root, &mut owned.report_dir] {
+        *p = std::path::absolute(&*p)?;
+    }
+    let cfg = &owned;
     let mut dataset = load_dataset(&cfg.dataset)?;
     if !cfg.instance_ids.is_empty() {
         for id in &cfg.instance_ids {
@@ -540,6 +546,12 @@ fn pipeline(
     }
     let mut cmd = sandbox_for(cfg, setup, &place, vec![]);
     cmd.network = true;
+    // A pip cache shared by the install steps (they run before the untrusted patch is applied):
+    // build isolation then reuses downloaded wheels instead of fetching them per instance.
+    let pip_cache = cfg.cache_dir.join("pip-cache");
+    fs_err::create_dir_all(&pip_cache).map_err(io)?;
+    cmd.writable.push(pip_cache.clone());
+    cmd.env.push(("PIP_CACHE_DIR".into(), pip_cache.display().to_string()));
     let out = run(&cmd).map_err(infra)?;
     log.line(&format!("Install step ({:.1}s):\n{}", out.elapsed.as_secs_f64(), out.output));
     if !out.success() {
