@@ -45,11 +45,13 @@ pub struct SharedEnv {
 }
 
 /// The requirement groups of an environment, installed one after the other as upstream does
-/// (a later group's pins win): setuptools and wheel; the spec's `packages` (a requirements file
+/// (a later group's pins win): pip, setuptools and wheel of upstream's era (pip 24.1+ dropped the
+/// `setup.py develop` fallback that editable installs of old `setuptools~=62` projects such as
+/// pylint 2.15 rely on; setuptools 69 dropped what old `setup.py`s use); the spec's `packages` (a requirements file
 /// read from the clone at `commit`, a conda `environment.yml` converted to pip requirements, or a
 /// package list); then `pip_packages`. Empty groups are left out.
 pub fn requirements(repo: &str, spec: &Spec, clone: &Path, commit: &str) -> Result<Vec<Vec<String>>, String> {
-    let base: Vec<String> = vec!["setuptools<69".into(), "wheel".into()];
+    let base: Vec<String> = vec!["pip<24".into(), "setuptools<69".into(), "wheel".into()];
     let packages = match spec.packages.as_deref().map(str::trim) {
         None | Some("") => Vec::new(),
         Some("requirements.txt") => requirements_txt(repo, clone, commit)?,
@@ -128,7 +130,7 @@ fn environment_yml(repo: &str, clone: &Path, commit: &str) -> Result<Vec<String>
 }
 
 /// Bumped whenever the way environments are built changes, so old builds are not reused.
-const RECIPE: &str = "swerl-env-2 (uv --compile-bytecode)";
+const RECIPE: &str = "swerl-env-3 (uv --compile-bytecode, pip<24)";
 
 /// The content key of an environment.
 pub fn content_key(interpreter: &Interpreter, groups: &[Vec<String>]) -> String {
@@ -308,7 +310,12 @@ pub fn make_instance_venv(shared: &SharedEnv, dst: &Path) -> Result<(), String> 
     )?;
     let py = format!("python{}", minor(&shared.interpreter.version));
     let site = |root: &Path| root.join("lib").join(&py).join("site-packages");
-    let pth = format!("import site; site.addsitedir({:?})\n", site(&shared.dir).display().to_string());
+    // pip's isolated build environments (PYTHONPATH=/tmp/pip-build-env-*/site) must not see
+    // the shared packages, or a project's pinned build backend loses to the shared setuptools.
+    let pth = format!(
+        "import os, site; ('pip-build-env-' in os.environ.get('PYTHONPATH', '')) or site.addsitedir({:?})\n",
+        site(&shared.dir).display().to_string()
+    );
     fs_err::write(site(dst).join("_swerl_shared_env.pth"), pth).map_err(|e| e.to_string())?;
     let shared_bin = shared.dir.join("bin");
     let own_python = dst.join("bin/python");

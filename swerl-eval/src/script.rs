@@ -56,8 +56,9 @@ pub struct VenvContext<'a> {
 
 /// Translates an upstream eval script for a virtual environment: activation of the venv instead
 /// of conda, the checkout's path instead of `/testbed`, no `locale-gen` (the locale becomes
-/// `C.UTF-8`), and `pip install` offline (`--no-index --no-deps --no-build-isolation`: the
-/// sandbox has no network and the environment already holds the dependencies). Heredoc bodies
+/// `C.UTF-8`), editable `pip install -e` lines kept from preparation (the install already points
+/// at the checkout) and other `pip install` lines offline (`--no-index --no-deps
+/// --no-build-isolation`: the sandbox has no network, the environment holds the dependencies). Heredoc bodies
 /// (the test patch) are copied verbatim. With `record_exit_code` (swebench 5), the test command's
 /// status is kept and echoed after the end marker, as upstream's `record_test_exit_code` does.
 pub fn translate_for_venv(script: &str, ctx: &VenvContext<'_>, record_exit_code: bool) -> String {
@@ -98,6 +99,16 @@ pub fn translate_for_venv(script: &str, ctx: &VenvContext<'_>, record_exit_code:
         }
         let mut l = line.replace(UPSTREAM_REPO_DIR, &repo).replace("en_US.UTF-8", "C.UTF-8");
         if let Some(pos) = l.find("pip install ") {
+            if l.contains(" -e ") || l.contains("--editable") {
+                // The editable install made at preparation already points at this checkout;
+                // redoing it offline would need --no-build-isolation, which swaps a project's
+                // pinned build backend for the environment's (a different kind of install).
+                out.push(format!(
+                    ": 'editable install kept from preparation: {}'",
+                    l.trim().replace('\'', "")
+                ));
+                continue;
+            }
             l.insert_str(pos + "pip install ".len(), "--no-index --no-deps --no-build-isolation ");
         }
         out.push(l);
@@ -115,7 +126,9 @@ mod tests {
         let ctx = VenvContext { venv: Path::new("/v"), repo_dir: Path::new("/w") };
         let t = translate_for_venv(script, &ctx, true);
         assert!(t.contains("source '/v/bin/activate'\ncd /w\nexport LC_ALL=C.UTF-8\n"));
-        assert!(t.contains("pip install --no-index --no-deps --no-build-isolation -e ."));
+        assert!(t.contains(": 'editable install kept from preparation: python -m pip install -e .'"));
+        let plain = translate_for_venv("python -m pip install .\n", &ctx, false);
+        assert_eq!(plain, "python -m pip install --no-index --no-deps --no-build-isolation .\n");
         assert!(t.contains("+cd /testbed\nEOF_1"));
         assert!(t.contains("SWEBENCH_TEST_EXIT_CODE=$?\n: '>>>>> End Test Output'\necho \">>>>> Test Exit Code: $SWEBENCH_TEST_EXIT_CODE\""));
         assert!(!t.contains("conda") && !t.contains("locale-gen"));
