@@ -341,6 +341,54 @@ pub fn make_instance_venv(shared: &SharedEnv, dst: &Path) -> Result<(), String> 
 mod tests {
     use super::*;
 
+    fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+        let d = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git").arg("-C").arg(d.path()).args(args).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        git(&["init", "-q"]);
+        for (path, text) in files {
+            let p = d.path().join(path);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, text).unwrap();
+        }
+        git(&["add", "-A"]);
+        git(&["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        (d, head)
+    }
+
+    #[test]
+    fn requirement_groups_like_upstream() {
+        let (d, head) = repo_with(&[
+            (
+                "requirements/dev.txt",
+                "-r tests.txt\n# comment\n-e .\nblinker==1.4\ntypes-pkg_resources==0.1\n",
+            ),
+            ("requirements/tests.txt", "pytest==7.0\n.[test]\n"),
+            (
+                "environment.yml",
+                "name: x\ndependencies:\n  - python=3.9\n  - numpy=1.21\n  - scipy>=1.5\n  - pip\n  - pip:\n    - sphinx==4.0\n",
+            ),
+        ]);
+        let mut spec = Spec::default();
+        spec.packages = Some("requirements.txt".into());
+        spec.pip_packages = vec!["markupsafe==2.0.1".into()];
+        let groups = requirements("pallets/flask", &spec, d.path(), &head).unwrap();
+        assert_eq!(groups[1], ["pytest==7.0", "blinker==1.4", "types-setuptools"]);
+        assert_eq!(groups[2], ["markupsafe==2.0.1"]);
+        spec.packages = Some("environment.yml".into());
+        let groups = requirements("pydata/xarray", &spec, d.path(), &head).unwrap();
+        assert_eq!(groups[1], ["numpy==1.21", "scipy>=1.5", "sphinx==4.0"]);
+        spec.packages = Some("numpy 'scipy==1.5.2'".into());
+        spec.pip_packages.clear();
+        let groups = requirements("x/y", &spec, d.path(), &head).unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[1], ["numpy", "scipy==1.5.2"]);
+    }
+
     #[test]
     fn keys_depend_on_inputs() {
         let i = Interpreter { path: "/p".into(), version: "3.9.1".into(), source: "pyenv".into() };
