@@ -373,9 +373,11 @@ mod tests {
                 "name: x\ndependencies:\n  - python=3.9\n  - numpy=1.21\n  - scipy>=1.5\n  - pip\n  - pip:\n    - sphinx==4.0\n",
             ),
         ]);
-        let mut spec = Spec::default();
-        spec.packages = Some("requirements.txt".into());
-        spec.pip_packages = vec!["markupsafe==2.0.1".into()];
+        let mut spec = Spec {
+            packages: Some("requirements.txt".into()),
+            pip_packages: vec!["markupsafe==2.0.1".into()],
+            ..Spec::default()
+        };
         let groups = requirements("pallets/flask", &spec, d.path(), &head).unwrap();
         assert_eq!(groups[1], ["pytest==7.0", "blinker==1.4", "types-setuptools"]);
         assert_eq!(groups[2], ["markupsafe==2.0.1"]);
