@@ -69,5 +69,12 @@ for repo in sorted(times):
 allt = [x for repo in times for x in times[repo]["total"]]
 if allt:
     print(f"\nmean total per instance (first run): {statistics.mean(allt):.1f} s over {len(allt)} instances")
+    work = [o["timings"]["total"] - o["timings"]["environment"] for o in first.values()
+            if o["bucket"] != "environment_unavailable"]
+    print(f"mean per instance without the environment stage: {statistics.mean(work):.1f} s")
+    if second:
+        again = [o["timings"]["total"] for o in second.values() if o["bucket"] != "environment_unavailable"]
+        print(f"mean total per instance in the second run (environments cached): {statistics.mean(again):.1f} s "
+              f"over {len(again)} instances")
 print("\n| instance | bucket | reason |\n|---|---|---|")
 print("\n".join(reasons))
