@@ -295,6 +295,11 @@ pub fn ensure_shared_env(
     })
 }
 
+/// The site-packages directory of a venv at `root` made from `interpreter`.
+pub fn site_packages(root: &Path, interpreter: &Interpreter) -> PathBuf {
+    root.join("lib").join(format!("python{}", minor(&interpreter.version))).join("site-packages")
+}
+
 /// A per-instance venv at `dst` that sees the shared environment's packages (a `.pth` that adds
 /// its site-packages) and its console scripts (copied with the shebang pointing here), so the
 /// instance's own install step never touches the shared environment.

@@ -52,6 +52,10 @@ pub struct VenvContext<'a> {
     pub venv: &'a Path,
     /// The repository checkout that stands for `/testbed`.
     pub repo_dir: &'a Path,
+    /// Site-packages directories (the instance venv's, then the shared environment's) given to
+    /// `tox --current-env` runs through `PYTHONPATH`: tox-current-env runs a symlink to the venv's
+    /// interpreter, which does not find its `pyvenv.cfg` and starts as the bare base interpreter.
+    pub site_packages: Vec<String>,
 }
 
 /// Translates an upstream eval script for a virtual environment: activation of the venv instead
@@ -98,6 +102,9 @@ pub fn translate_for_venv(script: &str, ctx: &VenvContext<'_>, record_exit_code:
             continue;
         }
         let mut l = line.replace(UPSTREAM_REPO_DIR, &repo).replace("en_US.UTF-8", "C.UTF-8");
+        if l.trim_start().starts_with("tox --current-env") && !ctx.site_packages.is_empty() {
+            l = format!("PYTHONPATH='{}' {}", ctx.site_packages.join(":"), l.trim_start());
+        }
         if let Some(pos) = l.find("pip install ") {
             if l.contains(" -e ") || l.contains("--editable") {
                 // The editable install made at preparation already points at this checkout;
@@ -123,7 +130,11 @@ mod tests {
     #[test]
     fn translation_keeps_heredocs_and_records_exit_code() {
         let script = "#!/bin/bash\nset -uxo pipefail\nsource /opt/miniconda3/bin/activate\nconda activate testbed\ncd /testbed\nsed -i '/en_US.UTF-8/s/^# //g' /etc/locale.gen && locale-gen\nexport LC_ALL=en_US.UTF-8\npython -m pip install -e .\ngit apply -v - <<'EOF_1'\n+cd /testbed\nEOF_1\n: '>>>>> Start Test Output'\npytest -rA\n: '>>>>> End Test Output'\n";
-        let ctx = VenvContext { venv: Path::new("/v"), repo_dir: Path::new("/w") };
+        let ctx = VenvContext {
+            venv: Path::new("/v"),
+            repo_dir: Path::new("/w"),
+            site_packages: vec!["/s".into()],
+        };
         let t = translate_for_venv(script, &ctx, true);
         assert!(t.contains("source '/v/bin/activate'\ncd /w\nexport LC_ALL=C.UTF-8\n"));
         assert!(t.contains(": 'editable install kept from preparation: python -m pip install -e .'"));
@@ -132,5 +143,7 @@ mod tests {
         assert!(t.contains("+cd /testbed\nEOF_1"));
         assert!(t.contains("SWEBENCH_TEST_EXIT_CODE=$?\n: '>>>>> End Test Output'\necho \">>>>> Test Exit Code: $SWEBENCH_TEST_EXIT_CODE\""));
         assert!(!t.contains("conda") && !t.contains("locale-gen"));
+        let tox = translate_for_venv("tox --current-env -epy39 -v -- tests/t.py", &ctx, false);
+        assert_eq!(tox, "PYTHONPATH='/s' tox --current-env -epy39 -v -- tests/t.py");
     }
 }

@@ -285,7 +285,10 @@ fn pipeline(
         Some(s) if !s.trim().is_empty() => s.to_owned(),
         _ => upstream_eval_script(instance, spec),
     };
-    let ctx_v = VenvContext { venv: &venv, repo_dir: &testbed };
+    let site_packages = [&venv, &env.dir]
+        .map(|root| crate::env::site_packages(root, &env.interpreter).display().to_string())
+        .into();
+    let ctx_v = VenvContext { venv: &venv, repo_dir: &testbed, site_packages };
     let script = translate_for_venv(&upstream, &ctx_v, cfg.grading == GradingMode::V5);
     fs_err::write(log_dir.join("eval.sh"), &script).map_err(io)?;
     let eval_file = work.join("eval.sh");
