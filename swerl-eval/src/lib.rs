@@ -1,0 +1,88 @@
+//! # swerl-eval
+//!
+//! A SWE-bench evaluation harness without Docker that grades the way the official `swebench`
+//! harness does (swebench 4.1 by default, swebench 5 on request), running each model patch in a
+//! bubblewrap sandbox.
+//!
+//! ```
+//! use swerl_eval::{GradingMode, Instance, LogParser, Prediction, eval_report};
+//!
+//! let mut instance = Instance::new("o__r-1", "pallets/flask", "abc", "2.3");
+//! instance.fail_to_pass = vec!["tests/test_a.py::test_fix".into()];
+//! instance.pass_to_pass = vec!["tests/test_a.py::test_old".into()];
+//! let prediction = Prediction {
+//!     instance_id: "o__r-1".into(),
+//!     model_name_or_path: "m".into(),
+//!     model_patch: Some("diff --git a/x b/x".into()),
+//! };
+//! let log = ">>>>> Start Test Output\n\
+//!            PASSED tests/test_a.py::test_fix\n\
+//!            PASSED tests/test_a.py::test_old\n\
+//!            >>>>> End Test Output\n";
+//! let report = eval_report(&instance, &prediction, log, LogParser::Pytest, GradingMode::V4).unwrap();
+//! assert!(report.resolved);
+//! ```
+//!
+//! ## Modules
+//! - [`dataset`], [`predictions`]: the inputs (JSON, JSON lines, gzip, parquet; gold and empty).
+//! - [`parsers`]: upstream's log parsers, 4.1 and 5 flavours, quirks included.
+//! - [`grading`]: markers, status maps -> FAIL_TO_PASS / PASS_TO_PASS lists, resolution.
+//! - [`report`]: `report.json` and the run summary, byte-compatible with upstream
+//!   ([`pyjson`] writes JSON as Python's `json.dumps` does).
+//! - [`specs`], [`directives`], [`script`]: the spec table, test directives from a test patch,
+//!   eval scripts (upstream's, and their translation for a virtual environment).
+//! - [`python`], [`env`](mod@env): interpreter discovery (never another version) and environments (one
+//!   venv per content key, built once under a file lock with uv or pip; a light per-instance venv
+//!   on top).
+//! - [`checkout`], [`patch`]: fresh checkouts at `base_commit`, the patch policy and upstream's
+//!   apply chain.
+//! - [`sandbox`]: bubblewrap (no network, read-only host, private `/tmp` and PID namespace),
+//!   rlimits, a wall clock that kills the whole tree, bounded lossy capture.
+//! - [`harness`]: [`run_evaluation`] ties it together, in parallel, with a progress callback.
+//!
+//! ## Running a harness
+//! ```no_run
+//! use swerl_eval::{HarnessConfig, Progress, run_evaluation};
+//!
+//! let cfg = HarnessConfig {
+//!     dataset: "lite-test-v5.jsonl.gz".into(),
+//!     predictions: "gold".into(),
+//!     repos_dir: "/work/.mirror".into(),
+//!     run_id: "gold1".into(),
+//!     ..HarnessConfig::default()
+//! };
+//! let result = run_evaluation(&cfg, &|p: Progress| {
+//!     if let Progress::Finished(o) = p {
+//!         tracing::info!(id = %o.instance_id, bucket = ?o.bucket, "done");
+//!     }
+//! })?;
+//! assert_eq!(result.summary.schema_version, 2);
+//! # Ok::<(), swerl_eval::Error>(())
+//! ```
+
+pub mod checkout;
+pub mod dataset;
+pub mod directives;
+pub mod env;
+pub mod grading;
+pub mod harness;
+pub mod parsers;
+pub mod patch;
+pub mod predictions;
+pub mod pyjson;
+pub mod python;
+pub mod report;
+pub mod sandbox;
+pub mod script;
+pub mod specs;
+
+mod error;
+mod parquet_rows;
+
+pub use dataset::{Instance, load_dataset};
+pub use error::{Error, Result};
+pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};
+pub use harness::{Bucket, HarnessConfig, InstanceOutcome, Progress, RunResult, Stage, run_evaluation};
+pub use parsers::{LogParser, ParserCrash, StatusMap};
+pub use predictions::{Prediction, PredictionSource, load_predictions};
+pub use report::{InstanceReport, RunSummary, eval_report, make_run_summary};

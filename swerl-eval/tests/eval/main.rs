@@ -1,0 +1,6 @@
+//! swerl-eval's integration tests: upstream goldens (`tests/golden`, made by
+//! `tests/golden/make_golden.py` with pip's `swebench` 4.1.0 and 5.0.1) and the end-to-end
+//! harness run on an in-test repository.
+
+mod e2e;
+mod golden;
