@@ -1,7 +1,7 @@
 //! GH Archive hour files: finding them, selecting a shard or date range, and streaming one file
 //! into thread fragments.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -72,7 +72,13 @@ impl HourRange {
             }
             Ok(Some(h))
         };
-        Ok(HourRange { from: side(a, false)?, to: side(b, true)? })
+        let range = HourRange { from: side(a, false)?, to: side(b, true)? };
+        if let (Some(from), Some(to)) = (range.from, range.to)
+            && from > to
+        {
+            return Err(bad("FROM is after TO: the range is empty"));
+        }
+        Ok(range)
     }
 
     /// Whether `h` lies in the range.
@@ -139,17 +145,30 @@ impl std::fmt::Display for Shard {
 /// Lists the archive files named by `inputs` (files, or directories searched recursively for
 /// `*.json.gz` or `*.json`), keeps those in `range`, and sorts them by hour then path. Files whose name is
 /// not an hour are kept (and ordered after dated ones) unless a range is given.
+///
+/// Symbolic links are followed, but each directory is visited once (a link loop ends) and each
+/// file is listed once, however many paths lead to it.
 pub fn discover(inputs: &[PathBuf], range: Option<&HourRange>) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
+    discover_excluding(inputs, range, &[])
+}
+
+/// [`discover`], skipping the directories `exclude` (canonical paths; a run's own output).
+pub fn discover_excluding(
+    inputs: &[PathBuf],
+    range: Option<&HourRange>,
+    exclude: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let mut walk = Walk { exclude, dirs: HashSet::new(), files: HashSet::new(), found: Vec::new() };
     for input in inputs {
         let meta = fs_err::metadata(input).map_err(|e| Error::io(input, e))?;
         if meta.is_dir() {
-            walk(input, &mut found)?;
+            walk.dir(input)?;
         } else {
-            found.push(input.clone());
+            walk.file(input.clone());
         }
     }
-    let mut keyed: Vec<(Option<Hour>, PathBuf)> = found
+    let mut keyed: Vec<(Option<Hour>, PathBuf)> = walk
+        .found
         .into_iter()
         .map(|p| (p.file_name().and_then(|n| n.to_str()).and_then(Hour::parse), p))
         .filter(|(h, _)| match (range, h) {
@@ -163,33 +182,64 @@ pub fn discover(inputs: &[PathBuf], range: Option<&HourRange>) -> Result<Vec<Pat
     Ok(keyed.into_iter().map(|(_, p)| p).collect())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = fs_err::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".json.gz") || n.ends_with(".json"))
-        {
-            out.push(p);
+/// A directory walk that visits each directory and lists each file once (by canonical path).
+struct Walk<'a> {
+    exclude: &'a [PathBuf],
+    dirs: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    found: Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn file(&mut self, path: PathBuf) {
+        // A dangling link has no canonical path: keep it, opening it names the error.
+        let canonical = fs_err::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if self.files.insert(canonical) {
+            self.found.push(path);
         }
     }
-    Ok(())
+
+    fn dir(&mut self, dir: &Path) -> Result<()> {
+        let canonical = fs_err::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+        if self.exclude.contains(&canonical) || !self.dirs.insert(canonical) {
+            return Ok(());
+        }
+        let mut entries: Vec<_> = fs_err::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                self.dir(&p)?;
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".json.gz") || n.ends_with(".json"))
+            {
+                self.file(p);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Options of the scanning stage.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ScanConfig {
     /// Fully validate the JSON of event types that are not parsed (slower). By default those
     /// lines are only checked to be one complete object.
     pub validate_all: bool,
+    /// Longest line read, in decompressed bytes; a longer line is a malformed line (skipped
+    /// without being held in memory).
+    pub max_line_bytes: usize,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self { validate_all: false, max_line_bytes: 16 << 20 }
+    }
 }
 
 /// The result of scanning one file: its thread fragments (sorted by key) and statistics.
@@ -244,16 +294,28 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
     let mut line_no = 0u64;
     loop {
         line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
+        let length = match read_line_bounded(&mut reader, &mut line, config.max_line_bytes) {
+            Ok(Line::End) => break,
+            Ok(Line::Read) => None,
+            Ok(Line::TooLong(n)) => Some(n),
             Err(e) => {
                 stats.truncated_files += 1;
                 stats.problem(path.to_path_buf(), line_no + 1, format!("gzip stream ends early: {e}"));
                 break;
             }
-        }
+        };
         line_no += 1;
+        if let Some(n) = length {
+            stats.lines += 1;
+            stats.malformed_lines += 1;
+            let max = config.max_line_bytes;
+            stats.problem(
+                path.to_path_buf(),
+                line_no,
+                format!("line of {n} bytes, longer than {max}: skipped"),
+            );
+            continue;
+        }
         let complete = line.last() == Some(&b'\n');
         let text = trim_line(&line);
         if text.is_empty() {
@@ -291,6 +353,55 @@ pub fn scan_file(path: &Path, config: &ScanConfig, on_bytes: &dyn Fn(u64)) -> Re
     Ok(out)
 }
 
+/// What [`read_line_bounded`] read.
+enum Line {
+    /// End of input.
+    End,
+    /// A line (with its `\n` unless it is the last).
+    Read,
+    /// A line longer than the bound, of this many bytes, consumed but not kept.
+    TooLong(u64),
+}
+
+/// `read_until(b'\n')` that keeps at most `max` bytes of a line in memory: a longer line is
+/// consumed to its end and reported by its length.
+fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+    let mut total = 0u64;
+    let mut too_long = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let (n, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if !too_long && line.len() + n > max {
+            too_long = true;
+            line.clear();
+            line.shrink_to(1 << 16);
+        }
+        if !too_long {
+            line.extend_from_slice(&buf[..n]);
+        }
+        reader.consume(n);
+        total += n as u64;
+        if done {
+            break;
+        }
+    }
+    Ok(match (total, too_long) {
+        (0, _) => Line::End,
+        (n, true) => Line::TooLong(n),
+        (_, false) => Line::Read,
+    })
+}
+
 fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
     if let Some(v) = map.get_mut(key) {
         *v += 1;
@@ -324,11 +435,52 @@ mod tests {
     }
 
     #[test]
+    fn lines_longer_than_the_bound_are_consumed_not_kept() {
+        let text = format!("short\n{}\nlast", "x".repeat(100));
+        let mut reader = BufReader::with_capacity(8, text.as_bytes());
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            line.clear();
+            match read_line_bounded(&mut reader, &mut line, 10).expect("reads") {
+                Line::End => break,
+                Line::Read => got.push(String::from_utf8(line.clone()).expect("utf8")),
+                Line::TooLong(n) => got.push(format!("<{n} bytes>")),
+            }
+            assert!(line.capacity() <= 1 << 16);
+        }
+        assert_eq!(got, ["short\n", "<101 bytes>", "last"]);
+    }
+
+    #[test]
+    fn symlink_loops_end_and_files_are_listed_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sub = dir.path().join("a");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("2021-07-21-6.json.gz"), b"").expect("write");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(".", sub.join("dot")).expect("link");
+            std::os::unix::fs::symlink(dir.path(), sub.join("up")).expect("link");
+        }
+        let found =
+            discover(&[dir.path().to_path_buf(), sub.join("2021-07-21-6.json.gz")], None).expect("walk");
+        assert_eq!(found, [sub.join("2021-07-21-6.json.gz")]);
+        let excluded =
+            discover_excluding(&[dir.path().to_path_buf()], None, &[sub.canonicalize().expect("canon")])
+                .expect("walk");
+        assert!(excluded.is_empty());
+    }
+
+    #[test]
     fn ranges_and_shards() {
         let r = HourRange::parse("2021-07-21-7..2021-07-21").expect("range");
         assert!(!r.contains(Hour { year: 2021, month: 7, day: 21, hour: 6 }));
         assert!(r.contains(Hour { year: 2021, month: 7, day: 21, hour: 23 }));
         assert!(HourRange::parse("2021").is_err());
+        let inverted = HourRange::parse("2021-07-22..2021-07-21").expect_err("inverted");
+        assert!(inverted.to_string().contains("FROM is after TO"), "{inverted}");
+        assert!(HourRange::parse("2021-07-21..2021-07-21").is_ok());
         assert_eq!(Shard::parse("1/4").ok().map(|s| s.index), Some(1));
         assert!(Shard::parse("4/4").is_err());
         assert!(Shard::parse("x").is_err());

@@ -53,6 +53,28 @@ pub enum Error {
         /// The predictor's message.
         message: String,
     },
+    /// There is nothing to mine: no archive file under the inputs, or none in the range.
+    #[error("nothing to mine: {message}")]
+    NoInput {
+        /// What was searched and why nothing was found.
+        message: String,
+    },
+    /// Another run holds the output directory's lock.
+    #[error("{path}: another `swerl mine` is writing this output directory (it holds {path}/.lock)")]
+    Locked {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// A configuration file has an unknown key.
+    #[error("{path}: unknown key `{key}`; valid keys there: {valid}")]
+    UnknownKey {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key, dotted from the top (`filters.max_files`).
+        key: String,
+        /// The valid keys of the object holding it.
+        valid: String,
+    },
     /// JSON (de)serialisation of an output record failed.
     #[error("{path}: JSON: {source}")]
     Json {

@@ -57,7 +57,7 @@ pub mod store;
 pub mod swebench;
 pub mod thread;
 
-pub use archive::{FileScan, Hour, HourRange, ScanConfig, Shard, discover, scan_file};
+pub use archive::{FileScan, Hour, HourRange, ScanConfig, Shard, discover, discover_excluding, scan_file};
 pub use error::{Error, Result};
 pub use filter::{Decontamination, FilterConfig, patch_fingerprint};
 pub use git::clones::CloneIndex;
@@ -66,8 +66,8 @@ pub use git::pullindex::PullIndex;
 pub use instance::{Instance, InstanceConfig, PrRecord, instance_id};
 pub use links::{IssueRef, find_links, linked_issues};
 pub use pipeline::{
-    EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, PrListEntry, Progress, RepoOutput,
-    read_pr_list,
+    EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, OutputLock, PrListEntry, Progress,
+    RepoOutput, lock_output, read_pr_list,
 };
 pub use relevant::{
     Completion, HeuristicPredictor, LlmPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor,

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use swerl_reward::RlInstance;
 
-use crate::archive::{HourRange, ScanConfig, Shard, discover, scan_file};
+use crate::archive::{HourRange, ScanConfig, Shard, discover_excluding, scan_file};
 use crate::error::{Error, Result};
 use crate::filter::{Decontamination, FilterConfig, is_noise_only};
 use crate::git::clones::CloneIndex;
@@ -63,6 +63,44 @@ pub struct MineConfig {
     pub relevant: RelevantConfig,
     /// Git.
     pub git: GitConfig,
+}
+
+impl MineConfig {
+    /// Reads a JSON configuration file: missing keys keep their defaults, an unknown key is an
+    /// error naming it and the valid keys beside it.
+    pub fn from_json_file(path: &Path) -> Result<MineConfig> {
+        let text = fs_err::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json_str(&text, path)
+    }
+
+    /// [`MineConfig::from_json_file`] on text; `path` names the source in errors.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<MineConfig> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::Json { path: path.to_path_buf(), source: e })?;
+        let known = serde_json::to_value(MineConfig::default())
+            .map_err(|e| Error::Json { path: path.to_path_buf(), source: e })?;
+        check_keys(&value, &known, "", path)?;
+        serde_json::from_value(value).map_err(|e| Error::Json { path: path.to_path_buf(), source: e })
+    }
+}
+
+/// Every key of `value`'s objects must be a key of `known` at the same place.
+fn check_keys(value: &serde_json::Value, known: &serde_json::Value, at: &str, path: &Path) -> Result<()> {
+    let (Some(value), Some(known)) = (value.as_object(), known.as_object()) else { return Ok(()) };
+    for (key, v) in value {
+        let dotted = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+        match known.get(key) {
+            Some(k) => check_keys(v, k, &dotted, path)?,
+            None => {
+                return Err(Error::UnknownKey {
+                    path: path.to_path_buf(),
+                    key: dotted,
+                    valid: known.keys().map(String::as_str).collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Progress notifications (called from worker threads).
@@ -241,14 +279,76 @@ pub struct RepoOutput {
     pub funnel: Funnel,
 }
 
-fn part_name(path: &Path) -> String {
+/// The checkpoint name of an archive file: its name and a hash of what its scan depends on,
+/// the canonical path, size, modification time and the scan options. A file replaced since (or
+/// scanned with other options) gets a new name, so its old checkpoint is never reused.
+fn part_name(path: &Path, config: &ScanConfig) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let canonical = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let (size, mtime) = std::fs::metadata(path)
+        .map(|m| {
+            let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            (m.len(), mtime.map_or(0, |d| d.as_nanos()))
+        })
+        .unwrap_or_default();
+    let options = serde_json::to_string(config).unwrap_or_default();
+    let key = format!("v2\0{}\0{size}\0{mtime}\0{options}", canonical.to_string_lossy());
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in path.to_string_lossy().bytes() {
+    for b in key.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{}-{h:016x}", name.trim_end_matches(".json.gz"))
+}
+
+/// File shards merged together must be each shard of one `n` exactly once (else events would be
+/// lost or counted twice).
+fn check_shards(shards: &[(Shard, &Path)]) -> Result<()> {
+    let Some((first, _)) = shards.first() else { return Ok(()) };
+    let bad = |message: String| {
+        let value =
+            shards.iter().map(|(s, d)| format!("{s} ({})", d.display())).collect::<Vec<_>>().join(", ");
+        Err(Error::InvalidSpec { what: "set of shards", value, message })
+    };
+    if let Some((s, _)) = shards.iter().find(|(s, _)| s.count != first.count) {
+        return bad(format!("shards of different counts ({first} and {s})"));
+    }
+    let mut seen = vec![false; first.count as usize];
+    for (s, _) in shards {
+        if std::mem::replace(&mut seen[s.index as usize], true) {
+            return bad(format!("shard {s} appears twice"));
+        }
+    }
+    let missing: Vec<String> =
+        (0..first.count).filter(|i| !seen[*i as usize]).map(|i| format!("{i}/{}", first.count)).collect();
+    if !missing.is_empty() {
+        return bad(format!("missing {}", missing.join(", ")));
+    }
+    Ok(())
+}
+
+/// The exclusive lock of an output directory, held while a run writes it (released on drop).
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: std::fs::File,
+}
+
+/// Creates `out` and takes its lock (`out/.lock`); fails with [`Error::Locked`] when another
+/// run holds it.
+pub fn lock_output(out: &Path) -> Result<OutputLock> {
+    mkdir(out)?;
+    let path = out.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(OutputLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: out.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
 }
 
 fn mkdir(dir: &Path) -> Result<()> {
@@ -269,7 +369,19 @@ impl Miner {
     /// Scans the files of `inputs` (this shard's share) into per-file checkpoints under
     /// `out/parts`, in parallel, then merges them into `out/threads.jsonl`.
     pub fn scan(&self, inputs: &EventInputs, out: &Path) -> Result<ScanStats> {
-        let all = discover(&inputs.paths, inputs.range.as_ref())?;
+        mkdir(out)?;
+        let own = fs_err::canonicalize(out).map_err(|e| Error::io(out, e))?;
+        let all = discover_excluding(&inputs.paths, inputs.range.as_ref(), &[own])?;
+        if all.is_empty() {
+            let paths: Vec<String> = inputs.paths.iter().map(|p| p.display().to_string()).collect();
+            let what = if inputs.range.is_some() { " in the --range" } else { "" };
+            return Err(Error::NoInput {
+                message: format!(
+                    "no GH Archive files (*.json.gz, *.json){what} under {} (the output directory is never read)",
+                    paths.join(", ")
+                ),
+            });
+        }
         let files: Vec<PathBuf> = all
             .into_iter()
             .enumerate()
@@ -284,7 +396,7 @@ impl Miner {
         let results: Vec<Result<(PathBuf, ScanStats)>> = files
             .par_iter()
             .map(|path| {
-                let stem = parts_dir.join(part_name(path));
+                let stem = parts_dir.join(part_name(path, &self.config.scan));
                 let threads_path = stem.with_extension("threads.jsonl");
                 let stats_path = stem.with_extension("stats.json");
                 if inputs.resume && stats_path.is_file() && threads_path.is_file() {
@@ -297,7 +409,13 @@ impl Miner {
                 }
                 let scan = scan_file(path, &self.config.scan, &on_bytes)?;
                 write_threads(&threads_path, scan.threads.values())?;
-                write_json_atomic(&stats_path, &scan.stats)?;
+                // The statistics mark a checkpoint complete: a file that ended early is scanned
+                // again by the next resume (it may have been completed or replaced).
+                if scan.stats.truncated_files == 0 {
+                    write_json_atomic(&stats_path, &scan.stats)?;
+                } else if stats_path.exists() {
+                    fs_err::remove_file(&stats_path).map_err(|e| Error::io(&stats_path, e))?;
+                }
                 self.progress.file_done(path);
                 Ok((threads_path, scan.stats))
             })
@@ -316,7 +434,7 @@ impl Miner {
     /// The whole run over archives: scan, and unless the files are sharded (`n > 1`, where
     /// [`Miner::merge`] finishes), build `prs.jsonl`, `instances.jsonl` and `summary.json`.
     pub fn run(&self, inputs: &EventInputs, out: &Path) -> Result<Summary> {
-        mkdir(out)?;
+        let _lock = lock_output(out)?;
         let scan = self.scan(inputs, out)?;
         let mut summary = Summary { scan, ..Summary::default() };
         if !inputs.shard.is_whole() {
@@ -331,17 +449,22 @@ impl Miner {
     /// Merges the `threads.jsonl` and scan statistics of shard output directories into `out`
     /// and builds the PR records and instances (of this miner's repository shard).
     pub fn merge(&self, shard_dirs: &[PathBuf], out: &Path) -> Result<Summary> {
-        mkdir(out)?;
+        let _lock = lock_output(out)?;
         let mut summary = Summary::default();
         let mut inputs = Vec::new();
+        let mut shards: Vec<(Shard, &Path)> = Vec::new();
         for d in shard_dirs {
             let s = d.join("summary.json");
             let text = fs_err::read_to_string(&s).map_err(|e| Error::io(&s, e))?;
             let shard: Summary =
                 serde_json::from_str(&text).map_err(|e| Error::Json { path: s.clone(), source: e })?;
             summary.scan.add(&shard.scan);
+            if let Some(spec) = shard.shard.as_deref().and_then(|s| Shard::parse(s).ok()) {
+                shards.push((spec, d.as_path()));
+            }
             inputs.push(d.join("threads.jsonl"));
         }
+        check_shards(&shards)?;
         let merged = out.join("threads.jsonl");
         let same = inputs.len() == 1 && inputs[0] == merged;
         if !same {
@@ -354,7 +477,7 @@ impl Miner {
     /// Git-only mode: mines the PRs of every clone from `refs/pull/*` and the merge/squash
     /// commits of its default branch, without archives.
     pub fn run_git_only(&self, out: &Path) -> Result<Summary> {
-        mkdir(out)?;
+        let _lock = lock_output(out)?;
         let clones = self
             .clones
             .as_ref()
@@ -368,7 +491,7 @@ impl Miner {
     /// optionally head, merge commit, title and body) is mined from its clone as a merged PR.
     /// Records naming the same PR are combined.
     pub fn run_pr_list(&self, entries: &[PrListEntry], out: &Path) -> Result<Summary> {
-        mkdir(out)?;
+        let _lock = lock_output(out)?;
         let mut groups: BTreeMap<String, BTreeMap<u64, Thread>> = BTreeMap::new();
         for e in entries {
             let mut t = Thread::new(&e.repo, e.number);
@@ -868,4 +991,56 @@ pub fn complete_from_git(
         return true;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_refuse_unknown_keys_and_name_the_valid_ones() {
+        let path = Path::new("mine.json");
+        let c = MineConfig::from_json_str(r#"{"filters": {"max_changed_files": 7}}"#, path).expect("valid");
+        assert_eq!(c.filters.max_changed_files, 7);
+        assert_eq!(c.scan, ScanConfig::default());
+        let err =
+            MineConfig::from_json_str(r#"{"filters": {"max_changed_filez": 7}}"#, path).expect_err("unknown");
+        let text = err.to_string();
+        assert!(text.contains("`filters.max_changed_filez`") && text.contains("max_changed_files"), "{text}");
+        let err = MineConfig::from_json_str(r#"{"scna": {}}"#, path).expect_err("unknown");
+        assert!(matches!(err, Error::UnknownKey { ref key, .. } if key == "scna"), "{err}");
+    }
+
+    #[test]
+    fn an_output_directory_has_one_writer() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lock = lock_output(dir.path()).expect("first lock");
+        assert!(matches!(lock_output(dir.path()), Err(Error::Locked { .. })));
+        drop(lock);
+        lock_output(dir.path()).expect("released");
+    }
+
+    #[test]
+    fn checkpoint_names_follow_content_and_options_not_spelling() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("2021-07-21-6.json.gz");
+        std::fs::write(&file, b"one").expect("write");
+        let config = ScanConfig::default();
+        let name = part_name(&file, &config);
+        assert_eq!(name, part_name(&dir.path().join(".").join("2021-07-21-6.json.gz"), &config));
+        assert_ne!(name, part_name(&file, &ScanConfig { validate_all: true, ..config.clone() }));
+        std::fs::write(&file, b"longer").expect("write");
+        assert_ne!(name, part_name(&file, &config));
+    }
+
+    #[test]
+    fn merged_shards_must_be_each_shard_once() {
+        let d = Path::new("d");
+        let s = |index, count| (Shard { index, count }, d);
+        assert!(check_shards(&[s(0, 2), s(1, 2)]).is_ok());
+        assert!(check_shards(&[]).is_ok());
+        assert!(check_shards(&[s(0, 2)]).expect_err("missing").to_string().contains("missing 1/2"));
+        assert!(check_shards(&[s(0, 2), s(0, 2), s(1, 2)]).expect_err("twice").to_string().contains("twice"));
+        assert!(check_shards(&[s(0, 2), s(1, 3)]).is_err());
+    }
 }

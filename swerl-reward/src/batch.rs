@@ -154,7 +154,7 @@ pub enum BatchError {
 pub fn score_line(line: usize, text: &str, options: &BatchOptions) -> LineResult {
     let case = match parse_case(text) {
         Ok(case) => case,
-        Err(message) => return invalid(line, message),
+        Err(message) => return invalid(line, instance_id_of(text), message),
     };
     match case {
         Case::SearchReplace { instance_id, code_context, oracle_new_content, output } => {
@@ -190,7 +190,35 @@ pub fn score_line(line: usize, text: &str, options: &BatchOptions) -> LineResult
     }
 }
 
-/// Parses a case, with a precise message when the line is not one.
+/// The string `instance_id` of a JSON object line, if it has one (for error rows).
+fn instance_id_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id {
+        instance_id: String,
+    }
+    serde_json::from_str::<Id>(text).ok().map(|i| i.instance_id)
+}
+
+/// Reads field `name` of `object`; a wrong type is an error naming the field.
+fn field<T: serde::de::DeserializeOwned>(
+    object: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<T>, String> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(v) => T::deserialize(v).map(Some).map_err(|e| format!("field `{name}`: {e}")),
+    }
+}
+
+fn required<T: serde::de::DeserializeOwned>(
+    object: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<T, String> {
+    field(object, name)?.ok_or_else(|| format!("missing field `{name}`"))
+}
+
+/// Parses a case, with a precise message when the line is not one (naming the missing field or
+/// the field of the wrong type).
 pub fn parse_case(text: &str) -> Result<Case, String> {
     if text.trim().is_empty() {
         return Err("empty line".to_owned());
@@ -199,35 +227,19 @@ pub fn parse_case(text: &str) -> Result<Case, String> {
     let Some(object) = value.as_object() else {
         return Err("expected a JSON object".to_owned());
     };
-    #[derive(Deserialize)]
-    struct SearchReplace {
-        #[serde(default)]
-        instance_id: Option<String>,
-        code_context: BTreeMap<String, String>,
-        oracle_new_content: BTreeMap<String, String>,
-        output: String,
-    }
-    #[derive(Deserialize)]
-    struct Unidiff {
-        #[serde(default)]
-        instance_id: Option<String>,
-        oracle_patches: Vec<String>,
-        pred_patches: Vec<String>,
-    }
+    let instance_id: Option<String> = field(object, "instance_id")?;
     if object.contains_key("output") || object.contains_key("code_context") {
-        let c: SearchReplace = serde_json::from_value(value).map_err(|e| e.to_string())?;
         Ok(Case::SearchReplace {
-            instance_id: c.instance_id,
-            code_context: c.code_context,
-            oracle_new_content: c.oracle_new_content,
-            output: c.output,
+            instance_id,
+            code_context: required(object, "code_context")?,
+            oracle_new_content: required(object, "oracle_new_content")?,
+            output: required(object, "output")?,
         })
     } else if object.contains_key("pred_patches") || object.contains_key("oracle_patches") {
-        let c: Unidiff = serde_json::from_value(value).map_err(|e| e.to_string())?;
         Ok(Case::Unidiff {
-            instance_id: c.instance_id,
-            oracle_patches: c.oracle_patches,
-            pred_patches: c.pred_patches,
+            instance_id,
+            oracle_patches: required(object, "oracle_patches")?,
+            pred_patches: required(object, "pred_patches")?,
         })
     } else {
         Err("expected the fields code_context, oracle_new_content and output, or oracle_patches and pred_patches"
@@ -235,15 +247,29 @@ pub fn parse_case(text: &str) -> Result<Case, String> {
     }
 }
 
-fn invalid(line: usize, message: String) -> LineResult {
+fn invalid(line: usize, instance_id: Option<String>, message: String) -> LineResult {
     let message = format!("line {line}: {message}");
     LineResult {
-        instance_id: None,
+        instance_id,
         reward: None,
         error: Some(LineError::Invalid { kind: "invalid_case", line, message }),
         similarities: Vec::new(),
         patch: None,
     }
+}
+
+/// A line's text, or its instance id (when readable) and why it is not text.
+type LineText = Result<String, (Option<String>, String)>;
+
+/// A line without its `\n` or `\r\n`, as text, or why it is not UTF-8 (one bad line is one
+/// error row, not the end of the batch).
+fn line_text(bytes: &[u8]) -> LineText {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|e| {
+        let id = instance_id_of(&String::from_utf8_lossy(bytes));
+        (id, format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
+    })
 }
 
 fn similarities<'a>(items: impl Iterator<Item = (&'a String, f64)>) -> Vec<PathSimilarity> {
@@ -254,7 +280,7 @@ fn similarities<'a>(items: impl Iterator<Item = (&'a String, f64)>) -> Vec<PathS
 /// input order, `options.jobs` lines at a time in parallel. The results do not depend on the
 /// number of jobs. `progress` is called with the number of lines done after each batch.
 pub fn score_jsonl(
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut output: impl Write,
     options: &BatchOptions,
     mut progress: impl FnMut(usize),
@@ -265,22 +291,34 @@ pub fn score_jsonl(
         .map_err(|e| BatchError::Threads { jobs: options.jobs, message: e.to_string() })?;
     let mut summary = BatchSummary::default();
     let mut reward_sum = 0.0;
-    let mut lines = input.lines();
-    let mut chunk: Vec<(usize, String)> = Vec::with_capacity(CHUNK);
+    let mut chunk: Vec<(usize, LineText)> = Vec::with_capacity(CHUNK);
+    let mut buf = Vec::new();
     loop {
         chunk.clear();
-        for line in lines.by_ref() {
+        while chunk.len() < CHUNK {
             let number = summary.lines + chunk.len() + 1;
-            chunk.push((number, line.map_err(|source| BatchError::Read { line: number, source })?));
-            if chunk.len() == CHUNK {
+            buf.clear();
+            if input
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| BatchError::Read { line: number, source })?
+                == 0
+            {
                 break;
             }
+            chunk.push((number, line_text(&buf)));
         }
         if chunk.is_empty() {
             break;
         }
-        let results: Vec<LineResult> =
-            pool.install(|| chunk.par_iter().map(|(n, text)| score_line(*n, text, options)).collect());
+        let results: Vec<LineResult> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|(n, text)| match text {
+                    Ok(text) => score_line(*n, text, options),
+                    Err((id, message)) => invalid(*n, id.clone(), message.clone()),
+                })
+                .collect()
+        });
         for result in &results {
             match result.reward {
                 None => summary.invalid += 1,
@@ -328,6 +366,43 @@ mod tests {
         assert_eq!(lines[3]["error"]["line"], 4);
         assert_eq!(lines[4]["reward"], 1.0);
         assert_eq!(summary, BatchSummary { lines: 5, invalid: 3, format_errors: 0, mean_reward: 1.0 });
+    }
+
+    #[test]
+    fn a_line_of_invalid_utf8_is_one_error_row() {
+        let mut input = format!("{GOOD}\n").into_bytes();
+        input.extend_from_slice(b"{\"instance_id\": \"bad\", \"output\": \"\xff\xfe\"}\r\n");
+        input.extend_from_slice(GOOD.as_bytes());
+        let mut out = Vec::new();
+        let summary = score_jsonl(&input[..], &mut out, &BatchOptions::default(), |_| {}).unwrap();
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1]["error"]["line"], 2);
+        assert_eq!(lines[1]["instance_id"], "bad");
+        assert!(lines[1]["error"]["message"].as_str().unwrap().contains("invalid UTF-8"), "{}", lines[1]);
+        assert_eq!(lines[2]["reward"], 1.0);
+        assert_eq!(summary.invalid, 1);
+    }
+
+    #[test]
+    fn invalid_rows_keep_the_instance_id_and_name_the_wrong_field() {
+        let r = score_line(
+            7,
+            r#"{"instance_id": "i-1", "code_context": {}, "oracle_new_content": {}, "output": 3}"#,
+            &BatchOptions::default(),
+        );
+        assert_eq!(r.instance_id.as_deref(), Some("i-1"));
+        let Some(LineError::Invalid { message, .. }) = &r.error else { panic!("{r:?}") };
+        assert!(message.starts_with("line 7: field `output`: invalid type: integer `3`"), "{message}");
+        let r = score_line(
+            1,
+            r#"{"instance_id": "i-2", "code_context": {"a": 1}, "oracle_new_content": {}, "output": ""}"#,
+            &BatchOptions::default(),
+        );
+        let Some(LineError::Invalid { message, .. }) = &r.error else { panic!("{r:?}") };
+        assert!(message.contains("field `code_context`"), "{message}");
+        assert_eq!(r.instance_id.as_deref(), Some("i-2"));
     }
 
     #[test]
