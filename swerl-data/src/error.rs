@@ -46,12 +46,12 @@ pub enum Error {
         source: git2::Error,
     },
     /// A relevant-file predictor failed.
-    #[error("relevant-file predictor failed for {instance_id}: {message}")]
+    #[error("relevant-file predictor failed for {instance_id}: {source}")]
     Predictor {
         /// The instance being predicted.
         instance_id: String,
-        /// The predictor's message.
-        message: String,
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// There is nothing to mine: no archive file under the inputs, or none in the range.
     #[error("nothing to mine: {message}")]

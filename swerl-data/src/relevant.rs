@@ -223,12 +223,20 @@ impl RelevantFilesPredictor for HeuristicPredictor {
 
 /// A text-completion backend for [`LlmPredictor`].
 pub trait Completion: Send + Sync {
-    /// Completes `prompt` (a chat user message), returning the model's reply text.
-    fn complete(&self, prompt: &str) -> std::result::Result<String, String>;
+    /// Completes `prompt` (a chat user message), returning the model's reply text, or the
+    /// backend's own error (an HTTP client's, a model's), kept as the source of
+    /// [`Error::Predictor`].
+    fn complete(&self, prompt: &str)
+    -> std::result::Result<String, Box<dyn std::error::Error + Send + Sync>>;
 }
 
-impl<F: Fn(&str) -> std::result::Result<String, String> + Send + Sync> Completion for F {
-    fn complete(&self, prompt: &str) -> std::result::Result<String, String> {
+impl<F: Fn(&str) -> std::result::Result<String, Box<dyn std::error::Error + Send + Sync>> + Send + Sync>
+    Completion for F
+{
+    fn complete(
+        &self,
+        prompt: &str,
+    ) -> std::result::Result<String, Box<dyn std::error::Error + Send + Sync>> {
         self(prompt)
     }
 }
@@ -312,7 +320,7 @@ impl<C: Completion> RelevantFilesPredictor for LlmPredictor<C> {
         let reply = self
             .completion
             .complete(&self.prompt(q))
-            .map_err(|message| Error::Predictor { instance_id: q.instance_id.to_owned(), message })?;
+            .map_err(|source| Error::Predictor { instance_id: q.instance_id.to_owned(), source })?;
         Ok(self.parse(q, &reply))
     }
 }
@@ -358,11 +366,16 @@ mod tests {
         assert_eq!(p, ["pkg/util.py", "other/c.py", "pkg/__init__.py"]);
         let llm = LlmPredictor::new(|prompt: &str| {
             assert!(prompt.contains("pkg/a.py"));
-            Ok::<_, String>("Sure:\n```\npkg/b.py\nnot/there.py\npkg/a.py\nother/c.py\n```".to_string())
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                "Sure:\n```\npkg/b.py\nnot/there.py\npkg/a.py\nother/c.py\n```".to_string(),
+            )
         });
         assert_eq!(llm.predict(&q)?, ["pkg/b.py", "other/c.py"]);
-        let failing = LlmPredictor::new(|_: &str| Err::<String, _>("server down".to_string()));
-        assert!(failing.predict(&q).is_err());
+        let failing = LlmPredictor::new(|_: &str| {
+            Err::<String, Box<dyn std::error::Error + Send + Sync>>("server down".into())
+        });
+        let err = failing.predict(&q).unwrap_err();
+        assert!(err.to_string().contains("server down") && err.to_string().contains(q.instance_id), "{err}");
         Ok(())
     }
 

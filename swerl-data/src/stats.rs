@@ -21,6 +21,7 @@ pub struct Problem {
 
 /// Statistics of the event-scanning stage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScanStats {
     /// Archive files read.
     pub files: u64,
@@ -86,6 +87,7 @@ impl ScanStats {
 
 /// Statistics of thread aggregation and PR records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PrStats {
     /// Distinct (repository, number) threads.
     pub threads: u64,
@@ -109,6 +111,7 @@ pub struct PrStats {
 /// The filter funnel from merged PRs to selected RL instances. Each `dropped_*` counts PRs
 /// removed by that step, in the order the steps run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Funnel {
     /// Merged PRs entering the funnel.
     pub merged_prs: u64,
@@ -200,6 +203,7 @@ impl PrStats {
 
 /// The whole `summary.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Event scanning.
     pub scan: ScanStats,

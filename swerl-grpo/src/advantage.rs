@@ -14,6 +14,7 @@ pub const STD_EPSILON: f64 = 1e-4;
 
 /// Advantages of one batch with the statistics TRL logs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Advantages {
     /// One advantage per completion, in input order.
     pub values: Vec<f64>,

@@ -42,6 +42,7 @@ pub trait ChatEncoder: Sync {
 
 /// How the context budget treated the data set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PromptReport {
     /// Instances whose prompt fitted as is.
     pub fitted: usize,

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 /// The metrics of one training step (one rollout batch), one line of `metrics.jsonl`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StepMetrics {
     /// 1-based step number.
     pub step: u64,
@@ -100,6 +101,7 @@ impl StepMetrics {
 
 /// One logged completion with its reward (a line of `completions.jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CompletionRecord {
     /// The step.
     pub step: u64,

@@ -93,6 +93,7 @@ pub enum TrainEvent<'a> {
 
 /// The outcome of [`Trainer::train`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TrainSummary {
     /// Metrics of the steps run by this call.
     pub steps: Vec<StepMetrics>,
