@@ -1,0 +1,9 @@
+//! `swerl` end to end: one test binary, one module per subcommand, shared helpers.
+
+mod generate;
+mod help;
+mod helpers;
+mod logprobs;
+mod mine;
+mod reward;
+mod train;
