@@ -6,7 +6,7 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// SWE-RL in Rust: mine software history, score patches, sample and train language models.
 #[derive(Debug, Parser)]
@@ -34,8 +34,18 @@ enum Command {
     Generate(cmd::generate::Args),
 }
 
+/// The command line with the help defaults that come from the code's own defaults.
+fn command() -> clap::Command {
+    Cli::command()
+        .mut_subcommand("train", |c| {
+            let defaults = cmd::train::help_defaults();
+            cmd::help::with_defaults(c, defaults.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        })
+        .mut_subcommand("generate", |c| cmd::help::with_defaults(c, cmd::generate::help_defaults()))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
@@ -50,6 +60,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        Err(err) if err.is::<cmd::UsageError>() => {
+            eprintln!("error: {err:#}\n\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -48,6 +48,8 @@ pub struct PromptReport {
     pub fitted: usize,
     /// Instances that fitted after dropping context files the oracle does not change.
     pub truncated: usize,
+    /// The ids of the truncated instances.
+    pub truncated_ids: Vec<String>,
     /// Instances skipped because their prompt could not fit, with their ids.
     pub skipped: Vec<String>,
     /// Context files dropped in total.
@@ -91,6 +93,7 @@ impl SweRlEnvironment {
                 }
                 Fit::Truncated { tokens, dropped } => {
                     report.truncated += 1;
+                    report.truncated_ids.push(inst.instance_id.clone());
                     report.dropped_files += dropped;
                     report.max_prompt_tokens = report.max_prompt_tokens.max(tokens.len());
                     prompts.push(PreparedPrompt { id: inst.instance_id.clone(), tokens });

@@ -191,6 +191,7 @@ impl ModelConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.num_key_value_heads),
             ("head_dim", self.head_dim),
+            ("num_hidden_layers", self.num_hidden_layers),
         ] {
             if v == 0 {
                 return bad(format!("`{name}` must be positive"));
@@ -207,6 +208,45 @@ impl ModelConfig {
         }
         if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return bad(format!("rope_theta ({}) must be positive", self.rope_theta));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return bad(format!("rms_norm_eps ({}) must be positive", self.rms_norm_eps));
+        }
+        if self.max_position_embeddings < 2 {
+            return bad(format!(
+                "max_position_embeddings (GGUF context_length) ({}) must be at least 2",
+                self.max_position_embeddings
+            ));
+        }
+        match self.rope_scaling {
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                for (name, v) in [
+                    ("rope_scaling.factor", factor),
+                    ("rope_scaling.low_freq_factor", low_freq_factor),
+                    ("rope_scaling.high_freq_factor", high_freq_factor),
+                ] {
+                    if !(v.is_finite() && v > 0.0) {
+                        return bad(format!("{name} ({v}) must be positive"));
+                    }
+                }
+                if high_freq_factor < low_freq_factor {
+                    return bad(format!(
+                        "rope_scaling.high_freq_factor ({high_freq_factor}) must not be below low_freq_factor ({low_freq_factor})"
+                    ));
+                }
+                if original_max_position_embeddings == 0 {
+                    return bad("rope_scaling.original_max_position_embeddings must be positive".into());
+                }
+            }
+            Some(RopeScaling::Linear { factor }) if !(factor.is_finite() && factor > 0.0) => {
+                return bad(format!("rope_scaling.factor ({factor}) must be positive"));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -521,6 +561,31 @@ mod tests {
         assert!(err.to_string().contains("yarn"), "{err}");
         let err = ModelConfig::from_json_str("{", "cfg.json").unwrap_err();
         assert!(matches!(err, Error::InvalidJson { .. }), "{err}");
+        for (from, to, field) in [
+            ("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 0", "rms_norm_eps"),
+            ("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -1e-5", "rms_norm_eps"),
+            ("\"num_hidden_layers\": 32", "\"num_hidden_layers\": 0", "num_hidden_layers"),
+            (
+                "\"max_position_embeddings\": 131072",
+                "\"max_position_embeddings\": 0",
+                "max_position_embeddings",
+            ),
+            (
+                "\"max_position_embeddings\": 131072",
+                "\"max_position_embeddings\": 1",
+                "max_position_embeddings",
+            ),
+            ("\"factor\": 8.0", "\"factor\": 0", "rope_scaling.factor"),
+        ] {
+            let text = LLAMA31.replace(from, to);
+            assert_ne!(text, LLAMA31, "{from}");
+            let err = ModelConfig::from_json_str(&text, "cfg.json").unwrap_err();
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+        let linear =
+            LLAMA31.replace("\"llama3\"", "\"linear\"").replace("\"factor\": 8.0", "\"factor\": 0.0");
+        let err = ModelConfig::from_json_str(&linear, "cfg.json").unwrap_err();
+        assert!(err.to_string().contains("rope_scaling.factor"), "{err}");
     }
 
     #[test]

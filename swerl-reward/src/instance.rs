@@ -107,7 +107,7 @@ impl Dataset {
             let line = match std::str::from_utf8(&bytes) {
                 Ok(line) => line,
                 Err(e) => {
-                    let message = format!("not valid UTF-8 ({e})");
+                    let message = format!("invalid UTF-8 at byte {}", e.valid_up_to());
                     dataset.skipped.push(SkippedRecord { line: number, instance_id: None, message });
                     continue;
                 }

@@ -8,6 +8,22 @@ use anyhow::Context;
 use swerl_model::{ChatMessage, GenerateOptions, GenerationRequest, SamplingParams};
 
 use super::model_args::ModelArgs;
+use super::sampling::SamplingArgs;
+
+/// Maximum number of new tokens when `--max-new-tokens` is not given.
+const DEFAULT_MAX_NEW_TOKENS: usize = 256;
+
+/// The help defaults of the sampling flags (the model's generation config decides the rest).
+pub(crate) fn help_defaults() -> Vec<(&'static str, String)> {
+    let from_model = |fallback: &str| format!("the model's generation config, else {fallback}");
+    vec![
+        ("max_new_tokens", DEFAULT_MAX_NEW_TOKENS.to_string()),
+        ("temperature", from_model("1")),
+        ("top_p", from_model("1")),
+        ("top_k", from_model("0")),
+        ("seed", "random; completion i uses seed + i".to_owned()),
+    ]
+}
 
 /// Arguments of `swerl generate`.
 #[derive(Debug, clap::Args)]
@@ -32,28 +48,11 @@ pub(crate) struct Args {
     system: Option<String>,
 
     /// Number of completions to sample.
-    #[arg(long, short = 'n', default_value_t = 1)]
-    num: usize,
+    #[arg(long, short = 'n', default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    num: u64,
 
-    /// Maximum number of new tokens.
-    #[arg(long, default_value_t = 256)]
-    max_new_tokens: usize,
-
-    /// Sampling temperature (0: greedy). Default: the model's generation config, else 1.
-    #[arg(long)]
-    temperature: Option<f64>,
-
-    /// Nucleus sampling threshold. Default: the model's generation config, else 1.
-    #[arg(long)]
-    top_p: Option<f64>,
-
-    /// Top-k sampling (0: off). Default: the model's generation config, else 0.
-    #[arg(long)]
-    top_k: Option<usize>,
-
-    /// Seed of the first completion (completion i uses seed + i).
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 
     /// Stop when this string is generated (repeatable).
     #[arg(long = "stop")]
@@ -83,22 +82,39 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         loaded.tokenizer.encode(&prompt, true)?
     };
+    let sampling = &args.sampling;
+    let max_new_tokens = sampling.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+    let context = loaded.model.config().max_position_embeddings;
+    if prompt_ids.len() > context {
+        anyhow::bail!(
+            "the prompt has {} tokens, more than the model's context of {context} tokens",
+            prompt_ids.len()
+        );
+    }
+    if prompt_ids.len() + max_new_tokens > context {
+        tracing::warn!(
+            prompt_tokens = prompt_ids.len(),
+            max_new_tokens,
+            context,
+            "prompt and completion may exceed the model's context; tokens past it degrade"
+        );
+    }
     let gen_cfg = &loaded.generation_config;
     let default_temperature = match gen_cfg.do_sample {
         Some(false) => 0.0,
         _ => gen_cfg.temperature.unwrap_or(1.0),
     };
-    let requests: Vec<GenerationRequest> = (0..args.num.max(1))
+    let requests: Vec<GenerationRequest> = (0..args.num)
         .map(|i| GenerationRequest {
             prompt_ids: prompt_ids.clone(),
             params: SamplingParams {
-                temperature: args.temperature.unwrap_or(default_temperature),
-                top_p: args.top_p.or(gen_cfg.top_p).unwrap_or(1.0),
-                top_k: args.top_k.or(gen_cfg.top_k).unwrap_or(0),
-                max_new_tokens: args.max_new_tokens,
+                temperature: sampling.temperature.unwrap_or(default_temperature),
+                top_p: sampling.top_p.or(gen_cfg.top_p).unwrap_or(1.0),
+                top_k: sampling.top_k.or(gen_cfg.top_k).unwrap_or(0),
+                max_new_tokens,
                 stop_token_ids: Vec::new(),
                 stop_strings: args.stop.clone(),
-                seed: args.seed.map(|s| s + i as u64),
+                seed: sampling.seed.map(|s| s.wrapping_add(i)),
             },
         })
         .collect();

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use swerl_data::{EventInputs, HourRange, MineConfig, Miner, Progress, Shard, Summary};
 
 /// Arguments of `swerl mine`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct Args {
     #[command(subcommand)]
     action: Option<Action>,
@@ -23,17 +22,17 @@ pub(crate) struct Args {
     events: Vec<PathBuf>,
 
     /// Only hours in this inclusive range, `FROM..TO` with `YYYY-MM-DD[-H]` ends (either may be
-    /// empty).
-    #[arg(long, value_name = "FROM..TO")]
-    range: Option<String>,
+    /// empty; FROM after TO is refused).
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_range)]
+    range: Option<HourRange>,
 
     #[command(flatten)]
     common: Common,
 
     /// Scan only this worker's share `i/n` of the (sorted) archive files; then the scan's
     /// `threads.jsonl` and `summary.json` are written and `swerl mine merge` finishes the run.
-    #[arg(long, value_name = "i/n")]
-    shard: Option<String>,
+    #[arg(long, value_name = "i/n", value_parser = parse_shard)]
+    shard: Option<Shard>,
 
     /// Reuse the per-file checkpoints of an interrupted run in `--out`.
     #[arg(long)]
@@ -41,7 +40,7 @@ pub(crate) struct Args {
 
     /// Git-only mode for given PRs: a JSONL file of `{"repo", "number", "base_sha"}` (optional
     /// `head_sha`, `merge_commit_sha`, `commits`, `title`, `body`), mined from `--repos`.
-    #[arg(long, value_name = "FILE", conflicts_with = "events")]
+    #[arg(long, value_name = "FILE", conflicts_with = "events", requires = "repos")]
     prs: Option<PathBuf>,
 }
 
@@ -52,12 +51,12 @@ struct Common {
     #[arg(long, value_name = "DIR")]
     repos: Option<PathBuf>,
 
-    /// Output directory.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    /// Output directory (locked while a run uses it; never scanned as input).
+    #[arg(long, value_name = "DIR", required_unless_present = "print_config")]
+    out: Option<PathBuf>,
 
     /// JSON file of options (`MineConfig`: scan, filters, instance, relevant, git); missing
-    /// fields keep their defaults. `--print-config` shows them.
+    /// fields keep their defaults, unknown keys are refused. `--print-config` shows them.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -70,9 +69,9 @@ struct Common {
     #[arg(long)]
     validate_all: bool,
 
-    /// Worker threads (default: all cores).
-    #[arg(long, short = 'j')]
-    jobs: Option<usize>,
+    /// Worker threads (0: one per core; at most 1024).
+    #[arg(long, short = 'j', default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=super::MAX_JOBS))]
+    jobs: u64,
 
     /// Print the effective configuration as JSON and exit.
     #[arg(long)]
@@ -96,8 +95,8 @@ struct MergeArgs {
 
     /// Build only the repositories of this share `i/n` (stable hash of the name), so that
     /// instance building is spread over workers too; concatenate their outputs.
-    #[arg(long, value_name = "i/n")]
-    repo_shard: Option<String>,
+    #[arg(long, value_name = "i/n", value_parser = parse_shard)]
+    repo_shard: Option<Shard>,
 }
 
 struct Bars {
@@ -160,12 +159,17 @@ impl Progress for Bars {
     }
 }
 
+fn parse_shard(spec: &str) -> Result<Shard, String> {
+    Shard::parse(spec).map_err(|e| e.to_string())
+}
+
+fn parse_range(spec: &str) -> Result<HourRange, String> {
+    HourRange::parse(spec).map_err(|e| e.to_string())
+}
+
 fn load_config(common: &Common) -> anyhow::Result<MineConfig> {
     let mut config = match &common.config {
-        Some(p) => {
-            let text = fs_err::read_to_string(p)?;
-            serde_json::from_str(&text).with_context(|| format!("{}: invalid configuration", p.display()))?
-        }
+        Some(p) => MineConfig::from_json_file(p)?,
         None => MineConfig::default(),
     };
     config.scan.validate_all |= common.validate_all;
@@ -217,7 +221,7 @@ fn report(summary: &Summary, out: &Path) {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (common, repo_shard) = match &args.action {
-        Some(Action::Merge(m)) => (&m.common, m.repo_shard.as_deref().map(Shard::parse).transpose()?),
+        Some(Action::Merge(m)) => (&m.common, m.repo_shard),
         None => (&args.common, None),
     };
     let config = load_config(common)?;
@@ -225,37 +229,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(j) = common.jobs {
-        rayon::ThreadPoolBuilder::new().num_threads(j).build_global()?;
+    let Some(out) = common.out.as_deref() else { super::usage!("--out is required") };
+    if args.action.is_none() && args.prs.is_none() && args.events.is_empty() && common.repos.is_none() {
+        super::usage!("give --events (archives) or --repos (git-only mode), or both");
+    }
+    if common.jobs > 0 {
+        rayon::ThreadPoolBuilder::new().num_threads(common.jobs as usize).build_global()?;
     }
     let bars = Arc::new(Bars::new());
     let miner = miner(common, config, repo_shard.unwrap_or_default(), bars.clone())?;
     let summary = match &args.action {
-        Some(Action::Merge(m)) => miner.merge(&m.shards, &m.common.out)?,
-        None if args.prs.is_some() => {
-            if common.repos.is_none() {
-                anyhow::bail!("--prs needs --repos (the clones to mine them from)");
+        Some(Action::Merge(m)) => miner.merge(&m.shards, out)?,
+        None => match &args.prs {
+            Some(prs) => miner.run_pr_list(&swerl_data::read_pr_list(prs)?, out)?,
+            None if args.events.is_empty() => miner.run_git_only(out)?,
+            None => {
+                let inputs = EventInputs {
+                    paths: args.events.clone(),
+                    range: args.range,
+                    shard: args.shard.unwrap_or_default(),
+                    resume: args.resume,
+                };
+                miner.run(&inputs, out)?
             }
-            let list = swerl_data::read_pr_list(args.prs.as_deref().expect("checked"))?;
-            miner.run_pr_list(&list, &common.out)?
-        }
-        None if args.events.is_empty() => {
-            if common.repos.is_none() {
-                anyhow::bail!("give --events (archives) or --repos (git-only mode), or both");
-            }
-            miner.run_git_only(&common.out)?
-        }
-        None => {
-            let inputs = EventInputs {
-                paths: args.events.clone(),
-                range: args.range.as_deref().map(HourRange::parse).transpose()?,
-                shard: args.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or_default(),
-                resume: args.resume,
-            };
-            miner.run(&inputs, &common.out)?
-        }
+        },
     };
     bars.build.finish_and_clear();
-    report(&summary, &common.out);
+    report(&summary, out);
     Ok(ExitCode::SUCCESS)
 }

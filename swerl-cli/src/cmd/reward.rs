@@ -1,6 +1,5 @@
 //! `swerl reward`: score JSON-lines cases with the SWE-RL reward.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -9,6 +8,8 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use swerl_reward::batch::{BatchOptions, score_jsonl};
 use swerl_reward::unidiff::Dialect;
+
+use super::io::{Output, open_input};
 
 /// Arguments of `swerl reward`.
 #[derive(Debug, clap::Args)]
@@ -23,13 +24,14 @@ pub(crate) struct Args {
     #[arg(long, short, default_value = "-")]
     input: PathBuf,
 
-    /// Where to write the results (stdout when absent).
+    /// Where to write the results (stdout when absent). Written to a temporary file renamed at
+    /// the end; never the input file.
     #[arg(long, short)]
     output: Option<PathBuf>,
 
-    /// Worker threads (0: one per core).
-    #[arg(long, short, default_value_t = 0)]
-    jobs: usize,
+    /// Worker threads (0: one per core; at most 1024).
+    #[arg(long, short, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=super::MAX_JOBS))]
+    jobs: u64,
 
     /// Add each well-formatted prediction's `git diff` (the SWE-bench patch) to its result.
     #[arg(long)]
@@ -51,18 +53,10 @@ enum DialectArg {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let input: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let file = fs_err::File::open(&args.input)?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
-    };
-    let output: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(fs_err::File::create(path)?)),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
+    let input = open_input(&args.input)?;
+    let mut output = Output::create(args.output.as_deref(), &args.input)?;
     let options = BatchOptions {
-        jobs: args.jobs,
+        jobs: args.jobs as usize,
         include_patch: args.patch,
         dialect: match args.unidiff {
             DialectArg::V1 => Dialect::V1,
@@ -73,8 +67,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{spinner} {pos} cases scored ({per_sec})").expect("valid template"),
     );
     let start = Instant::now();
-    let summary = score_jsonl(input, output, &options, |done| bar.set_position(done as u64))
+    let summary = score_jsonl(input, output.writer(), &options, |done| bar.set_position(done as u64))
         .with_context(|| format!("scoring {}", args.input.display()))?;
+    output.commit()?;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     eprintln!(

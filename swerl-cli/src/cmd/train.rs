@@ -11,13 +11,20 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::model_args::ModelArgs;
+use super::sampling::SamplingArgs;
 use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::{
     ImportanceLevel, LossType, Phase, PromptOverflow, ScaleRewards, SweRlEnvironment, TrainConfig,
     TrainEvent, Trainer,
 };
 use swerl_model::ScheduleKind;
-use swerl_reward::Dataset;
+use swerl_reward::{Dataset, SkippedRecord};
+
+/// Every `TrainConfig` key with its default as the help shows it (`--help` appends them, so the
+/// help is the default the code uses).
+pub(crate) fn help_defaults() -> Vec<(String, String)> {
+    super::help::config_defaults(&TrainConfig::default())
+}
 
 /// Arguments of `swerl train`.
 #[derive(Debug, clap::Args)]
@@ -41,110 +48,98 @@ pub(crate) struct Args {
     overrides: Overrides,
 }
 
-/// One flag per `TrainConfig` key (see its docs for defaults).
+/// One flag per `TrainConfig` key; each help's `[default: ...]` is added from
+/// `TrainConfig::default()` by [`help_defaults`].
 #[derive(Debug, Default, clap::Args)]
 #[command(next_help_heading = "Training settings (override the config file)")]
 struct Overrides {
-    /// Training steps (rollout batches) [default: 100].
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Training steps (rollout batches).
     #[arg(long)]
     steps: Option<u64>,
-    /// Prompts per step, P [default: 8; paper: 32].
+    /// Prompts per step, P (paper: 32).
     #[arg(long)]
     prompts_per_step: Option<usize>,
-    /// Completions per prompt, G [default: 8; paper: 16].
+    /// Completions per prompt, G (paper: 16).
     #[arg(long)]
     group_size: Option<usize>,
-    /// Maximum completion length [default: 4096].
-    #[arg(long)]
-    max_new_tokens: Option<usize>,
-    /// Maximum prompt length after the chat template [default: 12288].
+    /// Maximum prompt length after the chat template.
     #[arg(long)]
     max_prompt_tokens: Option<usize>,
-    /// `truncate` (drop unchanged context files) or `skip` [default: truncate].
+    /// `truncate` (drop unchanged context files) or `skip`.
     #[arg(long, value_parser = parse_enum::<PromptOverflow>)]
     prompt_overflow: Option<PromptOverflow>,
-    /// Sampling temperature [default: 1.0].
-    #[arg(long)]
-    temperature: Option<f64>,
-    /// Nucleus sampling mass [default: 1.0].
-    #[arg(long)]
-    top_p: Option<f64>,
-    /// Top-k sampling, 0 disables [default: 0].
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Sequences per generation call [default: 64].
+    /// Sequences per generation call.
     #[arg(long)]
     generation_batch_size: Option<usize>,
-    /// Sequences per forward/backward pass [default: 4].
+    /// Sequences per forward/backward pass.
     #[arg(long)]
     micro_batch_size: Option<usize>,
-    /// Updates per rollout batch, mu [default: 1].
+    /// Updates per rollout batch, mu.
     #[arg(long)]
     num_iterations: Option<usize>,
-    /// `group`, `batch` or `none` [default: group].
+    /// `group`, `batch` or `none`.
     #[arg(long, value_parser = parse_enum::<ScaleRewards>)]
     scale_rewards: Option<ScaleRewards>,
-    /// `token` or `sequence` (GSPO) [default: token].
+    /// `token` or `sequence` (GSPO).
     #[arg(long, value_parser = parse_enum::<ImportanceLevel>)]
     importance_sampling_level: Option<ImportanceLevel>,
-    /// Lower clip range [default: 0.2].
+    /// Lower clip range.
     #[arg(long)]
     epsilon_low: Option<f64>,
-    /// Upper clip range [default: 0.2; DAPO: 0.28].
+    /// Upper clip range (DAPO: 0.28).
     #[arg(long)]
     epsilon_high: Option<f64>,
-    /// Two-sided clipping: cap ratios at this value (> 1 + epsilon-high) [default: off].
+    /// Two-sided clipping: cap ratios at this value (> 1 + epsilon-high).
     #[arg(long)]
     delta: Option<f64>,
-    /// KL coefficient, 0 loads no reference model [default: 0].
+    /// KL coefficient, 0 loads no reference model.
     #[arg(long)]
     beta: Option<f64>,
-    /// `grpo`, `bnpo`, `dr_grpo` or `dapo` [default: dapo].
+    /// `grpo`, `bnpo`, `dr_grpo` or `dapo`.
     #[arg(long, value_parser = parse_enum::<LossType>)]
     loss_type: Option<LossType>,
-    /// Exclude truncated completions from the loss [default: false].
+    /// Exclude truncated completions from the loss.
     #[arg(long)]
     mask_truncated_completions: Option<bool>,
-    /// Peak learning rate [default: 1e-6].
+    /// Peak learning rate.
     #[arg(long)]
     learning_rate: Option<f64>,
-    /// AdamW weight decay [default: 0].
+    /// AdamW weight decay.
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// AdamW beta1 [default: 0.9].
+    /// AdamW beta1.
     #[arg(long)]
     adam_beta1: Option<f64>,
-    /// AdamW beta2 [default: 0.999].
+    /// AdamW beta2.
     #[arg(long)]
     adam_beta2: Option<f64>,
-    /// AdamW epsilon [default: 1e-8].
+    /// AdamW epsilon.
     #[arg(long)]
     adam_epsilon: Option<f64>,
-    /// Gradient-norm clipping, 0 disables [default: 1.0].
+    /// Gradient-norm clipping, 0 disables.
     #[arg(long)]
     max_grad_norm: Option<f64>,
-    /// `constant`, `linear` or `cosine` [default: constant].
+    /// `constant`, `linear` or `cosine`.
     #[arg(long, value_parser = parse_enum::<ScheduleKind>)]
     lr_scheduler: Option<ScheduleKind>,
-    /// Warm-up updates [default: 0].
+    /// Warm-up updates.
     #[arg(long)]
     warmup_steps: Option<u64>,
-    /// Seed of data order and sampling [default: 42].
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Shuffle the data each epoch [default: true].
+    /// Shuffle the data each epoch.
     #[arg(long)]
     shuffle: Option<bool>,
-    /// Checkpoint every N steps, 0: only at the end [default: 50].
+    /// Checkpoint every N steps, 0: only at the end.
     #[arg(long)]
     save_steps: Option<u64>,
-    /// Keep at most N checkpoints, 0 keeps all [default: 0].
+    /// Keep at most N checkpoints, 0 keeps all.
     #[arg(long)]
     save_total_limit: Option<usize>,
-    /// Completions logged per step [default: 4].
+    /// Completions logged per step.
     #[arg(long)]
     log_completions: Option<usize>,
-    /// Consecutive non-finite steps before stopping [default: 3].
+    /// Consecutive non-finite steps before stopping.
     #[arg(long)]
     max_nonfinite_steps: Option<u32>,
 }
@@ -163,16 +158,18 @@ impl Overrides {
         if self.delta.is_some() {
             c.delta = self.delta;
         }
+        let sampling = &self.sampling;
+        c.max_new_tokens = sampling.max_new_tokens.unwrap_or(c.max_new_tokens);
+        c.temperature = sampling.temperature.unwrap_or(c.temperature);
+        c.top_p = sampling.top_p.unwrap_or(c.top_p);
+        c.top_k = sampling.top_k.unwrap_or(c.top_k);
+        c.seed = sampling.seed.unwrap_or(c.seed);
         set!(
             steps,
             prompts_per_step,
             group_size,
-            max_new_tokens,
             max_prompt_tokens,
             prompt_overflow,
-            temperature,
-            top_p,
-            top_k,
             generation_batch_size,
             micro_batch_size,
             num_iterations,
@@ -191,7 +188,6 @@ impl Overrides {
             max_grad_norm,
             lr_scheduler,
             warmup_steps,
-            seed,
             shuffle,
             save_steps,
             save_total_limit,
@@ -223,13 +219,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
     args.overrides.apply(&mut config);
     config.validate()?;
 
-    let dataset = Dataset::load(&args.data)?;
-    for s in dataset.skipped.iter().take(20) {
-        eprintln!("warning: {}: skipped {s}", args.data.display());
-    }
-    if dataset.skipped.len() > 20 {
-        eprintln!("warning: ... and {} more skipped records", dataset.skipped.len() - 20);
-    }
+    let dataset = load_dataset(&args.data)?;
+    report_skipped(&args.data, &dataset.skipped);
     eprintln!(
         "data: {} instances ({} malformed records skipped)",
         dataset.instances.len(),
@@ -242,6 +233,14 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
     spinner.finish_and_clear();
     eprintln!("model: {} ({} parameters)", args.model.model, policy.num_parameters());
 
+    let context = policy.model().config().max_position_embeddings;
+    if config.max_prompt_tokens + config.max_new_tokens > context {
+        eprintln!(
+            "warning: --max-prompt-tokens {} + --max-new-tokens {} exceed the model's context of {context} \
+             tokens: log-probs past it degrade",
+            config.max_prompt_tokens, config.max_new_tokens
+        );
+    }
     let (env, report) =
         SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
     eprintln!(
@@ -253,6 +252,11 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
         config.max_prompt_tokens,
         report.max_prompt_tokens
     );
+    name_instances(
+        "truncated to fit --max-prompt-tokens (unchanged context files dropped)",
+        &report.truncated_ids,
+    );
+    name_instances("skipped: prompt longer than --max-prompt-tokens", &report.skipped);
     if report.fitted + report.truncated == 0 {
         bail!("no instance fits in --max-prompt-tokens {}", config.max_prompt_tokens);
     }
@@ -318,6 +322,34 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
         println!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Most records or instances named one by one on stderr.
+const NAMED: usize = 20;
+
+/// Loads the RL instances; a line that is not UTF-8 is one skipped record naming its line (the
+/// rest still loads).
+fn load_dataset(path: &std::path::Path) -> Result<Dataset> {
+    Ok(Dataset::load(path)?)
+}
+
+fn report_skipped(path: &std::path::Path, skipped: &[SkippedRecord]) {
+    for s in skipped.iter().take(NAMED) {
+        eprintln!("warning: {}: skipped {s}", path.display());
+    }
+    if skipped.len() > NAMED {
+        eprintln!("warning: ... and {} more skipped records", skipped.len() - NAMED);
+    }
+}
+
+/// Names the instances (at most [`NAMED`]) that `what` happened to.
+fn name_instances(what: &str, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = ids.iter().take(NAMED).map(String::as_str).collect();
+    let more = if ids.len() > NAMED { format!(" and {} more", ids.len() - NAMED) } else { String::new() };
+    eprintln!("warning: {} instances {what}: {}{more}", ids.len(), shown.join(", "));
 }
 
 /// Joins the NCCL job described by `info` on the policy's GPU.

@@ -1,10 +1,6 @@
 //! `swerl generate` end to end on a tiny checkpoint written in-test (HF directory and Hub cache).
 
-use std::process::Command;
-
-fn swerl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_swerl"))
-}
+use crate::helpers::{assert_code, stderr, swerl};
 
 #[test]
 fn streams_greedy_text_and_prints_json_samples() -> anyhow::Result<()> {
@@ -77,5 +73,27 @@ fn loads_hub_ids_from_the_cache_offline() -> anyhow::Result<()> {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("swerl/absent") && stderr.contains("offline"), "{stderr}");
+    Ok(())
+}
+
+/// Items 11 and 15: `--num 0` sampled one completion; prompts past the context were sampled.
+#[test]
+fn refuses_zero_completions_and_prompts_past_the_context() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    swerl_model::testing::write_tiny_checkpoint(dir.path(), 2)?;
+    let o = swerl()
+        .args(["generate", "--model"])
+        .arg(dir.path())
+        .args(["--prompt", "x", "--num", "0"])
+        .output()?;
+    assert_code(&o, 2);
+    let long = "hello ".repeat(600);
+    let o = swerl()
+        .args(["generate", "--model"])
+        .arg(dir.path())
+        .args(["--prompt", &long, "--max-new-tokens", "1"])
+        .output()?;
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("more than the model's context of 512 tokens"), "{}", stderr(&o));
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! The `swerl` binary end to end, one test binary with a module per subcommand.
+//! `swerl` end to end: one test binary, one module per subcommand, shared helpers.
 
 mod generate;
+mod help;
+mod helpers;
 mod logprobs;
 mod mine;
 mod reward;

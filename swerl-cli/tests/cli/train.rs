@@ -1,9 +1,10 @@
 //! `swerl train` end to end on a tiny random model written in Hugging Face layout.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Result;
+
+use crate::helpers::{assert_code, stderr, swerl};
 
 fn write_tiny_model(dir: &Path) -> Result<()> {
     Ok(swerl_model::testing::write_byte_level_checkpoint(dir, 1, 1)?)
@@ -28,8 +29,8 @@ fn write_data(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn swerl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_swerl")).args(args).output().expect("runs swerl")
+fn train(args: &[&str]) -> std::process::Output {
+    swerl().args(args).output().expect("runs swerl")
 }
 
 #[test]
@@ -63,7 +64,7 @@ fn trains_checkpoints_and_resumes() -> Result<()> {
         "4",
     ];
 
-    let first = swerl(&[&common[..], &["--steps", "2"]].concat());
+    let first = train(&[&common[..], &["--steps", "2"]].concat());
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
     assert!(
@@ -99,7 +100,7 @@ fn trains_checkpoints_and_resumes() -> Result<()> {
     assert!(out.join("completions.jsonl").is_file());
     assert!(String::from_utf8_lossy(&first.stdout).contains("checkpoint-2"));
 
-    let resumed = swerl(&[&common[..], &["--steps", "3", "--resume"]].concat());
+    let resumed = train(&[&common[..], &["--steps", "3", "--resume"]].concat());
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(String::from_utf8_lossy(&resumed.stderr).contains("resumed from"));
     assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl"))?.lines().count(), 3);
@@ -113,7 +114,7 @@ fn bad_settings_are_reported_with_their_key() -> Result<()> {
     std::fs::write(&config, "group_sise = 4\n")?;
     let data = tmp.path().join("rl.jsonl");
     write_data(&data)?;
-    let out = swerl(&[
+    let out = train(&[
         "train",
         "--model",
         "missing",
@@ -126,7 +127,7 @@ fn bad_settings_are_reported_with_their_key() -> Result<()> {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("group_sise"));
-    let out = swerl(&[
+    let out = train(&[
         "train",
         "--model",
         "missing",
@@ -148,7 +149,7 @@ fn a_launcher_environment_without_nccl_is_a_clear_error() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("rl.jsonl");
     write_data(&data)?;
-    let out = Command::new(env!("CARGO_BIN_EXE_swerl"))
+    let out = swerl()
         .args(["train", "--model", "missing", "--data"])
         .arg(&data)
         .arg("--out")
@@ -159,5 +160,38 @@ fn a_launcher_environment_without_nccl_is_a_clear_error() -> Result<()> {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("WORLD_SIZE=2") && stderr.contains("--features nccl"), "{stderr}");
+    Ok(())
+}
+
+/// Items 2 and 16: a line of invalid UTF-8 aborted the run; skipped and truncated instances
+/// were counted, never named.
+#[test]
+fn names_bad_lines_and_the_instances_the_prompt_budget_skips() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let mut bytes = std::fs::read(&data)?;
+    bytes.extend_from_slice(b"{\"instance_id\": \"\xff\"}\n");
+    std::fs::write(&data, bytes)?;
+    let out = train(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        tmp.path().join("run").to_str().unwrap(),
+        "--max-prompt-tokens",
+        "8",
+        "--prompt-overflow",
+        "skip",
+    ]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("line 5: invalid UTF-8"), "{err}");
+    assert!(err.contains("3 instances skipped") && err.contains("o__r-0, o__r-1, o__r-2"), "{err}");
+    assert!(err.contains("no instance fits"), "{err}");
     Ok(())
 }
