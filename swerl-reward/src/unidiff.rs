@@ -108,6 +108,9 @@ pub fn file_level_diff(patch: &str, dialect: Dialect) -> BTreeMap<String, String
     result
 }
 
+/// Path -> file content.
+pub type PathContents = BTreeMap<String, String>;
+
 /// Path -> content maps of the files a diff touches, as far as the diff shows them:
 /// `(before, after)`. For each file, the context and removed lines of its hunks, in order, form
 /// a partial "before" file, and the context and added lines the "after" file, which is exactly
@@ -124,7 +127,7 @@ pub fn file_level_diff(patch: &str, dialect: Dialect) -> BTreeMap<String, String
 /// assert_eq!(after["x.py"], "    y = 1\n    return y + 1\n");
 /// # Ok::<(), swerl_reward::Error>(())
 /// ```
-pub fn partial_files(patch: &str) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), Error> {
+pub fn partial_files(patch: &str) -> Result<(PathContents, PathContents), Error> {
     let files = parse_patch_set(patch, Dialect::V1).map_err(|Unparsable| Error::InvalidPatch {
         message: "not a unified diff the parser accepts".into(),
     })?;
