@@ -121,7 +121,7 @@ impl LayerVars {
 /// Parameters are `f32` [`Var`]s named as in Hugging Face checkpoints
 /// (`model.layers.0.self_attn.q_proj.weight`, ...); [`Llama::named_parameters`] lists them in a
 /// stable order for optimizers and checkpoints. The forward passes live in
-/// [`crate::logprobs`] (training and scoring) and [`crate::generate`] (sampling).
+/// [`Llama::score`] and [`Llama::forward_train`] (scoring and training) and [`Llama::generate`] (sampling).
 ///
 /// `clone()` is cheap and shares the parameters (an optimizer step through one clone is seen by
 /// all); [`Llama::deep_clone`] copies them (a frozen reference policy).
