@@ -80,7 +80,9 @@ pub use metrics::{CompletionRecord, JsonlWriter, StepMetrics, read_metrics, trun
 pub use policy::{AutogradPass, Optimizer, Policy, TrainPass, finish_label};
 pub use reward::{RewardFailure, RewardFunction, RewardOutcome, SweRlReward, score_all};
 pub use sampler::{PromptSampler, SamplerState, derive_seed};
-pub use trainer::{COMPLETIONS_FILE, METRICS_FILE, Phase, TrainEvent, TrainSummary, Trainer};
+pub use trainer::{
+    COMPLETIONS_FILE, METRICS_FILE, Phase, RUN_CONFIG_FILE, TrainEvent, TrainSummary, Trainer,
+};
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.
 #[cfg(doctest)]

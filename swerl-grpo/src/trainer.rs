@@ -29,6 +29,9 @@ use crate::sampler::{PromptSampler, derive_seed};
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// The sampled-completions file in the output directory.
 pub const COMPLETIONS_FILE: &str = "completions.jsonl";
+/// The settings of the run in an output directory, written when it starts (a resume without a
+/// checkpoint restarts only a run with the same settings).
+pub const RUN_CONFIG_FILE: &str = "run_config.toml";
 
 /// What a training step is doing (for progress displays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +115,8 @@ pub struct Trainer<P: Policy> {
     state: TrainerState,
     params: Vec<Var>,
     resumed_sampler: bool,
-    /// `resume` found no checkpoint and cleared the logs: the directory is this run's.
+    /// `resume` found no checkpoint, and nothing or only this run's logs: the directory is this
+    /// run's.
     restarted: bool,
 }
 
@@ -290,11 +294,20 @@ impl<P: Policy> Trainer<P> {
     /// Loads the newest checkpoint of the output directory (weights, optimizer, data position)
     /// and cuts the logs back to it. Returns its step, or `None` when there is none (a run that
     /// stopped before its first checkpoint: its log lines are dropped and training restarts).
+    /// Fails, touching nothing, when the directory has no checkpoint but holds logs of a run
+    /// with other settings (or of unknown origin).
     pub fn resume(&mut self) -> Result<Option<u64>> {
         let Some((step, dir)) = latest_checkpoint(&self.out_dir)? else {
+            // Nothing to resume: start from scratch. Logs without a checkpoint are emptied only
+            // when they are this run's (it stopped before its first checkpoint: same settings in
+            // `run_config.toml`); anyone else's make the resume fail, untouched.
             if self.comm.is_main() {
-                truncate_log_after(self.out_dir.join(METRICS_FILE), 0)?;
-                truncate_log_after(self.out_dir.join(COMPLETIONS_FILE), 0)?;
+                if self.is_own_unsaved_run() {
+                    truncate_log_after(self.out_dir.join(METRICS_FILE), 0)?;
+                    truncate_log_after(self.out_dir.join(COMPLETIONS_FILE), 0)?;
+                } else {
+                    self.check_fresh_out_dir()?;
+                }
             }
             self.restarted = true;
             return Ok(None);
@@ -303,16 +316,38 @@ impl<P: Policy> Trainer<P> {
         Ok(Some(step))
     }
 
+    /// The output directory's logs come from a run with this run's settings (`run_config.toml`,
+    /// written when a run starts), which stopped before its first checkpoint.
+    fn is_own_unsaved_run(&self) -> bool {
+        fs_err::read_to_string(self.out_dir.join(RUN_CONFIG_FILE))
+            .ok()
+            .and_then(|text| TrainConfig::from_toml_str(&text).ok())
+            .is_some_and(|saved| differing_keys(&saved, &self.config).is_empty())
+    }
+
+    /// Records the settings of a run starting in the output directory (see
+    /// [`Trainer::resume`]), through a temporary file renamed into place.
+    fn write_run_config(&self) -> Result<()> {
+        fs_err::create_dir_all(&self.out_dir)?;
+        let tmp = self.out_dir.join(format!("{RUN_CONFIG_FILE}.tmp"));
+        fs_err::write(&tmp, self.config.to_toml())?;
+        fs_err::rename(&tmp, self.out_dir.join(RUN_CONFIG_FILE))?;
+        Ok(())
+    }
+
     /// A new run must not append to another run's logs, nor leave its checkpoints where a later
     /// `resume` would pick them up.
     fn check_fresh_out_dir(&self) -> Result<()> {
-        let metrics = self.out_dir.join(METRICS_FILE);
-        let logged = fs_err::metadata(&metrics).map(|m| m.len() > 0).unwrap_or(false);
+        let logged = [METRICS_FILE, COMPLETIONS_FILE]
+            .map(|name| self.out_dir.join(name))
+            .into_iter()
+            .find(|log| fs_err::metadata(log).map(|m| m.len() > 0).unwrap_or(false));
         let checkpoint = latest_checkpoint(&self.out_dir)?;
-        if logged || checkpoint.is_some() {
-            let what = match checkpoint {
-                Some((_, dir)) => dir.display().to_string(),
-                None => metrics.display().to_string(),
+        if logged.is_some() || checkpoint.is_some() {
+            let what = match (checkpoint, logged) {
+                (Some((_, dir)), _) => dir.display().to_string(),
+                (None, Some(log)) => format!("{}, and no checkpoint to resume", log.display()),
+                (None, None) => unreachable!("checked above"),
             };
             return Err(Error::config(
                 "out",
@@ -360,6 +395,20 @@ impl<P: Policy> Trainer<P> {
         if !self.comm.is_main() {
             return Ok(dir);
         }
+        // A model whose weights went NaN or infinite must not become the checkpoint a resume
+        // (or an evaluation) picks up.
+        for (i, var) in self.policy.parameters().iter().enumerate() {
+            let total = var.as_tensor().abs()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            if !total.is_finite() {
+                return Err(Error::Checkpoint {
+                    path: dir,
+                    message: format!(
+                        "not saved: parameter {i} (shape {:?}) holds NaN or infinite values",
+                        var.as_tensor().dims()
+                    ),
+                });
+            }
+        }
         let tmp = self.out_dir.join(format!("checkpoint-{}.tmp", self.state.step));
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp)?;
@@ -387,8 +436,11 @@ impl<P: Policy> Trainer<P> {
         if n == 0 {
             return Err(Error::config("data", "the environment has no prompt"));
         }
-        if !self.resumed_sampler && !self.restarted && self.state.step == 0 && self.comm.is_main() {
-            self.check_fresh_out_dir()?;
+        if !self.resumed_sampler && self.state.step == 0 && self.comm.is_main() {
+            if !self.restarted {
+                self.check_fresh_out_dir()?;
+            }
+            self.write_run_config()?;
         }
         let mut sampler = PromptSampler::new(n, self.config.seed, self.config.shuffle);
         if self.resumed_sampler {

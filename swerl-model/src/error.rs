@@ -104,6 +104,14 @@ pub enum Error {
         message: String,
     },
 
+    /// The model computed NaN or infinite logits: its weights are broken (a diverged update, a
+    /// corrupted file), and nothing sampled or scored from it means anything.
+    #[error("the model computed non-finite logits (NaN or infinity) {context}: its weights are broken")]
+    NonFiniteLogits {
+        /// Where: which pass, request or batch.
+        context: String,
+    },
+
     /// A saved optimizer state does not match the parameters it is loaded for.
     #[error("optimizer state {path} does not match the model: {message}")]
     OptimizerState {

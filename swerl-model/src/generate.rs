@@ -197,7 +197,9 @@ impl Llama {
             for (row, mut l) in rows.iter().zip(rows_logits) {
                 let slot = &mut slots[*row];
                 let params = &requests[slot.request].params;
-                let c = choose(&mut l, params, &mut slot.rng);
+                let c = choose(&mut l, params, &mut slot.rng).ok_or_else(|| Error::NonFiniteLogits {
+                    context: format!("sampling token {} of request {}", slot.tokens.len(), slot.request),
+                })?;
                 slot.tokens.push(c.token);
                 slot.logprobs.push(c.logprob);
                 if opts.eos_ids.contains(&c.token) || params.stop_token_ids.contains(&c.token) {

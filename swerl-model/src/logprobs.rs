@@ -118,6 +118,13 @@ impl Llama {
             x = post_attention(&self.config, &w, &x, &o, Kernels::Fused)?;
         }
         let (lp, ent) = self.head_rows(&x, &p, opts, Track::NoGrad, Kernels::Fused)?;
+        // A NaN or infinite logit makes its row's log-sum-exp, hence the row's log-prob, NaN.
+        // (A legitimately impossible token would be -inf; a finite model never gives one.)
+        if lp.elem_count() > 0 && !lp.sum_all()?.to_scalar::<f32>()?.is_finite() {
+            return Err(Error::NonFiniteLogits {
+                context: format!("scoring a batch of {} sequences", batch.batch_size()),
+            });
+        }
         self.scatter_scores(batch, &p, &lp, ent.as_ref())
     }
 

@@ -74,8 +74,9 @@ pub(crate) struct Choice {
     pub(crate) logprob: f32,
 }
 
-/// Picks the next token from `logits` (modified in place).
-pub(crate) fn choose<R: Rng>(logits: &mut [f32], params: &SamplingParams, rng: &mut R) -> Choice {
+/// Picks the next token from `logits` (modified in place). `None` when a logit is NaN or
+/// infinite (a broken model): there is no distribution to sample from.
+pub(crate) fn choose<R: Rng>(logits: &mut [f32], params: &SamplingParams, rng: &mut R) -> Option<Choice> {
     let greedy = params.temperature == 0.0;
     if !greedy && params.temperature != 1.0 {
         let inv = (1.0 / params.temperature) as f32;
@@ -89,6 +90,11 @@ pub(crate) fn choose<R: Rng>(logits: &mut [f32], params: &SamplingParams, rng: &
         sum += f64::from(e);
         *l = e;
     }
+    // A NaN logit makes its exp NaN; an infinite one makes `l - max` NaN: either way the sum is
+    // not finite (it is at least 1 otherwise).
+    if !sum.is_finite() {
+        return None;
+    }
     let probs = logits;
     let lse = max + (sum.ln() as f32);
     let logprob_of = |p: f32| (p.ln() + max) - lse;
@@ -97,14 +103,14 @@ pub(crate) fn choose<R: Rng>(logits: &mut [f32], params: &SamplingParams, rng: &
             .iter()
             .enumerate()
             .fold((0, &f32::NEG_INFINITY), |acc, x| if x.1 > acc.1 { x } else { acc });
-        return Choice { token: token as u32, logprob: logprob_of(p) };
+        return Some(Choice { token: token as u32, logprob: logprob_of(p) });
     }
     let token = if params.top_k == 0 && params.top_p >= 1.0 {
         sample_all(probs, sum, rng)
     } else {
         sample_truncated(probs, sum, params.top_k, params.top_p, rng)
     };
-    Choice { token, logprob: logprob_of(probs[token as usize]) }
+    Some(Choice { token, logprob: logprob_of(probs[token as usize]) })
 }
 
 /// Samples from unnormalised probabilities summing to `sum`.
@@ -179,7 +185,7 @@ mod tests {
     fn greedy_picks_the_argmax_with_its_logprob() {
         let logits = vec![0.5f32, 3.0, -1.0, 2.9];
         let mut l = logits.clone();
-        let c = choose(&mut l, &SamplingParams::greedy(1), &mut StdRng::seed_from_u64(0));
+        let c = choose(&mut l, &SamplingParams::greedy(1), &mut StdRng::seed_from_u64(0)).unwrap();
         assert_eq!(c.token, 1);
         assert!((c.logprob - log_softmax(&logits)[1]).abs() < 1e-6);
     }
@@ -190,10 +196,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..50 {
             let p = SamplingParams { top_k: 1, ..SamplingParams::default() };
-            assert_eq!(choose(&mut logits.clone(), &p, &mut rng).token, 1);
+            assert_eq!(choose(&mut logits.clone(), &p, &mut rng).unwrap().token, 1);
             // Tokens 1 and 3 carry ~0.86 of the mass: top_p 0.8 samples only them.
             let p = SamplingParams { top_p: 0.8, ..SamplingParams::default() };
-            let t = choose(&mut logits.clone(), &p, &mut rng).token;
+            let t = choose(&mut logits.clone(), &p, &mut rng).unwrap().token;
             assert!(t == 1 || t == 3, "{t}");
         }
     }
@@ -206,7 +212,7 @@ mod tests {
         let mut counts = [0usize; 3];
         let n = 20_000;
         for _ in 0..n {
-            counts[choose(&mut logits.clone(), &params, &mut rng).token as usize] += 1;
+            counts[choose(&mut logits.clone(), &params, &mut rng).unwrap().token as usize] += 1;
         }
         let want: Vec<f32> = log_softmax(&[0.0, 0.5, 1.0]).iter().map(|l| l.exp()).collect();
         for i in 0..3 {
@@ -221,10 +227,25 @@ mod tests {
         let p = SamplingParams { top_p: 0.9, top_k: 50, ..SamplingParams::default() };
         let run = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            (0..20).map(|_| choose(&mut logits.clone(), &p, &mut rng).token).collect::<Vec<_>>()
+            (0..20).map(|_| choose(&mut logits.clone(), &p, &mut rng).unwrap().token).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn nan_or_infinite_logits_have_no_choice() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for bad in [f32::NAN, f32::INFINITY] {
+            for params in [SamplingParams::greedy(1), SamplingParams::default()] {
+                assert!(choose(&mut vec![0.0, bad, 1.0], &params, &mut rng).is_none(), "{bad}");
+            }
+        }
+        let all_masked = vec![f32::NEG_INFINITY; 3];
+        assert!(choose(&mut all_masked.clone(), &SamplingParams::default(), &mut rng).is_none());
+        // One masked token is fine.
+        let c = choose(&mut vec![f32::NEG_INFINITY, 0.0], &SamplingParams::default(), &mut rng);
+        assert_eq!(c.unwrap().token, 1);
     }
 
     proptest! {
@@ -238,7 +259,7 @@ mod tests {
         ) {
             let params = SamplingParams { temperature, top_k, top_p, ..SamplingParams::default() };
             let mut l = logits.clone();
-            let c = choose(&mut l, &params, &mut StdRng::seed_from_u64(seed));
+            let c = choose(&mut l, &params, &mut StdRng::seed_from_u64(seed)).unwrap();
             prop_assert!((c.token as usize) < logits.len());
             let scaled: Vec<f32> = logits.iter().map(|x| x / temperature as f32).collect();
             let want = log_softmax(&scaled)[c.token as usize];

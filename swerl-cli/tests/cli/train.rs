@@ -195,3 +195,81 @@ fn names_bad_lines_and_the_instances_the_prompt_budget_skips() -> Result<()> {
     assert!(err.contains("no instance fits"), "{err}");
     Ok(())
 }
+
+fn tiny_run_args<'a>(model: &'a str, data: &'a str, out: &'a str, seed: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--steps",
+        "1",
+        "--prompts-per-step",
+        "1",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--save-steps",
+        "0",
+        "--seed",
+        seed,
+    ]
+}
+
+/// Item 4: `--resume` on a directory without a checkpoint emptied another run's logs.
+#[test]
+fn resume_without_a_checkpoint_leaves_other_runs_logs_alone() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let out = tmp.path().join("run");
+    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let first = train(&tiny_run_args(m, d, o, "1"));
+    assert_code(&first, 0);
+    std::fs::remove_dir_all(out.join("checkpoint-1"))?;
+    let logs = |name: &str| std::fs::read(out.join(name)).unwrap();
+    let (metrics, completions) = (logs("metrics.jsonl"), logs("completions.jsonl"));
+    assert!(!metrics.is_empty() && !completions.is_empty());
+
+    // Another run (another seed) asked to resume: refused, nothing touched.
+    let other = train(&[&tiny_run_args(m, d, o, "2")[..], &["--resume"]].concat());
+    assert_code(&other, 1);
+    assert!(stderr(&other).contains("no checkpoint to resume"), "{}", stderr(&other));
+    assert_eq!((logs("metrics.jsonl"), logs("completions.jsonl")), (metrics.clone(), completions));
+
+    // The same run (it stopped before its first checkpoint) restarts cleanly.
+    let same = train(&[&tiny_run_args(m, d, o, "1")[..], &["--resume"]].concat());
+    assert_code(&same, 0);
+    assert!(stderr(&same).contains("starting from scratch"), "{}", stderr(&same));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl"))?.lines().count(), 1);
+    Ok(())
+}
+
+/// Item 5: a model with NaN weights trained "successfully" and was checkpointed.
+#[test]
+fn a_model_with_nan_weights_is_refused_not_checkpointed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let loaded = swerl_model::load(model.to_str().unwrap(), &swerl_model::LoadOptions::default())?;
+    for (_, var) in loaded.model.named_parameters() {
+        var.set(&(var.as_tensor().ones_like()? * f64::NAN)?)?;
+    }
+    let opts = swerl_model::SaveOptions::default();
+    swerl_model::save_pretrained(&model, &loaded.model, None, None, &opts)?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let out = tmp.path().join("run");
+    let run =
+        train(&tiny_run_args(model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap(), "1"));
+    assert_code(&run, 1);
+    assert!(stderr(&run).contains("non-finite logits"), "{}", stderr(&run));
+    assert!(!out.join("checkpoint-1").exists());
+    Ok(())
+}

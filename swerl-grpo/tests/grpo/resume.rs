@@ -139,3 +139,52 @@ fn non_finite_steps_are_skipped_without_touching_weights_then_stop() -> Result<(
     assert!(m[2].skipped.is_some());
     Ok(())
 }
+
+#[test]
+fn resume_without_a_checkpoint_never_empties_another_runs_logs() -> Result<()> {
+    let task = TargetTask::new(5, 5, 1.0);
+    let dir = tempfile::tempdir()?;
+    // Logs of a run with other settings that never checkpointed, and logs of unknown origin.
+    let mut other = trainer(TrainConfig { save_steps: 0, ..config(2) }, dir.path())?;
+    other.train(&task, &mut |_| {})?;
+    for entry in std::fs::read_dir(dir.path())? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path)?;
+        }
+    }
+    let metrics = std::fs::read(dir.path().join("metrics.jsonl"))?;
+    let completions = std::fs::read(dir.path().join("completions.jsonl"))?;
+    assert!(!metrics.is_empty() && !completions.is_empty());
+    let untouched = || -> Result<()> {
+        assert_eq!(std::fs::read(dir.path().join("metrics.jsonl"))?, metrics);
+        assert_eq!(std::fs::read(dir.path().join("completions.jsonl"))?, completions);
+        Ok(())
+    };
+
+    let mut c = trainer(TrainConfig { seed: 99, ..config(2) }, dir.path())?;
+    let err = c.resume().unwrap_err().to_string();
+    assert!(err.contains("metrics.jsonl, and no checkpoint to resume"), "{err}");
+    untouched()?;
+
+    std::fs::remove_file(dir.path().join(swerl_grpo::RUN_CONFIG_FILE))?;
+    let mut c = trainer(TrainConfig { save_steps: 0, ..config(2) }, dir.path())?;
+    let err = c.resume().unwrap_err().to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+    untouched()
+}
+
+#[test]
+fn a_model_with_non_finite_weights_is_never_checkpointed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let t = trainer(config(2), dir.path())?;
+    let table = &t.policy().table;
+    let nan = (table.as_tensor().ones_like()? * f64::NAN)?;
+    table.set(&nan)?;
+    let err = t.save_checkpoint().unwrap_err();
+    assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
+    assert!(err.to_string().contains("holds NaN or infinite values"), "{err}");
+    assert!(swerl_grpo::latest_checkpoint(dir.path())?.is_none());
+    assert!(!dir.path().join("checkpoint-0.tmp").exists());
+    Ok(())
+}

@@ -71,6 +71,11 @@ pub(crate) fn write_hub_cache(cache: &Path, repo: &str, src: &Path, rev: &str) -
 /// Writes `model` as a llama.cpp GGUF (f32 tensors, Q/K rows permuted as llama.cpp's converter
 /// does) with the test tokenizer in its metadata (`pre` = `smollm`).
 pub(crate) fn write_gguf(path: &Path, model: &Llama) -> Result<()> {
+    write_gguf_with(path, model, &[])
+}
+
+/// [`write_gguf`] with some metadata values replaced.
+pub(crate) fn write_gguf_with(path: &Path, model: &Llama, overrides: &[(&str, GgufValue)]) -> Result<()> {
     let cfg = model.config();
     let sd = model.state_dict()?;
     let mut named: Vec<(String, QTensor)> = Vec::new();
@@ -132,7 +137,10 @@ pub(crate) fn write_gguf(path: &Path, model: &Llama) -> Result<()> {
         ("tokenizer.ggml.unknown_token_id", u32v(n - 3)),
         ("tokenizer.chat_template", GgufValue::String(CHATML.into())),
     ];
-    let meta_refs: Vec<(&str, &GgufValue)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    let meta_refs: Vec<(&str, &GgufValue)> = meta
+        .iter()
+        .map(|(k, v)| (*k, overrides.iter().find(|(o, _)| o == k).map_or(v, |(_, o)| o)))
+        .collect();
     let tensor_refs: Vec<(&str, &QTensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path)?;
     gguf_file::write(&mut f, &meta_refs, &tensor_refs)?;

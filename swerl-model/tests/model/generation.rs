@@ -174,3 +174,19 @@ fn bad_requests_are_rejected_with_their_index() -> Result<()> {
     assert!(model.generate(&tok, &[oov], &opts(), |_| {}).is_err());
     Ok(())
 }
+
+#[test]
+fn a_model_with_nan_weights_refuses_to_sample_or_score() -> Result<()> {
+    let (model, tok, _dir) = setup()?;
+    let (name, var) =
+        model.named_parameters().iter().find(|(n, _)| n.contains("mlp")).expect("an MLP weight");
+    var.set(&(var.as_tensor().ones_like()? * f64::NAN)?)?;
+    let requests = vec![GenerationRequest { prompt_ids: vec![72, 101], params: SamplingParams::greedy(3) }];
+    let err = model.generate(&tok, &requests, &opts(), |_| {}).unwrap_err();
+    assert!(matches!(err, swerl_model::Error::NonFiniteLogits { .. }), "{name}: {err}");
+    assert!(err.to_string().contains("request 0"), "{err}");
+    let batch = TokenBatch::from_prompt_completions(&[vec![72, 101]], &[vec![108, 108]], 0)?;
+    let err = model.score(&batch, &ScoreOptions::default()).unwrap_err();
+    assert!(matches!(err, swerl_model::Error::NonFiniteLogits { .. }), "{err}");
+    Ok(())
+}

@@ -7,8 +7,8 @@ use swerl_model::{
 };
 
 use crate::fixtures::{
-    byte_config, formula_model, max_abs_diff, tokenizer, values, write_gguf, write_hf_checkpoint,
-    write_hub_cache,
+    byte_config, formula_model, max_abs_diff, tokenizer, values, write_gguf, write_gguf_with,
+    write_hf_checkpoint, write_hub_cache,
 };
 
 fn logits_of(model: &swerl_model::Llama, ids: &[u32]) -> Result<Vec<f32>> {
@@ -217,5 +217,24 @@ fn corrupted_gguf_files_are_errors_not_panics() -> Result<()> {
         }
     }
     assert!(errors > cases.len() / 4, "{errors} errors of {} cases", cases.len());
+    Ok(())
+}
+
+/// Issue 15, item 10: a GGUF `context_length` of 0 or 1 was accepted.
+#[test]
+fn a_gguf_context_length_below_two_is_refused_with_the_field() -> Result<()> {
+    let model = formula_model(&byte_config())?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("short.gguf");
+    for bad in [0u32, 1] {
+        write_gguf_with(
+            &path,
+            &model,
+            &[("llama.context_length", candle_core::quantized::gguf_file::Value::U32(bad))],
+        )?;
+        let err = load(path.to_str().expect("utf-8"), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("context_length") && err.contains("must be at least 2"), "{bad}: {err}");
+        assert!(err.contains("short.gguf"), "{err}");
+    }
     Ok(())
 }
