@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// SWE-RL in Rust: mine software history, score patches, sample and train language models.
+/// SWE-RL in Rust: mine software history, score patches, sample and train language models,
+/// evaluate them on SWE-bench.
 #[derive(Debug, Parser)]
 #[command(name = "swerl", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -32,6 +33,8 @@ enum Command {
     Logprobs(cmd::logprobs::Args),
     /// Sample completions of a prompt from a model, streaming tokens.
     Generate(cmd::generate::Args),
+    /// Evaluate on SWE-bench: grade predictions with the harness (no Docker, sandboxed).
+    Eval(cmd::eval::Args),
 }
 
 /// The command line with the help defaults that come from the code's own defaults.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(*args),
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     match result {
         Ok(code) => code,

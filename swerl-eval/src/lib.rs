@@ -79,6 +79,10 @@ pub mod specs;
 mod error;
 mod parquet_rows;
 
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
+
 pub use dataset::{Instance, load_dataset};
 pub use error::{Error, Result};
 pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};

@@ -238,13 +238,13 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(0);
         for bad in [f32::NAN, f32::INFINITY] {
             for params in [SamplingParams::greedy(1), SamplingParams::default()] {
-                assert!(choose(&mut vec![0.0, bad, 1.0], &params, &mut rng).is_none(), "{bad}");
+                assert!(choose(&mut [0.0, bad, 1.0], &params, &mut rng).is_none(), "{bad}");
             }
         }
         let all_masked = vec![f32::NEG_INFINITY; 3];
         assert!(choose(&mut all_masked.clone(), &SamplingParams::default(), &mut rng).is_none());
         // One masked token is fine.
-        let c = choose(&mut vec![f32::NEG_INFINITY, 0.0], &SamplingParams::default(), &mut rng);
+        let c = choose(&mut [f32::NEG_INFINITY, 0.0], &SamplingParams::default(), &mut rng);
         assert_eq!(c.unwrap().token, 1);
     }
 

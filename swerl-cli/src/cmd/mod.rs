@@ -1,5 +1,6 @@
 //! One module per subcommand: argument struct plus a `run` function returning the exit code.
 
+pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod help;
 pub(crate) mod io;

@@ -12,10 +12,11 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_snapshots() {
     insta::assert_snapshot!("swerl", help(&[]));
-    for sub in ["mine", "reward", "train", "logprobs", "generate"] {
+    for sub in ["mine", "reward", "train", "logprobs", "generate", "eval"] {
         insta::assert_snapshot!(sub, help(&[sub]));
     }
     insta::assert_snapshot!("mine_merge", help(&["mine", "merge"]));
+    insta::assert_snapshot!("eval_harness", help(&["eval", "harness"]));
 }
 
 /// The help block of flag `--name`: its lines up to the next flag, whitespace collapsed.

@@ -7,75 +7,10 @@ use std::path::Path;
 use std::process::Command;
 
 use swerl_eval::harness::EXTRAS_FILE;
-use swerl_eval::specs::Spec;
+use swerl_eval::testing::{CalcRepo, REPO, calc_spec, test_python};
 use swerl_eval::{Bucket, GradingMode, HarnessConfig, run_evaluation};
 
-const REPO: &str = "swerl/calc";
 const SLEEP_MARK: &str = "987654";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn write(dir: &Path, rel: &str, text: &str) {
-    let p = dir.join(rel);
-    fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-    fs_err::write(p, text).unwrap();
-}
-
-/// `git diff` of an edit made by `edit`, reverted afterwards.
-fn diff_of(repo: &Path, edit: impl FnOnce(&Path)) -> String {
-    edit(repo);
-    git(repo, &["add", "-A"]);
-    let d = git(repo, &["diff", "--cached"]);
-    git(repo, &["reset", "--hard", "-q"]);
-    git(repo, &["clean", "-fdq"]);
-    d
-}
-
-const BUGGY: &str = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n";
-
-fn make_repo(repos: &Path) -> (String, String) {
-    let repo = repos.join("swerl__calc");
-    fs_err::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "t@example.com"]);
-    git(&repo, &["config", "user.name", "t"]);
-    write(
-        &repo,
-        "setup.py",
-        "from setuptools import setup\nsetup(name='calc', version='0.1', packages=['calc'])\n",
-    );
-    write(&repo, "calc/__init__.py", BUGGY);
-    write(
-        &repo,
-        "tests/test_calc.py",
-        "from calc import sub\n\n\ndef test_sub():\n    assert sub(3, 1) == 2\n",
-    );
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "base"]);
-    let base = git(&repo, &["rev-parse", "HEAD"]).trim().to_owned();
-    let test_patch = diff_of(&repo, |r| {
-        write(
-            r,
-            "tests/test_calc.py",
-            "from calc import add, sub\n\n\ndef test_sub():\n    assert sub(3, 1) == 2\n\n\ndef test_add():\n    assert add(2, 2) == 4\n",
-        );
-    });
-    (base, test_patch)
-}
-
-fn patch_with(repo: &Path, body: &str) -> String {
-    diff_of(repo, |r| {
-        write(
-            r,
-            "calc/__init__.py",
-            &BUGGY.replace("    return a - b\n\n\ndef sub", &format!("{body}\n\n\ndef sub")),
-        )
-    })
-}
 
 #[test]
 fn harness_end_to_end() {
@@ -83,38 +18,33 @@ fn harness_end_to_end() {
         return;
     }
     swerl_eval::sandbox::check_available().expect("the sandbox (bubblewrap) is required");
-    let python = ["3.11", "3.12", "3.10", "3.9"]
-        .into_iter()
-        .find(|v| swerl_eval::python::find_interpreter(v).is_ok())
-        .expect("a Python interpreter (pyenv 3.9-3.12)");
+    let python = test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
     let root = tempfile::tempdir().unwrap();
     let repos = root.path().join("repos");
-    let (base, test_patch) = make_repo(&repos);
-    let repo_dir = repos.join("swerl__calc");
+    let calc = CalcRepo::create(&repos).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
 
-    let gold = patch_with(&repo_dir, "    return a + b");
-    let wrong = patch_with(&repo_dir, "    return a + b + 1");
-    let sleeper = patch_with(
-        &repo_dir,
-        &format!(
+    let gold = calc.gold().unwrap();
+    let wrong = calc.patch_with("    return a + b + 1").unwrap();
+    let sleeper = calc
+        .patch_with(&format!(
             "    import subprocess, time\n    subprocess.Popen(['sleep', '{SLEEP_MARK}'])\n    time.sleep(1000)\n    return a + b"
-        ),
-    );
-    let socket = patch_with(
-        &repo_dir,
-        &format!(
+        ))
+        .unwrap();
+    let socket = calc
+        .patch_with(&format!(
             "    import socket\n    for host, port in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:\n        try:\n            socket.create_connection((host, port), timeout=3)\n            print('NETWORK-REACHED', host)\n            return a - b\n        except OSError as e:\n            print('NETWORK-BLOCKED', host, e)\n    return a + b"
-        ),
-    );
-    let conftest = diff_of(&repo_dir, |r| {
-        write(
-            r,
-            "tests/conftest.py",
-            "import pytest\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n    out = yield\n    out.get_result().outcome = 'passed'\n",
-        );
-    });
+        ))
+        .unwrap();
+    let conftest = calc
+        .diff_of(|r| {
+            fs_err::write(
+                r.join("tests/conftest.py"),
+                "import pytest\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n    out = yield\n    out.get_result().outcome = 'passed'\n",
+            )
+        })
+        .unwrap();
     let not_applying = gold.replace("-    return a - b", "-    return a - c");
 
     let cases: [(&str, Option<&str>); 7] = [
@@ -130,13 +60,7 @@ fn harness_end_to_end() {
     let mut preds = String::new();
     for (name, patch) in cases {
         let id = format!("swerl__calc-{name}");
-        let record = serde_json::json!({
-            "instance_id": id, "repo": REPO, "base_commit": base, "version": "1.0",
-            "patch": gold, "test_patch": test_patch, "environment_setup_commit": base,
-            "FAIL_TO_PASS": "[\"tests/test_calc.py::test_add\"]",
-            "PASS_TO_PASS": ["tests/test_calc.py::test_sub"],
-            "log_parser": "parse_log_pytest",
-        });
+        let record = calc.instance(&id).unwrap();
         dataset.push_str(&format!("{record}\n"));
         let pred =
             serde_json::json!({"instance_id": id, "model_name_or_path": "org/model", "model_patch": patch});
@@ -145,11 +69,7 @@ fn harness_end_to_end() {
     fs_err::write(root.path().join("dataset.jsonl"), dataset).unwrap();
     fs_err::write(root.path().join("preds.jsonl"), preds).unwrap();
 
-    let mut spec = Spec::default();
-    spec.python = python.into();
-    spec.pip_packages = vec!["pytest".into()];
-    spec.install = Some("python -m pip install --no-build-isolation -e .".into());
-    spec.test_cmd = "pytest -rA".into();
+    let spec = calc_spec(python);
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
     let cfg = HarnessConfig {
         dataset: root.path().join("dataset.jsonl"),
