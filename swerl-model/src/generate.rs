@@ -1,16 +1,27 @@
-//! Batched generation with a KV cache: prompts of different lengths (left-padded) decoded
-//! together, each with its own sampling parameters and seed; finished sequences leave the batch.
+//! Batched generation: [`Llama::generate`] samples a list of requests, each with its own
+//! sampling parameters and seed, through the rollout [`Engine`](crate::engine::Engine)
+//! (requests with the same prompt share its prefill and KV cache; finished sequences leave the
+//! batch at once). Also the text bookkeeping the engine shares: streaming, stop strings.
 
+#[cfg(test)]
 use candle_core::{DType, Tensor};
+#[cfg(test)]
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
 use crate::attention::{self, AttnMask};
+use crate::engine::{EngineConfig, EngineEvent, EngineRequest};
 use crate::error::{Error, Result};
+#[cfg(test)]
 use crate::layer::{Kernels, post_attention, pre_attention, rms_norm};
-use crate::model::{LayerWeights, Llama, Track, view};
-use crate::sampling::{SamplingParams, choose};
+use crate::model::Llama;
+#[cfg(test)]
+use crate::model::{LayerWeights, Track, view};
+use crate::sampling::SamplingParams;
+#[cfg(test)]
+use crate::sampling::choose;
 use crate::tokenizer::{DecodeStream, Tokenizer};
 
 /// One prompt to complete.
@@ -79,33 +90,115 @@ pub struct GenerateOptions {
 }
 
 /// Per-layer key/value cache `(batch, kv_heads, capacity, head_dim)`.
+#[cfg(test)]
 struct KvCache {
     k: Tensor,
     v: Tensor,
 }
 
-/// Per-request decoding state.
-struct Slot {
-    request: usize,
-    rng: StdRng,
-    tokens: Vec<u32>,
-    logprobs: Vec<f32>,
-    text: String,
+/// Per-sample decoding state.
+pub(crate) struct Slot {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) request: usize,
+    pub(crate) rng: StdRng,
+    pub(crate) tokens: Vec<u32>,
+    pub(crate) logprobs: Vec<f32>,
+    pub(crate) text: String,
     /// Bytes of `text` already reported through `on_token`.
-    emitted: usize,
-    stream: DecodeStream,
-    done: Option<(FinishReason, Option<StopReason>)>,
+    pub(crate) emitted: usize,
+    pub(crate) stream: DecodeStream,
+    pub(crate) done: Option<(FinishReason, Option<StopReason>)>,
+}
+
+impl Slot {
+    /// A fresh slot drawing from `rng`.
+    pub(crate) fn new(request: usize, rng: StdRng) -> Self {
+        Self {
+            request,
+            rng,
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            stream: DecodeStream::new(),
+            done: None,
+        }
+    }
 }
 
 impl Llama {
-    /// Generates completions for `requests` in one batch with a KV cache; `on_token` sees every
-    /// token as it is produced. `tokenizer` decodes text and finds stop strings.
+    /// Generates completions for `requests` with a KV cache; `on_token` sees every token as it
+    /// is produced. `tokenizer` decodes text and finds stop strings.
+    ///
+    /// Runs on the rollout [`Engine`](crate::engine::Engine) with all requests in one batch:
+    /// requests with identical prompts are prefilled once and share that prompt's KV cache (a
+    /// GRPO group costs one prefill), and finished requests leave the batch at once. The cache
+    /// takes `2 × layers × kv_heads × head_dim` values of the compute dtype per distinct prompt
+    /// token and per generated token. `opts.pad_id` is not needed any more (nothing is padded).
+    pub fn generate(
+        &self,
+        tokenizer: &Tokenizer,
+        requests: &[GenerationRequest],
+        opts: &GenerateOptions,
+        mut on_token: impl FnMut(StreamEvent<'_>),
+    ) -> Result<Vec<Completion>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Identical prompts become one engine request with several samples.
+        let mut groups: Vec<EngineRequest> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut by_prompt: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+        for (i, r) in requests.iter().enumerate() {
+            r.params.check(i)?;
+            let g = *by_prompt.entry(&r.prompt_ids).or_insert_with(|| {
+                groups.push(EngineRequest { prompt_ids: r.prompt_ids.clone(), samples: Vec::new() });
+                members.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].samples.push(r.params.clone());
+            members[g].push(i);
+        }
+        let config = EngineConfig {
+            max_batch: requests.len(),
+            eos_ids: opts.eos_ids.clone(),
+            ..EngineConfig::default()
+        };
+        let out = self.generate_groups(tokenizer, &groups, &config, |ev| {
+            if let EngineEvent::Token { request, sample, token_id, text, .. } = ev {
+                on_token(StreamEvent {
+                    request: members[*request as usize][*sample],
+                    token_id: *token_id,
+                    text,
+                });
+            }
+        });
+        let out = out.map_err(|e| match e {
+            // Name the caller's request in argument errors.
+            Error::InvalidArgument { name, message } => Error::arg(name, format!("request: {message}")),
+            other => other,
+        })?;
+        let mut completions: Vec<Option<Completion>> = vec![None; requests.len()];
+        for (g, samples) in out.into_iter().enumerate() {
+            for (s, c) in samples.into_iter().enumerate() {
+                completions[members[g][s]] = Some(c);
+            }
+        }
+        Ok(completions.into_iter().map(|c| c.expect("every request finished")).collect())
+    }
+}
+
+/// The static-batch generator the engine replaced (left-padded batch, a prefill per request):
+/// the reference the engine's results are tested against.
+#[cfg(test)]
+impl Llama {
+    /// Generates completions for `requests` in one static batch with a KV cache.
     ///
     /// The cache takes `2 × layers × requests × kv_heads × head_dim × (longest prompt + largest
     /// max_new_tokens)` values of the compute dtype, allocated up front; split very large
     /// batches. Finished requests leave the batch (their cache rows are dropped), so a batch
     /// gets cheaper as completions end.
-    pub fn generate(
+    pub(crate) fn generate_static(
         &self,
         tokenizer: &Tokenizer,
         requests: &[GenerationRequest],
@@ -154,18 +247,12 @@ impl Llama {
         let mut slots: Vec<Slot> = requests
             .iter()
             .enumerate()
-            .map(|(i, r)| Slot {
-                request: i,
-                rng: match r.params.seed {
+            .map(|(i, r)| {
+                let rng = match r.params.seed {
                     Some(s) => StdRng::seed_from_u64(s),
                     None => StdRng::from_os_rng(),
-                },
-                tokens: Vec::new(),
-                logprobs: Vec::new(),
-                text: String::new(),
-                emitted: 0,
-                stream: DecodeStream::new(),
-                done: None,
+                };
+                Slot::new(i, rng)
             })
             .collect();
         // Rows of the running batch: indices into `slots`; per row, its key validity and next
@@ -297,7 +384,12 @@ impl Llama {
 /// returns the text that can be shown now: text that could still turn out to begin a stop
 /// string is held back until the completion ends, so streamed text always equals the final
 /// text.
-fn push_text(slot: &mut Slot, tokenizer: &Tokenizer, token: u32, params: &SamplingParams) -> Result<String> {
+pub(crate) fn push_text(
+    slot: &mut Slot,
+    tokenizer: &Tokenizer,
+    token: u32,
+    params: &SamplingParams,
+) -> Result<String> {
     let before = slot.text.len();
     slot.text.push_str(&slot.stream.step(tokenizer, token)?);
     if slot.done.is_some() {
@@ -339,7 +431,8 @@ fn held_back(text: &str, stops: &[String]) -> usize {
         .unwrap_or(0)
 }
 
-fn finish(slot: &mut Slot) -> Completion {
+/// The completion of a finished slot.
+pub(crate) fn finish(slot: &mut Slot) -> Completion {
     let (finish_reason, stop) = slot.done.clone().unwrap_or((FinishReason::Length, None));
     Completion {
         token_ids: std::mem::take(&mut slot.tokens),

@@ -71,8 +71,10 @@
 //!   with [`ScoreOptions`] -> [`TokenScores`]; [`Llama::forward_train`] with [`TrainOptions`] and
 //!   [`Recompute`] -> [`TrainForward`]; [`Gradients`] (accumulation, global-norm clipping);
 //!   [`AdamW`], [`LrSchedule`].
-//! - Sampling: [`Llama::generate`] (batched KV cache) with [`GenerationRequest`],
-//!   [`SamplingParams`], [`GenerateOptions`] -> [`Completion`].
+//! - Sampling: [`Llama::generate`] with [`GenerationRequest`], [`SamplingParams`],
+//!   [`GenerateOptions`] -> [`Completion`], on the rollout [`Engine`] (continuous batching, a
+//!   prompt's KV cache shared by its samples, token-budgeted chunked prefill);
+//!   [`Llama::generate_groups`] for G samples of each prompt.
 //! - Loading and saving: [`load()`] from a directory, Hub id ([`HubRepo`]) or GGUF file
 //!   ([`GgufFile`]); [`save_pretrained`] in Hugging Face layout.
 //! - Text: [`Tokenizer`], [`DecodeStream`], [`ChatTemplate`] (minijinja) rendering
@@ -96,6 +98,7 @@ mod batch;
 mod chat;
 mod config;
 mod device;
+mod engine;
 mod error;
 mod generate;
 mod gguf;
@@ -121,6 +124,7 @@ pub use batch::TokenBatch;
 pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
 pub use device::{parse_device, parse_dtype};
+pub use engine::{Engine, EngineConfig, EngineEvent, EngineRequest, EngineStats, RequestId};
 pub use error::{Error, Result};
 pub use generate::{Completion, FinishReason, GenerateOptions, GenerationRequest, StopReason, StreamEvent};
 pub use gguf::{GgufFile, permute_for_gguf};
