@@ -149,8 +149,18 @@ impl Llama {
         let mut groups: Vec<EngineRequest> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
         let mut by_prompt: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+        let vocab = self.config.vocab_size as u32;
         for (i, r) in requests.iter().enumerate() {
             r.params.check(i)?;
+            if r.prompt_ids.is_empty() {
+                return Err(Error::arg("requests", format!("request {i} has an empty prompt")));
+            }
+            if let Some(t) = r.prompt_ids.iter().find(|&&t| t >= vocab) {
+                return Err(Error::arg(
+                    "requests",
+                    format!("request {i}: token id {t} is outside the vocabulary ({vocab})"),
+                ));
+            }
             let g = *by_prompt.entry(&r.prompt_ids).or_insert_with(|| {
                 groups.push(EngineRequest { prompt_ids: r.prompt_ids.clone(), samples: Vec::new() });
                 members.push(Vec::new());
