@@ -463,7 +463,9 @@ impl<'t> Engine<'t> {
         request: RequestId,
         sample: usize,
     ) -> Result<u32> {
-        let c = choose(logits, params, &mut slot.rng);
+        let c = choose(logits, params, &mut slot.rng).ok_or_else(|| Error::NonFiniteLogits {
+            context: format!("sampling token {} of request {request:?}, sample {sample}", slot.tokens.len()),
+        })?;
         slot.tokens.push(c.token);
         slot.logprobs.push(c.logprob);
         self.stats.sampled_tokens += 1;
