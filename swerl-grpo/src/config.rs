@@ -147,7 +147,8 @@ pub struct TrainConfig {
     pub top_p: f64,
     /// Top-k sampling (0 disables). Default 0.
     pub top_k: usize,
-    /// Sequences per generation call (bounds sampling memory). Default 64.
+    /// Most sequences sampled at once (the rollout engine's batch; bounds sampling memory).
+    /// Default 64.
     pub generation_batch_size: usize,
     /// Sequences per forward/backward pass; gradients accumulate over the micro-batches of a step.
     /// Default 4.

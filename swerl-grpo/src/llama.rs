@@ -135,8 +135,8 @@ impl Policy for LlamaPolicy {
         self.model.device()
     }
 
-    fn generate(&mut self, requests: &[GenerationRequest]) -> Result<Vec<Completion>> {
-        let opts = GenerateOptions { eos_ids: self.eos.clone(), pad_id: self.pad };
+    fn generate(&mut self, requests: &[GenerationRequest], max_batch: usize) -> Result<Vec<Completion>> {
+        let opts = GenerateOptions { eos_ids: self.eos.clone(), pad_id: self.pad, max_batch };
         Ok(self.model.generate(&self.tokenizer, requests, &opts, |_| {})?)
     }
 

@@ -16,9 +16,11 @@ pub trait Policy {
     fn device(&self) -> &Device;
 
     /// Samples one completion per request (each request carries its own sampling settings and
-    /// seed; results must not depend on how requests are batched). The trainer passes no stop
-    /// tokens of its own, so a completion that ends on a token ended on end-of-sequence.
-    fn generate(&mut self, requests: &[GenerationRequest]) -> Result<Vec<Completion>>;
+    /// seed; results must not depend on how requests are batched), at most `max_batch`
+    /// sequences decoding at once. The trainer passes a step's requests in one call, the
+    /// `group_size` samples of a prompt next to each other (an engine shares their prompt), and
+    /// no stop tokens of its own, so a completion that ends on a token ended on end-of-sequence.
+    fn generate(&mut self, requests: &[GenerationRequest], max_batch: usize) -> Result<Vec<Completion>>;
 
     /// Log-probs and entropies of each `(prompt, completion)` pair's completion tokens, with the
     /// logits divided by `temperature`, without gradients (implementations may use fused

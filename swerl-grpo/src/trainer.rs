@@ -579,7 +579,9 @@ impl<P: Policy> Trainer<P> {
         owners
     }
 
-    /// Samples one completion per owner, `generation_batch_size` requests at a time.
+    /// Samples one completion per owner: the whole step in one call, at most
+    /// `generation_batch_size` sequences decoding at once (continuous batching; a prompt's
+    /// group shares its prefill).
     fn sample(&mut self, step: u64, prompts: &[PreparedPrompt], owners: &[Owner]) -> Result<Vec<Completion>> {
         let cfg = &self.config;
         let requests: Vec<GenerationRequest> = owners
@@ -596,17 +598,13 @@ impl<P: Policy> Trainer<P> {
                 },
             })
             .collect();
-        let mut generations = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(cfg.generation_batch_size) {
-            let out = self.policy.generate(chunk)?;
-            if out.len() != chunk.len() {
-                return Err(Error::Policy {
-                    step,
-                    during: "sampling",
-                    message: format!("{} completions for {} requests", out.len(), chunk.len()),
-                });
-            }
-            generations.extend(out);
+        let generations = self.policy.generate(&requests, cfg.generation_batch_size)?;
+        if generations.len() != requests.len() {
+            return Err(Error::Policy {
+                step,
+                during: "sampling",
+                message: format!("{} completions for {} requests", generations.len(), requests.len()),
+            });
         }
         Ok(generations)
     }

@@ -799,7 +799,7 @@ mod tests {
                     .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
             })
             .collect();
-        let opts = GenerateOptions { eos_ids: eos, pad_id: m.pad_id() };
+        let opts = GenerateOptions { eos_ids: eos, pad_id: m.pad_id(), max_batch: 0 };
         let mut streamed = vec![String::new(); requests.len()];
         let engine = m
             .model

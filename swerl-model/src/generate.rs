@@ -87,6 +87,10 @@ pub struct GenerateOptions {
     pub eos_ids: Vec<u32>,
     /// Padding id for the batch layout (any valid id; padded positions are masked).
     pub pad_id: u32,
+    /// Most sequences decoding at once (the engine's [`EngineConfig::max_batch`]); `0`: all the
+    /// requests at once. Samples wait for a free row; results do not depend on it.
+    #[serde(default)]
+    pub max_batch: usize,
 }
 
 /// Per-layer key/value cache `(batch, kv_heads, capacity, head_dim)`.
@@ -170,7 +174,7 @@ impl Llama {
             members[g].push(i);
         }
         let config = EngineConfig {
-            max_batch: requests.len(),
+            max_batch: if opts.max_batch == 0 { requests.len() } else { opts.max_batch },
             eos_ids: opts.eos_ids.clone(),
             ..EngineConfig::default()
         };

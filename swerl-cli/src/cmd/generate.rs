@@ -118,7 +118,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
         })
         .collect();
-    let opts = GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id() };
+    let opts = GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id(), max_batch: 0 };
     let stream = !args.json && requests.len() == 1;
     let mut stdout = std::io::stdout().lock();
     let start = std::time::Instant::now();

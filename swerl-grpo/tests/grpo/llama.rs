@@ -164,3 +164,26 @@ fn llama_policy_trains_saves_hf_checkpoints_and_resumes_exactly() -> Result<()> 
     }
     Ok(())
 }
+
+/// The rollout engine's batch (`generation_batch_size`) changes how many sequences decode at
+/// once, never what is sampled: completions and rewards are equal with 1 and 64.
+#[test]
+fn samples_do_not_depend_on_the_generation_batch() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let mut logs = Vec::new();
+    for batch in [1, 64] {
+        let policy = LlamaPolicy::load(model.to_str().expect("utf-8 path"), &ModelSettings::default())?;
+        let cfg =
+            TrainConfig { generation_batch_size: batch, log_completions: 6, save_steps: 0, ..config(1) };
+        let env = LetterTask::new(&policy)?;
+        let optimizer = policy.optimizer(&cfg)?;
+        let out = tmp.path().join(format!("b{batch}"));
+        Trainer::new(cfg, policy, optimizer, &out)?.train(&env, &mut |_| {})?;
+        logs.push(std::fs::read_to_string(out.join("completions.jsonl"))?);
+    }
+    assert_eq!(logs[0].lines().count(), 6);
+    assert_eq!(logs[0], logs[1]);
+    Ok(())
+}

@@ -86,7 +86,7 @@ impl Policy for Bigram {
         self.table.device()
     }
 
-    fn generate(&mut self, requests: &[GenerationRequest]) -> Result<Vec<Completion>> {
+    fn generate(&mut self, requests: &[GenerationRequest], _max_batch: usize) -> Result<Vec<Completion>> {
         let table = self.table.as_tensor().to_vec2::<f32>()?;
         Ok(requests
             .iter()
