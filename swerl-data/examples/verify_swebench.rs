@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use swerl_data::git::pullindex::PullIndex;
-use swerl_data::instance::{assemble, problem_statement};
-use swerl_data::pipeline::complete_from_git;
 use swerl_data::{CloneIndex, InstanceConfig, Issue, PrSpec, PullRequest, Thread, mine_pr};
+use swerl_data::{assemble, complete_from_git, problem_statement};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

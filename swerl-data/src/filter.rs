@@ -113,7 +113,7 @@ impl FilterConfig {
 }
 
 /// Whether every changed file is noise (lock file, generated file, version bump).
-pub fn is_noise_only(files: &[FileChange]) -> bool {
+pub(crate) fn is_noise_only(files: &[FileChange]) -> bool {
     !files.is_empty()
         && files.iter().all(|f| {
             let p = f.path();

@@ -133,7 +133,7 @@ impl Default for InstanceConfig {
 
 /// Where a changed file goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// The code patch.
     Code,
     /// The test patch.
@@ -143,7 +143,7 @@ pub enum Part {
 }
 
 /// Classifies a file: tests first ([`lang::is_test_path`]), then documentation.
-pub fn part_of(file: &FileChange, config: &InstanceConfig) -> Part {
+pub(crate) fn part_of(file: &FileChange, config: &InstanceConfig) -> Part {
     let p = file.path();
     if lang::is_test_path(p) {
         Part::Test

@@ -26,54 +26,64 @@
 //! assert_eq!(links, vec![12]);
 //! ```
 //!
-//! ## Modules
+//! ## Map
+//! Most items are at the crate root (their modules are private: one path per item):
+//!
+//! | items | what they do |
+//! | --- | --- |
+//! | [`discover`], [`scan_file`], [`HourRange`], [`Shard`] | finding hour files, date ranges, shards; streaming one file into thread fragments |
+//! | [`Thread`], [`PullRequest`], [`Issue`] | the per-(repo, number) aggregate and its order-independent merge |
+//! | [`linked_issues`], [`find_links`] | issue references (keyword convention, URLs, same-repository references) |
+//! | [`FilterConfig`], [`Decontamination`] | bots, empty/oversized, noise-only, decontamination, seed selection |
+//! | [`HeuristicPredictor`], [`LlmPredictor`] | relevant-file prediction: fast heuristic and an LLM interface |
+//! | [`Instance`], [`PrRecord`], [`assemble`] | PR records and RL instances |
+//! | [`Miner`] | scan, merge, build; sharding, resuming, statistics |
+//! | [`Summary`], [`Funnel`] | counters written to `summary.json` |
+//!
+//! Public modules, for the lower-level pieces:
+//!
 //! | module | what it does |
 //! | --- | --- |
-//! | [`archive`] | finding hour files, date ranges, shards; streaming one file into thread fragments |
 //! | [`event`] | parsing one GH Archive line (current, trimmed and legacy schemas) |
-//! | [`thread`] | the per-(repo, number) aggregate and its order-independent merge |
 //! | [`store`] | sorted thread JSONL files and their streaming k-way merge |
-//! | [`links`] | issue references (keyword convention, URLs, same-repository references) |
 //! | [`git`] | clones, locating a PR (merge/squash/rebase), its files, contents and diff |
 //! | [`lang`] | languages, SWE-bench's test-file rule, docs, lock and generated files |
-//! | [`filter`] | bots, empty/oversized, noise-only, decontamination, seed selection |
-//! | [`relevant`] | relevant-file prediction: fast heuristic and an LLM interface |
-//! | [`instance`] | PR records and RL instances |
-//! | [`pipeline`] | the [`Miner`]: scan, merge, build; sharding, resuming, statistics |
-//! | [`stats`] | counters written to `summary.json` |
+//! | [`swebench`] | SWE-bench records as RL instances |
 
-pub mod archive;
-pub mod error;
+mod archive;
+mod error;
 pub mod event;
-pub mod filter;
+mod filter;
 pub mod git;
-pub mod instance;
+mod instance;
 pub mod lang;
-pub mod links;
-pub mod pipeline;
-pub mod relevant;
-pub mod stats;
+mod links;
+mod pipeline;
+mod relevant;
+mod stats;
 pub mod store;
 pub mod swebench;
-pub mod thread;
+mod thread;
 
 pub use archive::{FileScan, Hour, HourRange, ScanConfig, Shard, discover, discover_excluding, scan_file};
 pub use error::{Error, Result};
-pub use filter::{Decontamination, FilterConfig, patch_fingerprint};
+pub use filter::{Decontamination, FilterConfig, SWEBENCH_REPOS, patch_fingerprint};
 pub use git::clones::CloneIndex;
 pub use git::mine::{ChangeStatus, CommitInfo, FileChange, MergeKind, MinedPr, PrSpec, Unmined, mine_pr};
 pub use git::pullindex::PullIndex;
-pub use instance::{Instance, InstanceConfig, PrRecord, instance_id};
+pub use instance::{
+    Assembled, Instance, InstanceConfig, PrRecord, assemble, hints, instance_id, problem_statement,
+};
 pub use links::{IssueRef, find_links, linked_issues};
 pub use pipeline::{
     EventInputs, GitConfig, MineConfig, Miner, MinerBuilder, NoProgress, OutputLock, PrListEntry, Progress,
-    RepoOutput, lock_output, read_pr_list,
+    RepoOutput, complete_from_git, lock_output, read_pr_list,
 };
 pub use relevant::{
     Completion, HeuristicPredictor, LlmPredictor, RelevanceQuery, RelevantConfig, RelevantFilesPredictor,
 };
-pub use stats::{Funnel, PrStats, Problem, ScanStats, Summary};
-pub use thread::{Comment, CommentKind, EventStamp, Issue, PullRequest, Thread};
+pub use stats::{Funnel, MAX_REPORTED_PROBLEMS, PrStats, Problem, ScanStats, Summary};
+pub use thread::{Comment, CommentKind, EventStamp, Issue, PullRequest, Thread, ThreadKey};
 
 /// The README's Rust examples, compiled and run as doctests so they cannot go stale.
 #[cfg(doctest)]

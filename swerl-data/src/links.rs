@@ -35,7 +35,7 @@ pub struct IssueRef {
 }
 
 /// Removes HTML comments.
-pub fn strip_html_comments(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn strip_html_comments(text: &str) -> std::borrow::Cow<'_, str> {
     HTML_COMMENT.replace_all(text, "")
 }
 

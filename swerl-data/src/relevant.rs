@@ -101,7 +101,7 @@ fn join(dir: &str, rel: &str) -> String {
 }
 
 /// Candidate repository paths a source file imports.
-pub fn imported_paths(path: &str, content: &str) -> Vec<String> {
+pub(crate) fn imported_paths(path: &str, content: &str) -> Vec<String> {
     let dir = dir_of(path);
     let mut out = Vec::new();
     match lang::language(path) {
