@@ -9,21 +9,19 @@ use serde::{Deserialize, Serialize};
 use crate::parsers::{LogParser, ParserCrash, StatusMap};
 
 /// Marker the harness writes when no patch-apply command succeeded.
-pub const APPLY_PATCH_FAIL: &str = ">>>>> Patch Apply Failed";
-/// Marker for a successfully applied patch.
-pub const APPLY_PATCH_PASS: &str = ">>>>> Applied Patch";
+pub(crate) const APPLY_PATCH_FAIL: &str = ">>>>> Patch Apply Failed";
 /// Marker for a failed reset.
-pub const RESET_FAILED: &str = ">>>>> Reset Failed";
+pub(crate) const RESET_FAILED: &str = ">>>>> Reset Failed";
 /// Marker for a test run that errored.
-pub const TESTS_ERROR: &str = ">>>>> Tests Errored";
+pub(crate) const TESTS_ERROR: &str = ">>>>> Tests Errored";
 /// Marker for a test run that timed out.
-pub const TESTS_TIMEOUT: &str = ">>>>> Tests Timed Out";
+pub(crate) const TESTS_TIMEOUT: &str = ">>>>> Tests Timed Out";
 /// Start of the parsed region.
-pub const START_TEST_OUTPUT: &str = ">>>>> Start Test Output";
+pub(crate) const START_TEST_OUTPUT: &str = ">>>>> Start Test Output";
 /// End of the parsed region.
-pub const END_TEST_OUTPUT: &str = ">>>>> End Test Output";
+pub(crate) const END_TEST_OUTPUT: &str = ">>>>> End Test Output";
 /// v5: the test command's exit status is written after this marker.
-pub const TEST_EXIT_CODE: &str = ">>>>> Test Exit Code";
+pub(crate) const TEST_EXIT_CODE: &str = ">>>>> Test Exit Code";
 
 /// Which upstream release's rules grade the logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -158,7 +156,7 @@ pub fn get_logs_eval(content: &str, parser: LogParser, mode: GradingMode) -> Res
 }
 
 /// v5: the exit status recorded after [`TEST_EXIT_CODE`], if any.
-pub fn parse_test_exit_code(content: &str) -> Option<i64> {
+pub(crate) fn parse_test_exit_code(content: &str) -> Option<i64> {
     static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r">>>>> Test Exit Code:\s*(-?\d+)").unwrap());
     RE.captures(content).and_then(|c| c[1].parse().ok())
 }
@@ -216,7 +214,7 @@ fn grade_list(
 }
 
 /// The FAIL_TO_PASS and PASS_TO_PASS report of a status map.
-pub fn tests_report(
+pub(crate) fn tests_report(
     map: &StatusMap,
     fail_to_pass: &[String],
     pass_to_pass: &[String],
@@ -250,7 +248,7 @@ pub enum ResolvedStatus {
 }
 
 /// Upstream's `get_resolution_status`.
-pub fn resolution_status(report: &TestsStatus) -> ResolvedStatus {
+pub(crate) fn resolution_status(report: &TestsStatus) -> ResolvedStatus {
     let f2p = rate(&report.fail_to_pass);
     let p2p = rate(&report.pass_to_pass);
     if f2p == 1.0 && p2p == 1.0 {

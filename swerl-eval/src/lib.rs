@@ -23,12 +23,18 @@
 //! assert!(report.resolved);
 //! ```
 //!
-//! ## Modules
-//! - [`dataset`], [`predictions`]: the inputs (JSON, JSON lines, gzip, parquet; gold and empty).
-//! - [`parsers`]: upstream's log parsers, 4.1 and 5 flavours, quirks included.
-//! - [`grading`]: markers, status maps -> FAIL_TO_PASS / PASS_TO_PASS lists, resolution.
-//! - [`report`]: `report.json` and the run summary, byte-compatible with upstream
-//!   ([`pyjson`] writes JSON as Python's `json.dumps` does).
+//! ## Map
+//! The main items are at the crate root (their modules are private: one path per item):
+//! - Inputs: [`load_dataset`] -> [`Instance`], [`load_predictions`] -> [`Prediction`] (JSON,
+//!   JSON lines, gzip, parquet; gold and empty).
+//! - Parsing and grading: [`LogParser`] (upstream's log parsers, 4.1 and 5 flavours, quirks
+//!   included), [`get_logs_eval`], [`GradingMode`], [`eval_report`] -> [`InstanceReport`].
+//! - Reports: [`report_json`], [`make_run_summary`] and [`summary_json`], byte-compatible with
+//!   upstream ([`pyjson`] writes JSON as Python's `json.dumps` does).
+//! - The harness: [`run_evaluation`] with [`HarnessConfig`] ties it together, in parallel, with a
+//!   [`Progress`] callback -> [`RunResult`].
+//!
+//! The lower-level pieces are public modules:
 //! - [`specs`], [`directives`], [`script`]: the spec table, test directives from a test patch,
 //!   eval scripts (upstream's, and their translation for a virtual environment).
 //! - [`python`], [`env`](mod@env): interpreter discovery (never another version) and environments (one
@@ -38,7 +44,6 @@
 //!   apply chain.
 //! - [`sandbox`]: bubblewrap (no network, read-only host, private `/tmp` and PID namespace),
 //!   rlimits, a wall clock that kills the whole tree, bounded lossy capture.
-//! - [`harness`]: [`run_evaluation`] ties it together, in parallel, with a progress callback.
 //!
 //! ## Running a harness
 //! ```no_run
@@ -61,17 +66,17 @@
 //! ```
 
 pub mod checkout;
-pub mod dataset;
+mod dataset;
 pub mod directives;
 pub mod env;
-pub mod grading;
-pub mod harness;
-pub mod parsers;
+mod grading;
+mod harness;
+mod parsers;
 pub mod patch;
-pub mod predictions;
+mod predictions;
 pub mod pyjson;
 pub mod python;
-pub mod report;
+mod report;
 pub mod sandbox;
 pub mod script;
 pub mod specs;
@@ -86,7 +91,9 @@ pub mod testing;
 pub use dataset::{Instance, load_dataset};
 pub use error::{Error, Result};
 pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};
-pub use harness::{Bucket, HarnessConfig, InstanceOutcome, Progress, RunResult, Stage, run_evaluation};
+pub use harness::{
+    Bucket, EXTRAS_FILE, HarnessConfig, InstanceOutcome, Progress, RunResult, Stage, run_evaluation,
+};
 pub use parsers::{LogParser, ParserCrash, StatusMap};
 pub use predictions::{Prediction, PredictionSource, load_predictions};
-pub use report::{InstanceReport, RunSummary, eval_report, make_run_summary};
+pub use report::{InstanceReport, RunSummary, eval_report, make_run_summary, report_json, summary_json};

@@ -19,7 +19,7 @@ use crate::grading::GradingMode;
 pub type StatusMap = BTreeMap<String, String>;
 
 /// The statuses upstream knows, in its enum's order.
-pub const STATUSES: [&str; 5] = ["FAILED", "PASSED", "SKIPPED", "ERROR", "XFAIL"];
+pub(crate) const STATUSES: [&str; 5] = ["FAILED", "PASSED", "SKIPPED", "ERROR", "XFAIL"];
 
 /// A parser family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -9,9 +9,9 @@ use crate::dataset::{Instance, read_json_records};
 use crate::error::{Error, Result};
 
 /// The model name upstream gives the gold pseudo-predictions.
-pub const GOLD_MODEL: &str = "gold";
+pub(crate) const GOLD_MODEL: &str = "gold";
 /// The model name of the empty pseudo-predictions.
-pub const EMPTY_MODEL: &str = "empty";
+pub(crate) const EMPTY_MODEL: &str = "empty";
 
 /// One prediction: `{instance_id, model_name_or_path, model_patch}` (the patch may be null).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,11 +19,11 @@ use crate::predictions::Prediction;
 use crate::pyjson::to_python_json;
 
 /// The per-instance file name.
-pub const LOG_REPORT: &str = "report.json";
+pub(crate) const LOG_REPORT: &str = "report.json";
 /// The test log's file name.
-pub const LOG_TEST_OUTPUT: &str = "test_output.txt";
+pub(crate) const LOG_TEST_OUTPUT: &str = "test_output.txt";
 /// The harness log's file name.
-pub const LOG_INSTANCE: &str = "run_instance.log";
+pub(crate) const LOG_INSTANCE: &str = "run_instance.log";
 
 /// The body of `report.json` (`{instance_id: InstanceReport}`), fields in upstream's order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +89,7 @@ pub fn report_json(instance_id: &str, report: &InstanceReport) -> String {
 }
 
 /// v5's post-hoc classification (`infra_failure.py`): `(reason, is_environment_tier)`.
-pub fn classify_failure(text: &str) -> Option<(&'static str, bool)> {
+pub(crate) fn classify_failure(text: &str) -> Option<(&'static str, bool)> {
     static SIGNATURES: LazyLock<Vec<(&'static str, bool, Regex)>> = LazyLock::new(|| {
         [
             ("browser_launch_failed", true, r"Failed to launch|Failed to connect to the bus"),
@@ -154,7 +154,7 @@ pub struct RunSummary {
 }
 
 /// The directory of one instance's logs: `<log_root>/<run_id>/<model>/<instance_id>`.
-pub fn instance_log_dir(log_root: &Path, run_id: &str, pred: &Prediction) -> PathBuf {
+pub(crate) fn instance_log_dir(log_root: &Path, run_id: &str, pred: &Prediction) -> PathBuf {
     log_root.join(run_id).join(pred.model_dir()).join(&pred.instance_id)
 }
 
@@ -259,7 +259,7 @@ fn py_truthy(v: &serde_json::Value) -> bool {
 }
 
 /// The summary's file name: `<model>.<run_id>.json`.
-pub fn summary_file_name(model_dir: &str, run_id: &str) -> String {
+pub(crate) fn summary_file_name(model_dir: &str, run_id: &str) -> String {
     format!("{model_dir}.{run_id}.json")
 }
 

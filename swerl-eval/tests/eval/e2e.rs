@@ -6,9 +6,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 
-use swerl_eval::harness::EXTRAS_FILE;
 use swerl_eval::testing::{CalcRepo, REPO, calc_spec, test_python};
-use swerl_eval::{Bucket, GradingMode, HarnessConfig, run_evaluation};
+use swerl_eval::{Bucket, EXTRAS_FILE, GradingMode, HarnessConfig, run_evaluation};
 
 const SLEEP_MARK: &str = "987654";
 

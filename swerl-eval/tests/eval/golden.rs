@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use swerl_eval::report::{make_run_summary, report_json, summary_json};
 use swerl_eval::{GradingMode, Instance, LogParser, Prediction, eval_report};
+use swerl_eval::{make_run_summary, report_json, summary_json};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
