@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swerl_model::chat::{ChatMessage, ChatTemplate, SpecialTokens};
+use swerl_model::{ChatMessage, ChatTemplate, SpecialTokens};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
