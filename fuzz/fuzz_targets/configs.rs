@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         let again = swerl_data::MineConfig::from_json_str(&json, "fuzz.json".as_ref()).expect("round trip");
         assert_eq!(again, c);
     }
-    if let Ok(c) = swerl_model::config::ModelConfig::from_json_str(text, "fuzz.json") {
+    if let Ok(c) = swerl_model::ModelConfig::from_json_str(text, "fuzz.json") {
         c.validate("fuzz.json").expect("a parsed config is valid");
     }
 });

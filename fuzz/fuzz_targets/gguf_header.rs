@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swerl_model::gguf::GgufFile;
+use swerl_model::GgufFile;
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("tmp");
