@@ -9,8 +9,30 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::python::Interpreter;
+use crate::python::{Interpreter, NoInterpreter};
 use crate::specs::{Spec, table};
+
+/// Why an environment could not be built: the reason an instance is *environment unavailable*.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvError {
+    /// No interpreter of the version the spec names.
+    #[error(transparent)]
+    NoInterpreter(#[from] NoInterpreter),
+    /// A file or lock operation failed (the message names the path).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A requirements file could not be read or converted, or a build command failed; the
+    /// message names the file or the command and the end of its output.
+    #[error("{0}")]
+    Build(String),
+}
+
+impl From<String> for EnvError {
+    fn from(message: String) -> Self {
+        Self::Build(message)
+    }
+}
 
 /// Which tool installs packages into environments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,7 +72,12 @@ pub struct SharedEnv {
 /// pylint 2.15 rely on; setuptools 69 dropped what old `setup.py`s use); the spec's `packages` (a requirements file
 /// read from the clone at `commit`, a conda `environment.yml` converted to pip requirements, or a
 /// package list); then `pip_packages`. Empty groups are left out.
-pub fn requirements(repo: &str, spec: &Spec, clone: &Path, commit: &str) -> Result<Vec<Vec<String>>, String> {
+pub fn requirements(
+    repo: &str,
+    spec: &Spec,
+    clone: &Path,
+    commit: &str,
+) -> Result<Vec<Vec<String>>, EnvError> {
     let base: Vec<String> = vec!["pip<24".into(), "setuptools<69".into(), "wheel".into()];
     let packages = match spec.packages.as_deref().map(str::trim) {
         None | Some("") => Vec::new(),
@@ -175,7 +202,7 @@ fn run_logged(cmd: &mut Command, log: &mut fs_err::File) -> Result<(), String> {
 }
 
 /// uv: on `PATH`, or installed once from PyPI into `<cache>/tools/uv`.
-pub fn find_or_install_uv(cache: &Path) -> Result<PathBuf, String> {
+pub fn find_or_install_uv(cache: &Path) -> Result<PathBuf, EnvError> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             if dir.join("uv").is_file() {
@@ -184,14 +211,14 @@ pub fn find_or_install_uv(cache: &Path) -> Result<PathBuf, String> {
         }
     }
     let tools = cache.join("tools");
-    fs_err::create_dir_all(&tools).map_err(|e| e.to_string())?;
+    fs_err::create_dir_all(&tools)?;
     let uv = tools.join("uv/bin/uv");
-    let lock = fs_err::File::create(tools.join("uv.lock")).map_err(|e| e.to_string())?;
-    lock.file().lock().map_err(|e| e.to_string())?;
+    let lock = fs_err::File::create(tools.join("uv.lock"))?;
+    lock.file().lock()?;
     if uv.is_file() {
         return Ok(uv);
     }
-    let mut log = fs_err::File::create(tools.join("uv.build.log")).map_err(|e| e.to_string())?;
+    let mut log = fs_err::File::create(tools.join("uv.build.log"))?;
     let python = crate::python::find_interpreter("3.11")
         .or_else(|_| crate::python::find_interpreter("3.12"))
         .map(|i| i.path)
@@ -211,15 +238,15 @@ pub fn ensure_shared_env(
     interpreter: &Interpreter,
     groups: &[Vec<String>],
     installer: Installer,
-) -> Result<SharedEnv, String> {
+) -> Result<SharedEnv, EnvError> {
     let key = content_key(interpreter, groups);
     let envs = cache.join("envs");
-    fs_err::create_dir_all(&envs).map_err(|e| e.to_string())?;
+    fs_err::create_dir_all(&envs)?;
     let stem = format!("{}-{key}", name.replace(['/', ' '], "__"));
     let dir = envs.join(&stem);
     let marker = dir.join(".swerl-complete");
     let log_path = envs.join(format!("{stem}.build.log"));
-    let lock = fs_err::File::create(envs.join(format!("{stem}.lock"))).map_err(|e| e.to_string())?;
+    let lock = fs_err::File::create(envs.join(format!("{stem}.lock")))?;
     lock.file().lock().map_err(|e| format!("lock {stem}: {e}"))?;
     let py_minor = minor(&interpreter.version);
     let old = py_minor.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m < 8);
@@ -243,13 +270,13 @@ pub fn ensure_shared_env(
     }
     let start = Instant::now();
     if dir.exists() {
-        fs_err::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+        fs_err::remove_dir_all(&dir)?;
     }
-    let mut log = fs_err::File::create(&log_path).map_err(|e| e.to_string())?;
+    let mut log = fs_err::File::create(&log_path)?;
     let mut files = Vec::new();
     for (i, group) in groups.iter().enumerate() {
         let file = envs.join(format!("{stem}.requirements-{i}.txt"));
-        fs_err::write(&file, group.join("\n") + "\n").map_err(|e| e.to_string())?;
+        fs_err::write(&file, group.join("\n") + "\n")?;
         files.push(file);
     }
     let python = dir.join("bin/python");
@@ -283,7 +310,7 @@ pub fn ensure_shared_env(
             run_logged(Command::new(&python).args(["-m", "pip", "install", "-r"]).arg(file), &mut log)?;
         }
     }
-    fs_err::write(&marker, tool).map_err(|e| e.to_string())?;
+    fs_err::write(&marker, tool)?;
     Ok(SharedEnv {
         dir,
         key,
@@ -303,12 +330,8 @@ pub fn site_packages(root: &Path, interpreter: &Interpreter) -> PathBuf {
 /// A per-instance venv at `dst` that sees the shared environment's packages (a `.pth` that adds
 /// its site-packages) and its console scripts (copied with the shebang pointing here), so the
 /// instance's own install step never touches the shared environment.
-pub fn make_instance_venv(shared: &SharedEnv, dst: &Path) -> Result<(), String> {
-    let mut log = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dst.with_extension("log"))
-        .map_err(|e| e.to_string())?;
+pub fn make_instance_venv(shared: &SharedEnv, dst: &Path) -> Result<(), EnvError> {
+    let mut log = fs_err::OpenOptions::new().create(true).append(true).open(dst.with_extension("log"))?;
     run_logged(
         Command::new(&shared.interpreter.path).args(["-m", "venv", "--without-pip"]).arg(dst),
         &mut log,
@@ -321,10 +344,10 @@ pub fn make_instance_venv(shared: &SharedEnv, dst: &Path) -> Result<(), String> 
         "import os, site; ('pip-build-env-' in os.environ.get('PYTHONPATH', '')) or site.addsitedir({:?})\n",
         site(&shared.dir).display().to_string()
     );
-    fs_err::write(site(dst).join("_swerl_shared_env.pth"), pth).map_err(|e| e.to_string())?;
+    fs_err::write(site(dst).join("_swerl_shared_env.pth"), pth)?;
     let shared_bin = shared.dir.join("bin");
     let own_python = dst.join("bin/python");
-    for entry in fs_err::read_dir(&shared_bin).map_err(|e| e.to_string())?.flatten() {
+    for entry in fs_err::read_dir(&shared_bin)?.flatten() {
         let target = dst.join("bin").join(entry.file_name());
         if target.exists() {
             continue;
@@ -332,11 +355,9 @@ pub fn make_instance_venv(shared: &SharedEnv, dst: &Path) -> Result<(), String> 
         let Ok(text) = fs_err::read_to_string(entry.path()) else { continue };
         let Some((first, rest)) = text.split_once('\n') else { continue };
         if first.starts_with("#!") && first.contains(&shared_bin.display().to_string()) {
-            fs_err::write(&target, format!("#!{}\n{rest}", own_python.display()))
-                .map_err(|e| e.to_string())?;
+            fs_err::write(&target, format!("#!{}\n{rest}", own_python.display()))?;
             use std::os::unix::fs::PermissionsExt;
-            fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| e.to_string())?;
+            fs_err::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
         }
     }
     Ok(())

@@ -91,10 +91,24 @@ pub fn probe(path: &Path) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// No interpreter of the version a spec names (never silently another).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no Python {minor} interpreter (looked in pyenv's versions, uv's and conda's directories and for \
+     python{minor} on PATH{})",
+    if rejected.is_empty() { String::new() } else { format!("; rejected: {}", rejected.join(", ")) }
+)]
+pub struct NoInterpreter {
+    /// The version asked for (`"3.9"`).
+    pub minor: String,
+    /// Executables found but of another version, with what they reported.
+    pub rejected: Vec<String>,
+}
+
 /// The first interpreter whose version is exactly `minor` (`"3.9"`); the error lists what was
 /// tried.
-pub fn find_interpreter(minor: &str) -> Result<Interpreter, String> {
-    let mut tried = Vec::new();
+pub fn find_interpreter(minor: &str) -> Result<Interpreter, NoInterpreter> {
+    let mut rejected = Vec::new();
     for (path, source) in candidates(minor) {
         if !path.is_file() {
             continue;
@@ -103,14 +117,10 @@ pub fn find_interpreter(minor: &str) -> Result<Interpreter, String> {
             Some(v) if v == minor || v.starts_with(&format!("{minor}.")) => {
                 return Ok(Interpreter { path, version: v, source: source.to_owned() });
             }
-            other => tried.push(format!("{} ({})", path.display(), other.unwrap_or_default())),
+            other => rejected.push(format!("{} ({})", path.display(), other.unwrap_or_default())),
         }
     }
-    Err(format!(
-        "no Python {minor} interpreter (looked in pyenv's versions, uv's and conda's \
-         directories and for python{minor} on PATH{})",
-        if tried.is_empty() { String::new() } else { format!("; rejected: {}", tried.join(", ")) }
-    ))
+    Err(NoInterpreter { minor: minor.to_owned(), rejected })
 }
 
 #[cfg(test)]

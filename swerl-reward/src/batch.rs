@@ -154,7 +154,7 @@ pub enum BatchError {
 pub fn score_line(line: usize, text: &str, options: &BatchOptions) -> LineResult {
     let case = match parse_case(text) {
         Ok(case) => case,
-        Err(message) => return invalid(line, instance_id_of(text), message),
+        Err(error) => return invalid(line, instance_id_of(text), error.to_string()),
     };
     match case {
         Case::SearchReplace { instance_id, code_context, oracle_new_content, output } => {
@@ -199,33 +199,64 @@ fn instance_id_of(text: &str) -> Option<String> {
     serde_json::from_str::<Id>(text).ok().map(|i| i.instance_id)
 }
 
+/// Why a line is not a [`Case`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaseError {
+    /// The line is blank.
+    #[error("empty line")]
+    Empty,
+    /// The line is not JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// The line is JSON, but not an object.
+    #[error("expected a JSON object")]
+    NotAnObject,
+    /// A field the case needs is absent.
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// A field has the wrong type.
+    #[error("field `{field}`: {source}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What serde found.
+        source: serde_json::Error,
+    },
+    /// The object has the fields of neither kind of case.
+    #[error(
+        "expected the fields code_context, oracle_new_content and output, or oracle_patches and pred_patches"
+    )]
+    UnknownShape,
+}
+
 /// Reads field `name` of `object`; a wrong type is an error naming the field.
 fn field<T: serde::de::DeserializeOwned>(
     object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<T>, String> {
+    name: &'static str,
+) -> Result<Option<T>, CaseError> {
     match object.get(name) {
         None => Ok(None),
-        Some(v) => T::deserialize(v).map(Some).map_err(|e| format!("field `{name}`: {e}")),
+        Some(v) => T::deserialize(v).map(Some).map_err(|source| CaseError::WrongType { field: name, source }),
     }
 }
 
 fn required<T: serde::de::DeserializeOwned>(
     object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<T, String> {
-    field(object, name)?.ok_or_else(|| format!("missing field `{name}`"))
+    name: &'static str,
+) -> Result<T, CaseError> {
+    field(object, name)?.ok_or(CaseError::MissingField(name))
 }
 
-/// Parses a case, with a precise message when the line is not one (naming the missing field or
+/// Parses a case, with a precise error when the line is not one (naming the missing field or
 /// the field of the wrong type).
-pub fn parse_case(text: &str) -> Result<Case, String> {
+pub fn parse_case(text: &str) -> Result<Case, CaseError> {
     if text.trim().is_empty() {
-        return Err("empty line".to_owned());
+        return Err(CaseError::Empty);
     }
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(CaseError::InvalidJson)?;
     let Some(object) = value.as_object() else {
-        return Err("expected a JSON object".to_owned());
+        return Err(CaseError::NotAnObject);
     };
     let instance_id: Option<String> = field(object, "instance_id")?;
     if object.contains_key("output") || object.contains_key("code_context") {
@@ -242,8 +273,7 @@ pub fn parse_case(text: &str) -> Result<Case, String> {
             pred_patches: required(object, "pred_patches")?,
         })
     } else {
-        Err("expected the fields code_context, oracle_new_content and output, or oracle_patches and pred_patches"
-            .to_owned())
+        Err(CaseError::UnknownShape)
     }
 }
 

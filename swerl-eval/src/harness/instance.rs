@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Bucket, Context, EXTRAS_FILE, HarnessConfig, InstanceOutcome, Progress, Stage, Timings};
 use crate::checkout::{commit_setup, find_clone, fresh_checkout};
 use crate::dataset::Instance;
-use crate::env::{SharedEnv, ensure_shared_env, make_instance_venv, requirements};
+use crate::env::{EnvError, SharedEnv, ensure_shared_env, make_instance_venv, requirements};
 use crate::error::{Error, Result};
 use crate::grading::GradingMode;
 use crate::parsers::LogParser;
@@ -124,9 +124,11 @@ fn environment(
         };
         let reqs = requirements(&instance.repo, spec, clone, commit)?;
         ensure_shared_env(&ctx.cfg.cache_dir, &name, &interpreter, &reqs, ctx.cfg.installer)
-            .map_err(|e| format!("environment build failed: {e}"))
+            .map_err(|e| EnvError::Build(format!("environment build failed: {e}")))
     })();
-    result.map_err(|reason| {
+    result.map_err(|error| {
+        // The reason, in words, is what the report and later instances of this environment see.
+        let reason = error.to_string();
         ctx.env_failures.lock().expect("poisoned").insert(name, reason.clone());
         unavailable(reason)
     })
@@ -214,7 +216,7 @@ fn pipeline(
     let venv = work.join("venv");
     fresh_checkout(&clone, &instance.base_commit, &testbed).map_err(infra)?;
     let place = Place { testbed: &testbed, venv: &venv, clone: &clone, env: &env };
-    make_instance_venv(&env, &venv).map_err(|e| Failure(Bucket::EnvironmentUnavailable, e))?;
+    make_instance_venv(&env, &venv).map_err(|e| Failure(Bucket::EnvironmentUnavailable, e.to_string()))?;
     let mut setup = format!("set -x\nsource '{}/bin/activate'\n", venv.display());
     for line in &spec.pre_install {
         if line.trim_start().starts_with("apt-get") {
