@@ -91,24 +91,16 @@ fn main() -> Result<()> {
     }
     f.flush()?;
     drop(f);
-    // Sanity check of the reconstruction: the gold edit, written as one SEARCH/REPLACE block per
-    // file (whole partial file -> whole new file), scores 1.0 with the real reward.
-    let mut perfect = 0;
-    for inst in &instances {
-        let mut blocks = String::new();
-        for (path, new) in &inst.oracle_new_content {
-            let old = inst.code_context.get(path).map_or("", String::as_str);
-            blocks.push_str(&format!(
-                "```\n### {path}\n<<<<<<< SEARCH\n{}\n=======\n{}\n>>>>>>> REPLACE\n```\n",
-                old.trim_end_matches('\n'),
-                new.trim_end_matches('\n')
-            ));
-        }
-        let completion = format!("<think>gold</think>\n<solution>\n{blocks}</solution>");
-        if swerl_reward::reward(&inst.code_context, &inst.oracle_new_content, &completion) == 1.0 {
-            perfect += 1;
-        }
-    }
+    // Sanity check of the reconstruction: the oracle change written as minimal SEARCH/REPLACE
+    // edits (the SFT target) scores 1.0 with the real reward.
+    let perfect = instances
+        .iter()
+        .filter(|inst| {
+            swerl_reward::oracle_answer(inst).is_ok_and(|answer| {
+                swerl_reward::reward(&inst.code_context, &inst.oracle_new_content, &answer) == 1.0
+            })
+        })
+        .count();
     println!(
         "instances: {} from {} ({} skipped); gold edits scoring 1.0: {perfect}/{}",
         instances.len(),

@@ -64,6 +64,7 @@ mod error;
 mod files;
 mod gitpatch;
 mod instance;
+mod oracle;
 mod parse;
 mod prompt;
 mod score;
@@ -74,6 +75,7 @@ pub use error::{Error, FormatError, Result};
 pub use files::FileMap;
 pub use gitpatch::git_diff;
 pub use instance::{Dataset, RlInstance, SkippedRecord};
+pub use oracle::{OracleError, oracle_answer, oracle_edits};
 pub use parse::{
     EDIT_BLOCK_PATTERN, Edit, FileEdits, ParsedOutput, SOLUTION_END, SOLUTION_START, THINK_END, THINK_START,
     parse_output,

@@ -2,5 +2,6 @@
 //! `swerl train` reads) and the example binaries, run end to end on a git repository made here.
 
 mod examples;
+mod oracle;
 mod pipeline;
 mod support;

@@ -8,7 +8,7 @@ use swerl::grpo::llama::{LlamaPolicy, ModelSettings};
 use swerl::grpo::{PromptOverflow, SweRlEnvironment, TrainConfig, Trainer, read_metrics};
 use swerl::reward::Dataset;
 
-use crate::support::{CALC_V0, CALC_V1, gold_completion, make_clones};
+use crate::support::{CALC_V0, CALC_V1, make_clones};
 
 #[test]
 fn mined_instances_train_a_tiny_model_and_the_checkpoint_loads_back() -> Result<()> {
@@ -38,7 +38,10 @@ fn mined_instances_train_a_tiny_model_and_the_checkpoint_loads_back() -> Result<
 
     // 3. swerl-reward: the gold edit scores 1.0, an empty answer is a format error.
     let rl = &dataset.instances[0];
-    assert_eq!(swerl::reward::reward(&rl.code_context, &rl.oracle_new_content, &gold_completion(rl)), 1.0);
+    assert_eq!(
+        swerl::reward::reward(&rl.code_context, &rl.oracle_new_content, &swerl::reward::oracle_answer(rl)?),
+        1.0
+    );
     assert_eq!(swerl::reward::reward(&rl.code_context, &rl.oracle_new_content, "no answer"), -1.0);
 
     // 4. swerl-model + swerl-grpo: two GRPO steps on the mined instance with a tiny model.

@@ -66,18 +66,3 @@ pub(crate) fn make_clones(root: &Path) -> Result<PathBuf> {
     git(&repo, &["branch", "-q", "-D", "fix"])?;
     Ok(clones)
 }
-
-/// The SWE-RL answer that reproduces an instance's oracle: one SEARCH/REPLACE block per changed
-/// file, from its whole "before" content to its "after" content.
-pub(crate) fn gold_completion(inst: &swerl::reward::RlInstance) -> String {
-    let mut blocks = String::new();
-    for (path, after) in &inst.oracle_new_content {
-        let before = inst.code_context.get(path).map_or("", String::as_str);
-        blocks.push_str(&format!(
-            "```python\n### {path}\n<<<<<<< SEARCH\n{}\n=======\n{}\n>>>>>>> REPLACE\n```\n",
-            before.trim_end_matches('\n'),
-            after.trim_end_matches('\n')
-        ));
-    }
-    format!("<think>\nmean must handle an empty list\n</think>\n<solution>\n{blocks}</solution>")
-}
