@@ -43,6 +43,12 @@ impl Advantages {
     }
 }
 
+/// True when a group's rewards are not all equal (by the rule of
+/// [`Advantages::frac_zero_std`]): it has a learning signal.
+pub(crate) fn has_signal(group: &[f64]) -> bool {
+    !is_zero_std(sample_std(group))
+}
+
 /// `torch.isclose(std, 0)` with its default tolerances.
 fn is_zero_std(std: f64) -> bool {
     std.abs() <= 1e-8

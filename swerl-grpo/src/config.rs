@@ -204,6 +204,10 @@ pub struct TrainConfig {
     /// Steps in a row with a non-finite loss or gradient before training stops with an error.
     /// A bad step is always skipped without touching the weights. Default 3.
     pub max_nonfinite_steps: u32,
+    /// Dynamic sampling (DAPO): up to this many extra rounds of sampling per step, each drawing
+    /// fresh prompts whose groups replace the groups with all-equal rewards (no learning
+    /// signal) until none is left. 0 disables. Default 0.
+    pub max_sampling_rounds: u32,
 }
 
 impl Default for TrainConfig {
@@ -243,6 +247,7 @@ impl Default for TrainConfig {
             save_total_limit: 0,
             log_completions: 4,
             max_nonfinite_steps: 3,
+            max_sampling_rounds: 0,
         }
     }
 }

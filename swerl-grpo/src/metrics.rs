@@ -72,6 +72,15 @@ pub struct StepMetrics {
     /// Why the update was skipped, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Sampling rounds of the step beyond the first (dynamic sampling; summed over ranks).
+    #[serde(default, rename = "sampling/extra_rounds")]
+    pub sampling_extra_rounds: u64,
+    /// Groups sampled this step, replacements included (summed over ranks).
+    #[serde(default, rename = "sampling/groups_drawn")]
+    pub sampling_groups_drawn: u64,
+    /// Groups with all-equal rewards that dynamic sampling replaced (summed over ranks).
+    #[serde(default, rename = "sampling/groups_replaced")]
+    pub sampling_groups_replaced: u64,
     /// Tokens (prompt + completion) processed since the start of the run.
     pub num_tokens: u64,
     /// Wall-clock seconds of the step.

@@ -11,7 +11,7 @@ use swerl_model::{
     Completion, FinishReason, GenerationRequest, Gradients, LrSchedule, SamplingParams, TokenScores,
 };
 
-use crate::advantage::{Advantages, compute_advantages};
+use crate::advantage::{Advantages, compute_advantages, has_signal};
 use crate::checkpoint::{
     self, CONFIG_FILE, MODEL_DIR, OPTIMIZER_FILE, TrainerState, checkpoint_dir, latest_checkpoint,
 };
@@ -215,6 +215,23 @@ fn score_rollouts(
         });
     }
     Ok(outcomes)
+}
+
+/// The next `g` items (one group).
+fn next_group<T>(items: &mut impl Iterator<Item = T>, g: usize) -> Vec<T> {
+    items.by_ref().take(g).collect()
+}
+
+/// A step's sampled groups after dynamic sampling, with what it cost.
+#[derive(Default)]
+struct Drawn {
+    owners: Vec<Owner>,
+    generations: Vec<Completion>,
+    outcomes: Vec<RewardOutcome>,
+    /// Extra rounds, groups drawn, groups replaced (summed over ranks).
+    counts: [f64; 3],
+    time_generation: f64,
+    time_reward: f64,
 }
 
 /// One sampled completion with everything the update needs.
@@ -503,17 +520,10 @@ impl<P: Policy> Trainer<P> {
         let step = self.state.step + 1;
         let prompts = env.prompts();
 
-        progress(&TrainEvent::Phase { step, phase: Phase::Generating });
-        let owners = self.local_requests(step, sampler);
-        let generations = self.sample(step, prompts, &owners)?;
-        let time_generation = start.elapsed().as_secs_f64();
-
-        progress(&TrainEvent::Phase { step, phase: Phase::Scoring });
-        let t_reward = Instant::now();
-        let outcomes = score_rollouts(step, env, &owners, &generations)?;
-        let time_reward = t_reward.elapsed().as_secs_f64();
-
-        let (mut rollouts, advantages) = self.rollouts(owners, generations, outcomes)?;
+        let drawn = self.draw(step, env, sampler, progress)?;
+        let (time_generation, time_reward) = (drawn.time_generation, drawn.time_reward);
+        let counts = drawn.counts;
+        let (mut rollouts, advantages) = self.rollouts(drawn.owners, drawn.generations, drawn.outcomes)?;
 
         let t_train = Instant::now();
         let update = self.update(step, &mut rollouts, prompts, progress)?;
@@ -551,6 +561,9 @@ impl<P: Policy> Trainer<P> {
             learning_rate: update.learning_rate,
             updates: update.updates,
             skipped: update.skipped,
+            sampling_extra_rounds: counts[0] as u64,
+            sampling_groups_drawn: counts[1] as u64,
+            sampling_groups_replaced: counts[2] as u64,
             num_tokens: self.state.num_tokens,
             step_time: start.elapsed().as_secs_f64(),
             time_generation,
@@ -561,8 +574,89 @@ impl<P: Policy> Trainer<P> {
         Ok((metrics, records))
     }
 
+    /// Samples and scores this rank's groups; with dynamic sampling, further rounds of fresh
+    /// prompts replace the groups whose rewards are all equal, until none is left on any rank
+    /// or `max_sampling_rounds` is spent (every rank runs the same rounds, so the prompt
+    /// sampler stays in step across ranks).
+    fn draw(
+        &mut self,
+        step: u64,
+        env: &dyn Environment,
+        sampler: &mut PromptSampler,
+        progress: &mut dyn FnMut(&TrainEvent<'_>),
+    ) -> Result<Drawn> {
+        let g = self.config.group_size;
+        let owners = self.local_requests(step, sampler, 0);
+        let mut drawn = Drawn { counts: [0.0, (owners.len() / g) as f64, 0.0], ..Drawn::default() };
+        let (generations, outcomes) = self.sample_and_score(step, env, &owners, &mut drawn, progress)?;
+        (drawn.owners, drawn.generations, drawn.outcomes) = (owners, generations, outcomes);
+        for round in 1..=self.config.max_sampling_rounds {
+            let rewards = |o: &[RewardOutcome]| -> Vec<f64> {
+                o.iter().map(|o| if o.reward.is_finite() { o.reward } else { -1.0 }).collect()
+            };
+            let all = rewards(&drawn.outcomes);
+            let flat: Vec<usize> =
+                (0..all.len() / g).filter(|&k| !has_signal(&all[k * g..(k + 1) * g])).collect();
+            let mut total = [flat.len() as f64];
+            self.comm.all_reduce_f64(&mut total)?;
+            if total[0] == 0.0 {
+                break;
+            }
+            drawn.counts[0] += 1.0;
+            let fresh = self.local_requests(step, sampler, round);
+            drawn.counts[1] += (fresh.len() / g) as f64;
+            let (generations, outcomes) = self.sample_and_score(step, env, &fresh, &mut drawn, progress)?;
+            let fresh_rewards = rewards(&outcomes);
+            let mut slots = flat.into_iter();
+            let (mut fresh, mut generations, mut outcomes) =
+                (fresh.into_iter(), generations.into_iter(), outcomes.into_iter());
+            for k in 0..fresh_rewards.len() / g {
+                let (o, c, r) = (
+                    next_group(&mut fresh, g),
+                    next_group(&mut generations, g),
+                    next_group(&mut outcomes, g),
+                );
+                if !has_signal(&fresh_rewards[k * g..(k + 1) * g]) {
+                    continue;
+                }
+                let Some(slot) = slots.next() else { break };
+                let range = slot * g..(slot + 1) * g;
+                drawn.owners.splice(range.clone(), o);
+                drawn.generations.splice(range.clone(), c);
+                drawn.outcomes.splice(range, r);
+                drawn.counts[2] += 1.0;
+            }
+        }
+        self.comm.all_reduce_f64(&mut drawn.counts)?;
+        // Every rank ran the same rounds: count them once.
+        drawn.counts[0] /= self.comm.world_size() as f64;
+        Ok(drawn)
+    }
+
+    /// Samples `owners` and scores the completions, adding the time spent to `drawn`.
+    fn sample_and_score(
+        &mut self,
+        step: u64,
+        env: &dyn Environment,
+        owners: &[Owner],
+        drawn: &mut Drawn,
+        progress: &mut dyn FnMut(&TrainEvent<'_>),
+    ) -> Result<(Vec<Completion>, Vec<RewardOutcome>)> {
+        progress(&TrainEvent::Phase { step, phase: Phase::Generating });
+        let t = Instant::now();
+        let generations = self.sample(step, env.prompts(), owners)?;
+        drawn.time_generation += t.elapsed().as_secs_f64();
+        progress(&TrainEvent::Phase { step, phase: Phase::Scoring });
+        let t = Instant::now();
+        let outcomes = score_rollouts(step, env, owners, &generations)?;
+        drawn.time_reward += t.elapsed().as_secs_f64();
+        Ok((generations, outcomes))
+    }
+
     /// This rank's share of the step's prompts, `group_size` samples each, in a fixed order.
-    fn local_requests(&self, step: u64, sampler: &mut PromptSampler) -> Vec<Owner> {
+    /// Round 0 is the step's batch; later rounds (dynamic sampling) draw fresh prompts, with
+    /// seeds of their own.
+    fn local_requests(&self, step: u64, sampler: &mut PromptSampler, round: u32) -> Vec<Owner> {
         let cfg = &self.config;
         let rank = self.comm.rank();
         let p_local = cfg.prompts_per_step / self.comm.world_size();
@@ -572,7 +666,11 @@ impl<P: Policy> Trainer<P> {
         for (j, &prompt) in local.iter().enumerate() {
             let position = rank * p_local + j;
             for sample in 0..cfg.group_size {
-                let seed = derive_seed(cfg.seed, &[step, position as u64, sample as u64]);
+                let seed = if round == 0 {
+                    derive_seed(cfg.seed, &[step, position as u64, sample as u64])
+                } else {
+                    derive_seed(cfg.seed, &[step, position as u64, sample as u64, u64::from(round)])
+                };
                 owners.push(Owner { prompt, sample, seed });
             }
         }

@@ -142,6 +142,10 @@ struct Overrides {
     /// Consecutive non-finite steps before stopping.
     #[arg(long)]
     max_nonfinite_steps: Option<u32>,
+    /// Dynamic sampling (DAPO): extra sampling rounds per step replacing groups whose rewards
+    /// are all equal; 0 disables.
+    #[arg(long)]
+    max_sampling_rounds: Option<u32>,
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
@@ -193,6 +197,7 @@ impl Overrides {
             save_total_limit,
             log_completions,
             max_nonfinite_steps,
+            max_sampling_rounds,
         );
     }
 }
