@@ -181,6 +181,22 @@ fn serves_http_rejects_bad_input_logs_requests_and_drains_on_sigterm() {
         assert!(out["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{shown}: {out}");
     }
 
+    // A client that goes away mid-stream has its request aborted in the engine.
+    let long = json!({"model": MODEL, "prompt": "abandoned", "max_tokens": 4000, "n": 8, "stream": true});
+    let conn = server.connect("POST", "/v1/completions", long.to_string().as_bytes()).expect("connect");
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    while !line.starts_with("data:") {
+        line.clear();
+        assert!(reader.read_line(&mut line).expect("reads the stream") > 0, "stream ended early");
+    }
+    drop(reader);
+    let start = Instant::now();
+    while !server.logs().contains("request aborted") {
+        assert!(start.elapsed() < Duration::from_secs(60), "no abort logged: {}", server.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // A streamed request in flight when SIGTERM comes is finished, then the server exits 0.
     let long = json!({"model": MODEL, "prompt": "once upon a time", "max_tokens": 2000, "n": 4, "seed": 5,
                       "temperature": 1.0, "stream": true});
@@ -216,7 +232,7 @@ fn serves_http_rejects_bad_input_logs_requests_and_drains_on_sigterm() {
         lines.iter().any(|l| l.contains("POST /v1/completions 200 prompt_tokens=16")),
         "streamed: {logs}"
     );
-    assert_eq!(lines.len(), 3 + 13 + 1, "{logs}");
+    assert_eq!(lines.len(), 3 + 13 + 2, "{logs}");
     assert!(lines.iter().all(|l| l.trim_end().ends_with("ms")), "{logs}");
 }
 

@@ -80,8 +80,7 @@ struct Common {
     max_tokens: Option<usize>,
     stop: Option<OneOrMany>,
     seed: Option<i64>,
-    #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     stream_options: Option<StreamOptions>,
 }
 
@@ -101,8 +100,7 @@ struct CompletionBody {
     common: Common,
     prompt: Prompt,
     logprobs: Option<u32>,
-    #[serde(default)]
-    echo: bool,
+    echo: Option<bool>,
 }
 
 /// Chat content: text, or a list of parts of which the text ones are used.
@@ -132,8 +130,7 @@ struct ChatBody {
     common: Common,
     messages: Vec<Message>,
     max_completion_tokens: Option<usize>,
-    #[serde(default)]
-    logprobs: bool,
+    logprobs: Option<bool>,
 }
 
 /// Which endpoint a response is for.
@@ -188,7 +185,18 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection
     serde_json::from_slice(&bytes).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
 }
 
-impl AppState {
+/// What a request may ask for of this server.
+#[derive(Clone, Debug)]
+pub(super) struct Limits {
+    /// The model name clients use.
+    pub(super) model_name: String,
+    /// The model's context length in tokens.
+    pub(super) context: usize,
+    /// Largest `n`.
+    pub(super) max_n: usize,
+}
+
+impl Limits {
     /// Checks the fields both endpoints share and builds each sample's parameters.
     fn sampling(
         &self,
@@ -287,8 +295,8 @@ pub(super) fn completion_job(st: &AppState, body: Result<Bytes, BytesRejection>)
         return Err(bad_request(format!("logprobs must be at most {MAX_LOGPROBS}")));
     }
     let samples =
-        st.sampling(&body.common, prompt.len(), body.common.max_tokens, DEFAULT_COMPLETION_TOKENS)?;
-    let echo = match (&body.prompt, body.echo) {
+        st.limits.sampling(&body.common, prompt.len(), body.common.max_tokens, DEFAULT_COMPLETION_TOKENS)?;
+    let echo = match (&body.prompt, body.echo.unwrap_or(false)) {
         (Prompt::Text(t), true) => Some(t.clone()),
         (Prompt::Texts(v), true) => Some(v[0].clone()),
         (_, true) => Some(st.tokenizer.decode(&prompt, false).unwrap_or_default()),
@@ -300,7 +308,7 @@ pub(super) fn completion_job(st: &AppState, body: Result<Bytes, BytesRejection>)
         prompt,
         samples,
         logprobs: body.logprobs.is_some(),
-        stream: body.common.stream,
+        stream: body.common.stream.unwrap_or(false),
         include_usage: body.common.stream_options.as_ref().is_some_and(|o| o.include_usage),
         echo,
     })
@@ -331,15 +339,77 @@ pub(super) fn chat_job(st: &AppState, body: Result<Bytes, BytesRejection>) -> Re
         .encode_chat(&messages, true)
         .map_err(|e| bad_request(format!("cannot apply the chat template: {e}")))?;
     let max_tokens = body.max_completion_tokens.or(body.common.max_tokens);
-    let samples = st.sampling(&body.common, prompt.len(), max_tokens, usize::MAX)?;
+    let samples = st.limits.sampling(&body.common, prompt.len(), max_tokens, usize::MAX)?;
     Ok(Job {
         kind: Kind::Chat,
         id: request_id("chatcmpl"),
         prompt,
         samples,
-        logprobs: body.logprobs,
-        stream: body.common.stream,
+        logprobs: body.logprobs.unwrap_or(false),
+        stream: body.common.stream.unwrap_or(false),
         include_usage: body.common.stream_options.as_ref().is_some_and(|o| o.include_usage),
         echo: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits { model_name: "m".into(), context: 100, max_n: 4 }
+    }
+
+    fn common(body: &str) -> Common {
+        parse_body::<Common>(Ok(Bytes::from(body.to_owned()))).expect("parses")
+    }
+
+    fn status(r: Result<Vec<SamplingParams>, ApiError>) -> u16 {
+        r.err().map(|e| e.status.as_u16()).unwrap_or(200)
+    }
+
+    #[test]
+    fn sampling_defaults_and_seeds_per_choice() {
+        let s =
+            limits().sampling(&common(r#"{"n": 3, "seed": 7, "stop": "x"}"#), 10, None, 16).expect("valid");
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.iter().map(|p| p.seed).collect::<Vec<_>>(), [Some(7), Some(8), Some(9)]);
+        assert_eq!((s[0].temperature, s[0].top_p, s[0].top_k, s[0].max_new_tokens), (1.0, 1.0, 0, 16));
+        assert_eq!(s[0].stop_strings, ["x"]);
+        let room = limits().sampling(&common("{}"), 90, None, usize::MAX).expect("valid");
+        assert_eq!(room[0].max_new_tokens, 10, "chat default: the rest of the context");
+    }
+
+    #[test]
+    fn bad_values_are_400_and_another_model_404() {
+        let l = limits();
+        for (body, prompt, max, want) in [
+            (r#"{"n": 0}"#, 10, None, 400),
+            (r#"{"n": 5}"#, 10, None, 400),
+            (r#"{"temperature": 2.5}"#, 10, None, 400),
+            (r#"{"top_p": 0}"#, 10, None, 400),
+            (r#"{"top_k": -2}"#, 10, None, 400),
+            (r#"{"stop": ["a", ""]}"#, 10, None, 400),
+            ("{}", 0, None, 400),
+            ("{}", 100, None, 400),
+            ("{}", 10, Some(0), 400),
+            ("{}", 10, Some(91), 400),
+            ("{}", 10, Some(90), 200),
+            (r#"{"model": "other"}"#, 10, None, 404),
+            (r#"{"model": "m", "top_k": -1}"#, 10, None, 200),
+        ] {
+            assert_eq!(status(l.sampling(&common(body), prompt, max, 16)), want, "{body} {prompt} {max:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_400_with_a_message() {
+        for body in ["{", "[1]", r#"{"n": "two"}"#, r#"{"stream": 1}"#] {
+            let e = parse_body::<Common>(Ok(Bytes::from(body))).expect_err(body);
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(e.message.starts_with("invalid JSON body"), "{body}: {}", e.message);
+        }
+        let ok = parse_body::<Common>(Ok(Bytes::from(r#"{"stream": null, "stop": null}"#))).expect("nulls");
+        assert_eq!(ok.stream, None);
+    }
 }

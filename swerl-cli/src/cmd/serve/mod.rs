@@ -30,7 +30,7 @@ use serde_json::json;
 use swerl_model::{Engine, EngineConfig, Tokenizer};
 
 use super::model_args::ModelArgs;
-use api::{ApiError, error};
+use api::{ApiError, Limits, error};
 
 /// Arguments of `swerl serve`.
 #[derive(Debug, clap::Args)]
@@ -79,12 +79,9 @@ pub(crate) struct Args {
 struct AppState {
     engine: worker::EngineHandle,
     tokenizer: Tokenizer,
-    model_name: String,
-    /// The model's context length in tokens.
-    context: usize,
+    limits: Limits,
     in_flight: AtomicUsize,
     max_queue: usize,
-    max_n: usize,
     created: u64,
 }
 
@@ -101,11 +98,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let state = Arc::new(AppState {
         engine: handle,
         tokenizer: loaded.tokenizer.clone(),
-        model_name: args.served_model_name.clone().unwrap_or_else(|| args.model.model.clone()),
-        context: loaded.model.config().max_position_embeddings,
+        limits: Limits {
+            model_name: args.served_model_name.clone().unwrap_or_else(|| args.model.model.clone()),
+            context: loaded.model.config().max_position_embeddings,
+            max_n: args.max_n as usize,
+        },
         in_flight: AtomicUsize::new(0),
         max_queue: args.max_queue as usize,
-        max_n: args.max_n as usize,
         created: now(),
     });
     drop(loaded);
@@ -229,8 +228,8 @@ fn now() -> u64 {
 async fn models(State(st): State<Arc<AppState>>) -> Response {
     axum::Json(json!({
         "object": "list",
-        "data": [{"id": st.model_name, "object": "model", "created": st.created, "owned_by": "swerl",
-                  "max_model_len": st.context}],
+        "data": [{"id": st.limits.model_name, "object": "model", "created": st.created, "owned_by": "swerl",
+                  "max_model_len": st.limits.context}],
     }))
     .into_response()
 }

@@ -100,7 +100,7 @@ async fn respond(st: Arc<AppState>, job: Job) -> Response {
         .collect();
     let object = if job.kind == Kind::Chat { "chat.completion" } else { "text_completion" };
     let mut resp = axum::Json(json!({
-        "id": job.id, "object": object, "created": now(), "model": st.model_name,
+        "id": job.id, "object": object, "created": now(), "model": st.limits.model_name,
         "choices": choices, "usage": usage(job.prompt.len(), generated),
     }))
     .into_response();
@@ -187,7 +187,7 @@ impl Drop for Streaming {
 impl Streaming {
     fn chunk(&self, choices: Vec<Value>, usage: Option<Value>) -> Event {
         let object = if self.job.kind == Kind::Chat { "chat.completion.chunk" } else { "text_completion" };
-        let mut v = json!({"id": self.job.id, "object": object, "created": now(), "model": self.st.model_name,
+        let mut v = json!({"id": self.job.id, "object": object, "created": now(), "model": self.st.limits.model_name,
                            "choices": choices});
         if self.job.include_usage {
             v["usage"] = usage.unwrap_or(Value::Null);
