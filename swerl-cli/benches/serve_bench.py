@@ -9,8 +9,9 @@ one machine and one model (SmolLM2-135M-Instruct), three workloads, >= 3 repetit
 Who runs what:
   swerl      `swerl serve --model GGUF` (release build), every workload over HTTP with the
              official openai client (group: one request with n=16)
-  llama.cpp  the same GGUF; single and group in-process (`llama_cpp.Llama`; the group is 16 calls,
-             which reuse the prompt's KV cache), http16 through `python -m llama_cpp.server`
+  llama.cpp  the same GGUF; single and group in-process (`llama_cpp.Llama`; no `n`, so the group
+             is 16 calls, and 0.3.36 processed the prompt again for each), http16 through
+             `python -m llama_cpp.server`
   HF         transformers `generate` on the HF-layout model in float32 (group:
              num_return_sequences=16); no server, so no http16
 
@@ -204,7 +205,7 @@ def main():
             return out["usage"]["completion_tokens"]
 
         def ll_group(r):
-            llm.reset()  # the first sample prefills the prompt; the other 15 reuse its KV cache
+            llm.reset()  # no `n`: 16 calls (llama-cpp-python may reuse a matching prefix)
             return sum(llm.create_completion(group_prompt, max_tokens=args.group_tokens, temperature=1.0,
                                              seed=1000 * r + i, top_p=1.0, **PLAIN)["usage"]["completion_tokens"] for i in range(16))
         ll_single(0)
