@@ -35,6 +35,8 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Evaluate on SWE-bench: grade predictions with the harness (no Docker, sandboxed).
     Eval(cmd::eval::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API (completions, chat, streaming).
+    Serve(Box<cmd::serve::Args>),
 }
 
 /// The command line with the help defaults that come from the code's own defaults.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
     };
     match result {
         Ok(code) => code,

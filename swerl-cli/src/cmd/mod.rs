@@ -9,6 +9,7 @@ pub(crate) mod mine;
 pub(crate) mod model_args;
 pub(crate) mod reward;
 pub(crate) mod sampling;
+pub(crate) mod serve;
 pub(crate) mod train;
 
 /// Most worker threads `--jobs` accepts (more only spends time creating threads).

@@ -1,4 +1,4 @@
-//! Arguments shared by subcommands that load a model (`logprobs`, `generate`).
+//! Arguments shared by subcommands that load a model (`logprobs`, `generate`, `serve`).
 
 use swerl_model::{HubOptions, LoadOptions, LoadedModel, ModelOptions};
 

@@ -12,7 +12,7 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_snapshots() {
     insta::assert_snapshot!("swerl", help(&[]));
-    for sub in ["mine", "reward", "train", "logprobs", "generate", "eval"] {
+    for sub in ["mine", "reward", "train", "logprobs", "generate", "eval", "serve"] {
         insta::assert_snapshot!(sub, help(&[sub]));
     }
     insta::assert_snapshot!("mine_merge", help(&["mine", "merge"]));

@@ -7,4 +7,5 @@ mod helpers;
 mod logprobs;
 mod mine;
 mod reward;
+mod serve;
 mod train;
