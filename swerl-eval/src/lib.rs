@@ -65,6 +65,7 @@
 //! # Ok::<(), swerl_eval::Error>(())
 //! ```
 
+pub mod agentless;
 pub mod checkout;
 mod dataset;
 pub mod directives;
