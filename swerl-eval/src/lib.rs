@@ -66,6 +66,7 @@
 //! ```
 
 pub mod agentless;
+mod chat;
 pub mod checkout;
 mod dataset;
 pub mod directives;
@@ -89,6 +90,7 @@ mod parquet_rows;
 #[doc(hidden)]
 pub mod testing;
 
+pub use chat::{ChatModel, ChatResponse, Completion, OpenAiClient, OpenAiConfig, SampleParams, Usage};
 pub use dataset::{Instance, load_dataset};
 pub use error::{Error, Result};
 pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};

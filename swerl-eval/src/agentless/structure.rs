@@ -243,28 +243,42 @@ impl SplitMix64 {
 
 /// Scanner state carried from one physical line to the next.
 #[derive(Debug, Clone, Copy, Default)]
-struct LineState {
+pub(crate) struct LineState {
     /// Inside a string: its quote and whether it is triple-quoted.
-    string: Option<(char, bool)>,
+    pub(crate) string: Option<(char, bool)>,
     /// Open brackets.
-    depth: usize,
+    pub(crate) depth: usize,
     /// The line ended with a backslash outside a string.
-    continued: bool,
+    pub(crate) continued: bool,
+}
+
+impl LineState {
+    /// True when the next physical line starts a logical line.
+    pub(crate) fn at_statement_start(&self) -> bool {
+        self.string.is_none() && self.depth == 0 && !self.continued
+    }
 }
 
 /// Advances the scanner over one line (without its newline).
-fn scan_line(line: &str, mut st: LineState) -> LineState {
+fn scan_line(line: &str, st: LineState) -> LineState {
+    scan_line_comment(line, st).0
+}
+
+/// [`scan_line`], also giving the byte offset where a comment starts, if the line has one.
+pub(crate) fn scan_line_comment(line: &str, mut st: LineState) -> (LineState, Option<usize>) {
     st.continued = false;
-    let chars: Vec<char> = line.chars().collect();
+    let mut comment = None;
+    let chars: Vec<(usize, char)> = line.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
+        let (offset, c) = chars[i];
         if let Some((q, triple)) = st.string {
             if c == '\\' {
                 i += 2;
                 continue;
             }
-            if c == q && (!triple || chars.get(i + 1..i + 3) == Some(&[q, q][..])) {
+            if c == q && (!triple || (at(i + 1) == Some(q) && at(i + 2) == Some(q))) {
                 st.string = None;
                 i += if triple { 3 } else { 1 };
                 continue;
@@ -273,9 +287,12 @@ fn scan_line(line: &str, mut st: LineState) -> LineState {
             continue;
         }
         match c {
-            '#' => break,
+            '#' => {
+                comment = Some(offset);
+                break;
+            }
             '"' | '\'' => {
-                let triple = chars.get(i + 1..i + 3) == Some(&[c, c][..]);
+                let triple = at(i + 1) == Some(c) && at(i + 2) == Some(c);
                 st.string = Some((c, triple));
                 i += if triple { 3 } else { 1 };
                 continue;
@@ -293,7 +310,7 @@ fn scan_line(line: &str, mut st: LineState) -> LineState {
             st.string = None;
         }
     }
-    st
+    (st, comment)
 }
 
 /// `def name` / `async def name` / `class name` at the start of a stripped line.
@@ -339,7 +356,7 @@ pub fn outline_python(source: &str) -> PythonOutline {
     let mut st = LineState::default();
     for (n, line) in source.lines().enumerate() {
         let lineno = n + 1;
-        let logical_start = st.string.is_none() && st.depth == 0 && !st.continued;
+        let logical_start = st.at_statement_start();
         let stripped = line.trim_start();
         let blank = stripped.is_empty() || stripped.starts_with('#');
         if logical_start && !blank {
@@ -404,9 +421,12 @@ mod tests {
         v
     }
 
+    /// (source, [(name, start, end)]).
+    type Case<'a> = (&'a str, &'a [(&'a str, usize, usize)]);
+
     #[test]
     fn outline_table() {
-        let cases: &[(&str, &[(&str, usize, usize)])] = &[
+        let cases: &[Case<'_>] = &[
             ("def f():\n    pass\n", &[("f", 1, 2)]),
             ("async def f(x):\n    await x\n\nx = 1\n", &[("f", 1, 2)]),
             // Trailing blank lines and comments do not extend a span.
