@@ -161,6 +161,12 @@ impl OpenAiClient {
         if cfg.max_concurrency == 0 || cfg.max_n_per_request == 0 {
             return Err(Error::Config("max_concurrency and max_n_per_request must be at least 1".into()));
         }
+        if cfg!(not(feature = "tls")) && cfg.base_url.to_ascii_lowercase().starts_with("https://") {
+            return Err(Error::Config(format!(
+                "{} needs TLS: build with the `tls` feature (swerl-cli: `--features tls`)",
+                cfg.base_url
+            )));
+        }
         let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(cfg.timeout_secs)))
@@ -415,6 +421,13 @@ mod tests {
         let err = client(url).chat(&[ChatMessage::user("hi")], &SampleParams::default(), 1).unwrap_err();
         assert!(err.to_string().contains("after 3 retries"), "{err}");
         assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    #[cfg(not(feature = "tls"))]
+    fn https_without_tls_is_a_configuration_error() {
+        let cfg = OpenAiConfig { base_url: "https://api.example.com/v1".into(), ..OpenAiConfig::default() };
+        assert!(matches!(OpenAiClient::new(cfg), Err(Error::Config(m)) if m.contains("tls")));
     }
 
     #[test]
