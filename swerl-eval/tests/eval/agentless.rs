@@ -140,3 +140,54 @@ fn agentless_produces_a_prediction_the_harness_resolves() {
 fn without_index_line(diff: &str) -> String {
     diff.split_inclusive('\n').filter(|l| !l.starts_with("index ")).collect()
 }
+
+/// The prompts as the model sees them, for the calc repository (snapshots: review changes).
+#[test]
+fn prompt_snapshots() {
+    use swerl_eval::agentless::{LocalizationVariant, RepoStructure, localization_messages, repair_prompt};
+    let repo = RepoStructure::from_files([
+        ("calc/__init__.py", "def add(a, b):\n    return a - b\n"),
+        ("calc/util/fmt.py", "def show(x):\n    return str(x)\n"),
+        ("setup.py", "from setuptools import setup\n"),
+    ]);
+    let issue = "add is wrong: add(2, 2) returns 0.\n";
+    let loc = localization_messages(issue, &repo, &LocalizationVariant::GREEDY);
+    insta::assert_snapshot!("localization_prompt", loc[0].content);
+    let files = vec![("calc/__init__.py".to_owned(), repo.get("calc/__init__.py").unwrap().content.clone())];
+    let repair = repair_prompt("swerl__calc-1", issue, &files, 10_000);
+    insta::assert_snapshot!("repair_prompt_user", repair.messages[1].content);
+}
+
+/// The structure of real repositories (opt-in: `SWERL_AGENTLESS_MIRRORS=/work/.mirror`): every
+/// outline span lies inside its file and classes and functions are found in the big packages.
+#[test]
+fn structure_of_real_mirrors() {
+    let Some(dir) = std::env::var_os("SWERL_AGENTLESS_MIRRORS") else { return };
+    for repo in ["pytest-dev/pytest", "sympy/sympy", "sphinx-doc/sphinx"] {
+        let Ok(clone) = swerl_eval::checkout::find_clone(Path::new(&dir), repo) else { continue };
+        let start = std::time::Instant::now();
+        let s = swerl_eval::agentless::RepoStructure::read(&clone, "HEAD", false).unwrap();
+        let (mut classes, mut functions) = (0, 0);
+        for f in &s.files {
+            let lines = f.content.lines().count();
+            for c in &f.outline.classes {
+                assert!(c.start <= c.end && c.end <= lines, "{} {}", f.path, c.name);
+                classes += 1;
+                for m in &c.methods {
+                    assert!(c.start < m.start && m.end <= c.end, "{} {}.{}", f.path, c.name, m.name);
+                    functions += 1;
+                }
+            }
+            for g in &f.outline.functions {
+                assert!(g.start <= g.end && g.end <= lines, "{} {}", f.path, g.name);
+                functions += 1;
+            }
+        }
+        println!(
+            "{repo}: {} files, {classes} classes, {functions} functions in {:.2} s",
+            s.files.len(),
+            start.elapsed().as_secs_f64()
+        );
+        assert!(classes > 10 && functions > 100);
+    }
+}
