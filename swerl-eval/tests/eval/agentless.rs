@@ -161,6 +161,7 @@ fn prompt_snapshots() {
 /// The structure of real repositories (opt-in: `SWERL_AGENTLESS_MIRRORS=/work/.mirror`): every
 /// outline span lies inside its file and classes and functions are found in the big packages.
 #[test]
+#[allow(clippy::print_stdout)] // the opt-in measurement reports its numbers (run with --nocapture)
 fn structure_of_real_mirrors() {
     let Some(dir) = std::env::var_os("SWERL_AGENTLESS_MIRRORS") else { return };
     for repo in ["pytest-dev/pytest", "sympy/sympy", "sphinx-doc/sphinx"] {
