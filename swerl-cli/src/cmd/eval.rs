@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use swerl_eval::agentless::{AgentlessConfig, AgentlessProgress, run_agentless};
+use swerl_eval::agentless::{AgentlessConfig, AgentlessProgress, AnswerFormat, run_agentless};
 use swerl_eval::env::Installer;
 use swerl_eval::specs::Spec;
 use swerl_eval::{
@@ -78,6 +78,10 @@ pub(crate) struct AgentlessArgs {
     /// Most new tokens per completion.
     #[arg(long, default_value_t = AgentlessConfig::default().max_new_tokens)]
     max_new_tokens: usize,
+    /// How repair answers are read: `thinking` (the paper's <think>/<solution>, as the reward
+    /// reads them) or `plain` (edits from <solution> if present, else from the whole answer).
+    #[arg(long, value_enum, default_value = "thinking")]
+    answer_format: AnswerFormatArg,
     /// Characters of file contents in the repair prompt (about 4 per token).
     #[arg(long, default_value_t = AgentlessConfig::default().max_file_chars)]
     max_file_chars: usize,
@@ -100,6 +104,15 @@ pub(crate) struct AgentlessArgs {
     /// Redo instances whose trajectory is complete.
     #[arg(long)]
     force: bool,
+}
+
+/// How repair answers are read.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AnswerFormatArg {
+    /// <think> and <solution> exactly once each (the reward's rules).
+    Thinking,
+    /// Edits from <solution> when present, otherwise from the whole answer.
+    Plain,
 }
 
 /// Which tool builds the environments.
@@ -272,6 +285,10 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
         repair_samples: a.samples,
         temperature: a.temperature,
         max_new_tokens: a.max_new_tokens,
+        answer_format: match a.answer_format {
+            AnswerFormatArg::Thinking => AnswerFormat::Thinking,
+            AnswerFormatArg::Plain => AnswerFormat::Plain,
+        },
         max_file_chars: a.max_file_chars,
         max_workers: a.max_workers,
         seed: a.seed,

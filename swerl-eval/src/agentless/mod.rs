@@ -45,6 +45,6 @@ pub use pipeline::{
     LocalizationTrace, PREDICTIONS_FILE, RepairSample, RepairTrace, RerankTrace, TRAJECTORIES_DIR,
     Trajectory, run_agentless,
 };
-pub use repair::{RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
+pub use repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
 pub use rerank::{RerankCandidate, RerankChoice, RerankRule, rerank};
 pub use structure::{ClassDef, FunctionDef, PythonOutline, RepoFile, RepoStructure, outline_python};

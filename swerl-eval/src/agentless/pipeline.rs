@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use swerl_reward::ChatMessage;
 
 use super::localize::{LocalizationVariant, localization_messages, merge_localizations, parse_file_list};
-use super::repair::{RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
+use super::repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
 use super::rerank::{RerankCandidate, RerankChoice, rerank};
 use super::structure::RepoStructure;
 use crate::chat::{ChatModel, Completion, SampleParams, Usage};
@@ -42,6 +42,8 @@ pub struct AgentlessConfig {
     pub temperature: f64,
     /// Most new tokens per completion.
     pub max_new_tokens: usize,
+    /// How repair completions are read (the paper's `<think>`/`<solution>` by default).
+    pub answer_format: AnswerFormat,
     /// Budget of the file blocks in the repair prompt, characters (about 4 per token; 240k is
     /// upstream's 60k tokens).
     pub max_file_chars: usize,
@@ -69,6 +71,7 @@ impl Default for AgentlessConfig {
             repair_samples: 8,
             temperature: 1.0,
             max_new_tokens: 4096,
+            answer_format: AnswerFormat::Thinking,
             max_file_chars: 240_000,
             max_workers: 4,
             seed: 0,
@@ -456,7 +459,7 @@ fn repair(
         .into_iter()
         .enumerate()
         .map(|(index, completion)| {
-            let outcome = apply_completion(&completion.text, &code_context);
+            let outcome = apply_completion(&completion.text, &code_context, cfg.answer_format);
             RepairSample { index, completion, outcome }
         })
         .collect();

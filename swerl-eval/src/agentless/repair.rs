@@ -7,7 +7,21 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use swerl_reward::{ChatMessage, FileEdits, RlInstance, apply_edits, build_messages, git_diff, parse_output};
 
+use super::localize::answer_text;
 use super::normalize::normalized_change;
+
+/// How repair completions are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerFormat {
+    /// The reward's format, as the paper's model answers: `<think>` and `<solution>` exactly
+    /// once each, a non-empty thought, the edits inside `<solution>`.
+    #[default]
+    Thinking,
+    /// Edits read from `<solution>` when there is one, otherwise from the whole completion (upstream
+    /// without thinking mode, for models that do not reason in tags). The edit rules are the same.
+    Plain,
+}
 
 /// The repair prompt and which files it shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,8 +108,23 @@ impl RepairOutcome {
 /// Parses a completion with the reward's rules (`<think>`/`<solution>`, SEARCH/REPLACE blocks,
 /// each SEARCH anchored at a line start and found in the file as edited so far) and applies it to
 /// `code_context` (the files the prompt showed).
-pub fn apply_completion(completion: &str, code_context: &BTreeMap<String, String>) -> RepairOutcome {
-    let parsed = match parse_output(completion) {
+///
+/// With [`AnswerFormat::Plain`] the answer ([`answer_text`]) is parsed as if it were the
+/// `<solution>` of a well-formed completion.
+pub fn apply_completion(
+    completion: &str,
+    code_context: &BTreeMap<String, String>,
+    format: AnswerFormat,
+) -> RepairOutcome {
+    let wrapped;
+    let text = match format {
+        AnswerFormat::Thinking => completion,
+        AnswerFormat::Plain => {
+            wrapped = format!("<think>\n-\n</think>\n<solution>\n{}\n</solution>", answer_text(completion));
+            &wrapped
+        }
+    };
+    let parsed = match parse_output(text) {
         Ok(p) => p,
         Err(e) => return RepairOutcome::Invalid { reason: e.to_string() },
     };
@@ -128,7 +157,11 @@ mod tests {
 
     #[test]
     fn outcomes_table() {
-        let ok = apply_completion(&completion("    return a - b", "    return a + b"), &ctx());
+        let ok = apply_completion(
+            &completion("    return a - b", "    return a + b"),
+            &ctx(),
+            AnswerFormat::Thinking,
+        );
         let RepairOutcome::Patch { patch, normalized, edits } = &ok else { panic!("{ok:?}") };
         assert_eq!(edits[0].path, "calc/__init__.py");
         assert!(patch.starts_with("diff --git a/calc/__init__.py b/calc/__init__.py\n"));
@@ -141,14 +174,35 @@ mod tests {
             ("<think>t</think><solution>nothing</solution>".into(), "no SEARCH/REPLACE block"),
         ];
         for (text, reason) in cases {
-            match apply_completion(text, &ctx()) {
+            match apply_completion(text, &ctx(), AnswerFormat::Thinking) {
                 RepairOutcome::Invalid { reason: r } => assert!(r.contains(reason), "{r} vs {reason}"),
                 other => panic!("{text}: {other:?}"),
             }
         }
         // A comment-only change applies but has an empty vote key.
-        let c = apply_completion(&completion("    return a - b", "    return a - b  # hm"), &ctx());
+        let c = apply_completion(
+            &completion("    return a - b", "    return a - b  # hm"),
+            &ctx(),
+            AnswerFormat::Thinking,
+        );
         assert!(matches!(&c, RepairOutcome::Patch { normalized, .. } if normalized.is_empty()), "{c:?}");
+    }
+
+    #[test]
+    fn plain_answers_need_no_tags() {
+        let tagged = completion("    return a - b", "    return a + b");
+        let bare = tagged.split_once("<solution>\n").unwrap().1.replace("\n</solution>", "");
+        let after_think = format!("<think>hm</think>\n{bare}");
+        for text in [&tagged, &bare, &after_think] {
+            let out = apply_completion(text, &ctx(), AnswerFormat::Plain);
+            assert!(out.patch().is_some_and(|p| p.contains("+    return a + b")), "{text}: {out:?}");
+        }
+        let strict = apply_completion(&bare, &ctx(), AnswerFormat::Thinking);
+        assert!(matches!(strict, RepairOutcome::Invalid { .. }));
+        let none = apply_completion("no edits here", &ctx(), AnswerFormat::Plain);
+        assert!(
+            matches!(none, RepairOutcome::Invalid { reason } if reason.contains("no SEARCH/REPLACE block"))
+        );
     }
 
     #[test]
