@@ -17,6 +17,9 @@ pub struct Instance {
     pub repo: String,
     /// The commit the task starts from.
     pub base_commit: String,
+    /// The issue text the model is asked to resolve.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub problem_statement: String,
     /// The gold code change.
     #[serde(default)]
     pub patch: String,

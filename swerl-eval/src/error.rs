@@ -90,6 +90,16 @@ pub enum Error {
         /// The repositories directory.
         dir: PathBuf,
     },
+    /// A request to a model server failed (after retries where the failure was transient).
+    #[error("model request to {url} failed{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Model {
+        /// The endpoint.
+        url: String,
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        /// The server's message or the transport error.
+        message: String,
+    },
     /// A usage error in the harness configuration.
     #[error("invalid configuration: {0}")]
     Config(String),

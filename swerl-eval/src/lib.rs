@@ -33,6 +33,9 @@
 //!   upstream ([`pyjson`] writes JSON as Python's `json.dumps` does).
 //! - The harness: [`run_evaluation`] with [`HarnessConfig`] ties it together, in parallel, with a
 //!   [`Progress`] callback -> [`RunResult`].
+//! - Models: [`ChatModel`] (`n` completions of a conversation, with [`Usage`]) and its
+//!   OpenAI-compatible HTTP backend [`OpenAiClient`] ([`OpenAiConfig`]: base URL, API key, bounded
+//!   concurrency, retries with backoff on 429 and 5xx, timeouts).
 //!
 //! The lower-level pieces are public modules:
 //! - [`specs`], [`directives`], [`script`]: the spec table, test directives from a test patch,
@@ -42,6 +45,10 @@
 //!   on top).
 //! - [`checkout`], [`patch`]: fresh checkouts at `base_commit`, the patch policy and upstream's
 //!   apply chain.
+//! - [`agentless`]: Agentless Mini, the paper's scaffold: repository structure at `base_commit`,
+//!   file localization, repair by SEARCH/REPLACE samples (swerl-reward's prompt, parser and
+//!   rules), normalized patches and the rerank, tied together by [`agentless::run_agentless`],
+//!   which writes `predictions.jsonl` for the harness and a trajectory per instance.
 //! - [`sandbox`]: bubblewrap (no network, read-only host, private `/tmp` and PID namespace),
 //!   rlimits, a wall clock that kills the whole tree, bounded lossy capture.
 //!
@@ -65,6 +72,8 @@
 //! # Ok::<(), swerl_eval::Error>(())
 //! ```
 
+pub mod agentless;
+mod chat;
 pub mod checkout;
 mod dataset;
 pub mod directives;
@@ -88,6 +97,7 @@ mod parquet_rows;
 #[doc(hidden)]
 pub mod testing;
 
+pub use chat::{ChatModel, ChatResponse, Completion, OpenAiClient, OpenAiConfig, SampleParams, Usage};
 pub use dataset::{Instance, load_dataset};
 pub use error::{Error, Result};
 pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};

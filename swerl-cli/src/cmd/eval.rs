@@ -1,5 +1,6 @@
 //! `swerl eval harness`: grade SWE-bench predictions the way the official harness does, without
-//! Docker, each test run in a sandbox.
+//! Docker, each test run in a sandbox. `swerl eval agentless`: Agentless Mini against an
+//! OpenAI-compatible model server, writing predictions for the harness.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,9 +9,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use swerl_eval::agentless::{AgentlessConfig, AgentlessProgress, AnswerFormat, run_agentless};
 use swerl_eval::env::Installer;
 use swerl_eval::specs::Spec;
-use swerl_eval::{Bucket, GradingMode, HarnessConfig, Progress, RunResult, Stage, run_evaluation};
+use swerl_eval::{
+    Bucket, GradingMode, HarnessConfig, OpenAiClient, OpenAiConfig, Progress, RunResult, Stage,
+    run_evaluation,
+};
 
 use crate::cmd::usage;
 
@@ -27,6 +32,87 @@ enum EvalCommand {
     /// it), without Docker: environments are virtual environments built from PyPI, every test
     /// run is sandboxed (no network, read-only user files, resource limits, killed on timeout).
     Harness(Box<HarnessArgs>),
+    /// Agentless Mini (the SWE-RL paper's scaffold) against an OpenAI-compatible model server:
+    /// per instance, localize files from the repository structure at base_commit, sample
+    /// SEARCH/REPLACE repairs, pick one patch by majority vote over normalized patches. Writes
+    /// <out>/predictions.jsonl (for `swerl eval harness`) and <out>/trajectories/<id>.json; a
+    /// rerun skips instances whose trajectory is complete.
+    Agentless(Box<AgentlessArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AgentlessArgs {
+    /// SWE-bench instances: .json, .jsonl, .jsonl.gz or .parquet (with problem_statement).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Directory of clones or bare mirrors (as for `swerl eval harness`).
+    #[arg(long)]
+    repos: PathBuf,
+    /// The OpenAI-compatible API root; /chat/completions is appended.
+    #[arg(long, default_value = "http://localhost:8000/v1")]
+    base_url: String,
+    /// The served model's name (also the predictions' model_name_or_path).
+    #[arg(long)]
+    model: String,
+    /// The environment variable holding the API key, sent as a bearer token when set.
+    #[arg(long, default_value = "OPENAI_API_KEY")]
+    api_key_env: String,
+    /// Output directory: predictions.jsonl and trajectories/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Only these instances (all by default).
+    #[arg(long, num_args = 1..)]
+    instance_ids: Vec<String>,
+    /// Repair samples per instance (the paper: 500).
+    #[arg(long, default_value_t = AgentlessConfig::default().repair_samples)]
+    samples: usize,
+    /// Localization samples per instance (1: one greedy prompt).
+    #[arg(long, default_value_t = AgentlessConfig::default().localization_samples)]
+    localization_samples: usize,
+    /// Files kept after merging the localization samples.
+    #[arg(long, default_value_t = AgentlessConfig::default().top_files)]
+    top_files: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = AgentlessConfig::default().temperature)]
+    temperature: f64,
+    /// Most new tokens per completion.
+    #[arg(long, default_value_t = AgentlessConfig::default().max_new_tokens)]
+    max_new_tokens: usize,
+    /// How repair answers are read: `thinking` (the paper's <think>/<solution>, as the reward
+    /// reads them) or `plain` (edits from <solution> if present, else from the whole answer).
+    #[arg(long, value_enum, default_value = "thinking")]
+    answer_format: AnswerFormatArg,
+    /// Characters of file contents in the repair prompt (about 4 per token).
+    #[arg(long, default_value_t = AgentlessConfig::default().max_file_chars)]
+    max_file_chars: usize,
+    /// Instances processed at once (also the most requests in flight).
+    #[arg(long, default_value_t = AgentlessConfig::default().max_workers)]
+    max_workers: usize,
+    /// Seed of the localization prompts' variations and of the server's sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seconds before a model request is abandoned (then retried).
+    #[arg(long, default_value_t = OpenAiConfig::default().timeout_secs)]
+    request_timeout: u64,
+    /// Retries of a request after a 429, a 5xx or a connection error.
+    #[arg(long, default_value_t = OpenAiConfig::default().max_retries)]
+    max_retries: u32,
+    /// Skip regression and reproduction tests: the rerank is a majority vote over normalized
+    /// patches only. Required for now (the tests are not implemented yet).
+    #[arg(long)]
+    no_tests: bool,
+    /// Redo instances whose trajectory is complete.
+    #[arg(long)]
+    force: bool,
+}
+
+/// How repair answers are read.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AnswerFormatArg {
+    /// <think> and <solution> exactly once each (the reward's rules).
+    Thinking,
+    /// Edits from <solution> when present, otherwise from the whole answer.
+    Plain,
 }
 
 /// Which tool builds the environments.
@@ -105,6 +191,7 @@ pub(crate) struct HarnessArgs {
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         EvalCommand::Harness(args) => harness(*args),
+        EvalCommand::Agentless(args) => agentless(*args),
     }
 }
 
@@ -153,6 +240,100 @@ fn harness(a: HarnessArgs) -> Result<ExitCode> {
     let result = run_evaluation(&cfg, &|p| bars.update(p))?;
     bars.finish();
     print_table(&cfg, &result);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
+    if !a.no_tests {
+        usage!(
+            "regression and reproduction tests are not implemented yet; pass --no-tests to rerank by majority vote over normalized patches only"
+        );
+    }
+    for (flag, value) in [
+        ("--samples", a.samples),
+        ("--localization-samples", a.localization_samples),
+        ("--top-files", a.top_files),
+        ("--max-workers", a.max_workers),
+    ] {
+        if value == 0 {
+            usage!("{flag} must be at least 1");
+        }
+    }
+    if a.max_workers as u64 > crate::cmd::MAX_JOBS {
+        usage!("--max-workers {} is more than {}", a.max_workers, crate::cmd::MAX_JOBS);
+    }
+    if a.temperature.is_nan() || a.temperature.is_infinite() || a.temperature < 0.0 {
+        usage!("--temperature must be a finite number >= 0");
+    }
+    let client = OpenAiClient::new(OpenAiConfig {
+        base_url: a.base_url,
+        model: a.model.clone(),
+        api_key: std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty()),
+        max_concurrency: a.max_workers,
+        max_retries: a.max_retries,
+        timeout_secs: a.request_timeout,
+        ..OpenAiConfig::default()
+    })?;
+    let cfg = AgentlessConfig {
+        dataset: a.dataset,
+        repos_dir: a.repos,
+        out_dir: a.out,
+        instance_ids: a.instance_ids,
+        model_name: Some(a.model),
+        localization_samples: a.localization_samples,
+        top_files: a.top_files,
+        repair_samples: a.samples,
+        temperature: a.temperature,
+        max_new_tokens: a.max_new_tokens,
+        answer_format: match a.answer_format {
+            AnswerFormatArg::Thinking => AnswerFormat::Thinking,
+            AnswerFormatArg::Plain => AnswerFormat::Plain,
+        },
+        max_file_chars: a.max_file_chars,
+        max_workers: a.max_workers,
+        seed: a.seed,
+        run_tests: false,
+        force: a.force,
+    };
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("agentless");
+    let summary = run_agentless(&cfg, &client, &|p| match p {
+        AgentlessProgress::Planned { total, skipped } => {
+            bar.set_length(total as u64);
+            if skipped > 0 {
+                bar.suspend(|| {
+                    eprintln!(
+                        "{skipped} instances already complete in {} (--force redoes them)",
+                        cfg.out_dir.display()
+                    )
+                });
+            }
+        }
+        AgentlessProgress::Stage { instance_id, stage } => {
+            bar.set_message(format!("{instance_id} {stage:?}"))
+        }
+        AgentlessProgress::Finished { instance_id, error, .. } => {
+            bar.inc(1);
+            if let Some(e) = error {
+                bar.suspend(|| eprintln!("{instance_id}: {e}"));
+            }
+        }
+        _ => {}
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{} instances ({} reused): {} with a patch, {} errors",
+        summary.instances, summary.skipped, summary.with_patch, summary.errors
+    );
+    println!(
+        "model usage: {} requests, {} prompt tokens, {} completion tokens",
+        summary.usage.requests, summary.usage.prompt_tokens, summary.usage.completion_tokens
+    );
+    println!("predictions: {}", summary.predictions_path.display());
     Ok(ExitCode::SUCCESS)
 }
 

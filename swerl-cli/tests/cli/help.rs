@@ -17,6 +17,7 @@ fn help_snapshots() {
     }
     insta::assert_snapshot!("mine_merge", help(&["mine", "merge"]));
     insta::assert_snapshot!("eval_harness", help(&["eval", "harness"]));
+    insta::assert_snapshot!("eval_agentless", help(&["eval", "agentless"]));
 }
 
 /// The help block of flag `--name`: its lines up to the next flag, whitespace collapsed.

@@ -1,5 +1,6 @@
 //! `swerl` end to end: one test binary, one module per subcommand, shared helpers.
 
+mod agentless;
 mod eval;
 mod generate;
 mod help;

@@ -1,6 +1,8 @@
 //! swerl-eval's integration tests: upstream goldens (`tests/golden`, made by
 //! `tests/golden/make_golden.py` with pip's `swebench` 4.1.0 and 5.0.1) and the end-to-end
-//! harness run on an in-test repository.
+//! harness run on an in-test repository, and Agentless Mini on that repository with a scripted
+//! model.
 
+mod agentless;
 mod e2e;
 mod golden;

@@ -1,0 +1,50 @@
+//! Agentless Mini, the SWE-RL paper's scaffold for SWE-bench: repository structure at
+//! `base_commit`, file localization, repair by SEARCH/REPLACE samples, patch normalization and
+//! reranking, each a pure typed stage, tied together per instance by [`run_agentless`].
+//!
+//! Stages (each usable alone):
+//! 1. [`RepoStructure::read`]: the Python files at `base_commit` (git `ls-tree`/`cat-file` on
+//!    the clone or mirror), test paths left out as upstream does, each with an
+//!    [`outline_python`] of classes, methods and functions with line spans.
+//! 2. Localization: [`localization_messages`] (issue + tree, drawn per sample by
+//!    [`LocalizationVariant`]), [`parse_file_list`] (only real paths survive),
+//!    [`merge_localizations`] (votes, then first appearance; top k).
+//! 3. Repair: [`repair_prompt`] (swerl-reward's `build_messages` with the localized files within
+//!    a character budget), [`apply_completion`] (swerl-reward's `parse_output` and `apply_edits`,
+//!    a `git diff`, or the reason the sample is invalid).
+//! 4. [`normalized_change`]: the vote key (comments, docstrings, blank lines dropped).
+//! 5. [`rerank`]: upstream's rules (fewest regression failures, reproduction consensus,
+//!    majority vote, earliest sample on ties).
+//!
+//! Regression and reproduction tests are not implemented yet: the pipeline runs without them
+//! (`run_tests: false`), so its rerank is the majority vote over normalized patches.
+//!
+//! ```
+//! use swerl_eval::agentless::{RepoStructure, merge_localizations, parse_file_list};
+//!
+//! let repo = RepoStructure::from_files([("pkg/core.py", "def f():\n    pass\n"), ("setup.py", "")]);
+//! let answers = ["```\npkg/core.py\nnot/real.py\n```", "1. setup.py\n2. pkg/core.py"];
+//! let found: Vec<Vec<String>> = answers.iter().map(|a| parse_file_list(a, &repo)).collect();
+//! assert_eq!(found, [vec!["pkg/core.py"], vec!["setup.py", "pkg/core.py"]]);
+//! assert_eq!(merge_localizations(&found, 1), ["pkg/core.py"]);
+//! ```
+
+mod localize;
+mod normalize;
+mod pipeline;
+mod repair;
+mod rerank;
+mod structure;
+
+pub use localize::{
+    LocalizationVariant, answer_text, localization_messages, merge_localizations, parse_file_list,
+};
+pub use normalize::{normalize_source, normalized_change};
+pub use pipeline::{
+    AgentlessConfig, AgentlessProgress, AgentlessStage, AgentlessSummary, LocalizationSample,
+    LocalizationTrace, PREDICTIONS_FILE, RepairSample, RepairTrace, RerankTrace, TRAJECTORIES_DIR,
+    Trajectory, run_agentless,
+};
+pub use repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
+pub use rerank::{RerankCandidate, RerankChoice, RerankRule, rerank};
+pub use structure::{ClassDef, FunctionDef, PythonOutline, RepoFile, RepoStructure, outline_python};

@@ -1,0 +1,507 @@
+//! The pipeline: per instance, structure -> localization -> repair -> rerank -> one prediction,
+//! with a readable trajectory per instance, resumable, instances in parallel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use swerl_reward::ChatMessage;
+
+use super::localize::{LocalizationVariant, localization_messages, merge_localizations, parse_file_list};
+use super::repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
+use super::rerank::{RerankCandidate, RerankChoice, rerank};
+use super::structure::RepoStructure;
+use crate::chat::{ChatModel, Completion, SampleParams, Usage};
+use crate::checkout::find_clone;
+use crate::dataset::{Instance, load_dataset};
+use crate::error::{Error, Result};
+use crate::predictions::Prediction;
+
+/// Everything an Agentless run needs; `Default` gives small but complete settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentlessConfig {
+    /// The SWE-bench dataset file.
+    pub dataset: PathBuf,
+    /// The directory of clones or bare mirrors (as the harness finds them).
+    pub repos_dir: PathBuf,
+    /// Where `predictions.jsonl` and `trajectories/` go.
+    pub out_dir: PathBuf,
+    /// Only these instances (all when empty).
+    pub instance_ids: Vec<String>,
+    /// `model_name_or_path` of the predictions (the model's own name when `None`).
+    pub model_name: Option<String>,
+    /// Localization samples (1: the greedy prompt at temperature 0).
+    pub localization_samples: usize,
+    /// Files kept after merging the localization samples.
+    pub top_files: usize,
+    /// Repair samples.
+    pub repair_samples: usize,
+    /// Sampling temperature of repair (and of localization when it has several samples).
+    pub temperature: f64,
+    /// Most new tokens per completion.
+    pub max_new_tokens: usize,
+    /// How repair completions are read (the paper's `<think>`/`<solution>` by default).
+    pub answer_format: AnswerFormat,
+    /// Budget of the file blocks in the repair prompt, characters (about 4 per token; 240k is
+    /// upstream's 60k tokens).
+    pub max_file_chars: usize,
+    /// Instances processed at once.
+    pub max_workers: usize,
+    /// Seed of the localization prompts' variations and of the servers' sampling.
+    pub seed: u64,
+    /// Run regression and reproduction tests for the rerank. Not implemented yet: `true` is a
+    /// configuration error; without tests the rerank is a majority vote over normalized patches.
+    pub run_tests: bool,
+    /// Redo instances whose trajectory is complete.
+    pub force: bool,
+}
+
+impl Default for AgentlessConfig {
+    fn default() -> Self {
+        Self {
+            dataset: PathBuf::new(),
+            repos_dir: PathBuf::from("repos"),
+            out_dir: PathBuf::from("agentless"),
+            instance_ids: Vec::new(),
+            model_name: None,
+            localization_samples: 4,
+            top_files: 3,
+            repair_samples: 8,
+            temperature: 1.0,
+            max_new_tokens: 4096,
+            answer_format: AnswerFormat::Thinking,
+            max_file_chars: 240_000,
+            max_workers: 4,
+            seed: 0,
+            run_tests: false,
+            force: false,
+        }
+    }
+}
+
+/// The file of predictions in `out_dir`.
+pub const PREDICTIONS_FILE: &str = "predictions.jsonl";
+/// The directory of trajectories in `out_dir`.
+pub const TRAJECTORIES_DIR: &str = "trajectories";
+
+/// A pipeline stage, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentlessStage {
+    /// Reading the repository at `base_commit`.
+    Structure,
+    /// Asking for the files to edit.
+    Localize,
+    /// Sampling and applying edits.
+    Repair,
+    /// Choosing one patch.
+    Rerank,
+}
+
+/// What the progress callback hears.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AgentlessProgress {
+    /// `total` instances will run; `skipped` have a complete trajectory already.
+    Planned {
+        /// Instances to run.
+        total: usize,
+        /// Instances reused.
+        skipped: usize,
+    },
+    /// An instance entered a stage.
+    Stage {
+        /// The instance.
+        instance_id: String,
+        /// The stage.
+        stage: AgentlessStage,
+    },
+    /// An instance finished.
+    Finished {
+        /// The instance.
+        instance_id: String,
+        /// True when it has a non-empty patch.
+        has_patch: bool,
+        /// Why it stopped early, if it did.
+        error: Option<String>,
+    },
+}
+
+/// One localization sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalizationSample {
+    /// How its prompt was drawn.
+    pub variant: LocalizationVariant,
+    /// The prompt.
+    pub messages: Vec<ChatMessage>,
+    /// The model's answer.
+    pub completion: Completion,
+    /// The real repository paths it names, in order.
+    pub found: Vec<String>,
+}
+
+/// Localization's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalizationTrace {
+    /// Sampling settings.
+    pub params: SampleParams,
+    /// Each sample.
+    pub samples: Vec<LocalizationSample>,
+    /// The merged files (votes, then first appearance; top k).
+    pub files: Vec<String>,
+}
+
+/// One repair sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepairSample {
+    /// Its index (the rerank's tie-break order).
+    pub index: usize,
+    /// The model's answer.
+    pub completion: Completion,
+    /// The edits and patch, or why there are none.
+    pub outcome: RepairOutcome,
+}
+
+/// Repair's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepairTrace {
+    /// The prompt (shared by every sample).
+    pub prompt: RepairPrompt,
+    /// Sampling settings.
+    pub params: SampleParams,
+    /// Each sample.
+    pub samples: Vec<RepairSample>,
+}
+
+/// The rerank's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RerankTrace {
+    /// What the rerank knew about tests.
+    pub tests: String,
+    /// The candidates (samples with a patch).
+    pub candidates: Vec<RerankCandidate>,
+    /// The choice, when any candidate has a non-empty normalized patch.
+    pub choice: Option<RerankChoice>,
+    /// The choice in words.
+    pub reason: String,
+}
+
+/// Everything that happened to one instance: `trajectories/<instance_id>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trajectory {
+    /// The instance.
+    pub instance_id: String,
+    /// The predictions' model name.
+    pub model_name_or_path: String,
+    /// True when every stage ran (a rerun skips the instance).
+    pub complete: bool,
+    /// Why the instance stopped early.
+    pub error: Option<String>,
+    /// Localization, once it ran.
+    pub localization: Option<LocalizationTrace>,
+    /// Repair, once it ran.
+    pub repair: Option<RepairTrace>,
+    /// The rerank, once it ran.
+    pub rerank: Option<RerankTrace>,
+    /// The prediction (`""` when there is none).
+    pub model_patch: String,
+    /// Requests and tokens spent on this instance.
+    pub usage: Usage,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentlessSummary {
+    /// `out_dir/predictions.jsonl`.
+    pub predictions_path: PathBuf,
+    /// Instances selected.
+    pub instances: usize,
+    /// Instances whose complete trajectory was reused.
+    pub skipped: usize,
+    /// Instances with a non-empty patch.
+    pub with_patch: usize,
+    /// Instances that stopped with an error (their prediction is empty; a rerun retries them).
+    pub errors: usize,
+    /// Requests and tokens spent by this run (reused instances not counted).
+    pub usage: Usage,
+}
+
+/// Runs Agentless Mini over the dataset and writes `predictions.jsonl` (SWE-bench's format) and
+/// one trajectory per instance. Errors only for usage or infrastructure problems; an instance's
+/// own failure (a missing clone, a model error) is recorded in its trajectory.
+pub fn run_agentless(
+    cfg: &AgentlessConfig,
+    model: &dyn ChatModel,
+    progress: &(dyn Fn(AgentlessProgress) + Sync),
+) -> Result<AgentlessSummary> {
+    if cfg.run_tests {
+        return Err(Error::Config(
+            "regression and reproduction tests are not implemented yet; run without them (majority vote only)".into(),
+        ));
+    }
+    if cfg.max_workers == 0 || cfg.repair_samples == 0 || cfg.localization_samples == 0 || cfg.top_files == 0
+    {
+        return Err(Error::Config(
+            "max_workers, repair_samples, localization_samples and top_files must be at least 1".into(),
+        ));
+    }
+    let mut dataset = load_dataset(&cfg.dataset)?;
+    if !cfg.instance_ids.is_empty() {
+        if let Some(id) = cfg.instance_ids.iter().find(|id| !dataset.iter().any(|i| &i.instance_id == *id)) {
+            return Err(Error::UnknownInstance(id.clone()));
+        }
+        dataset.retain(|i| cfg.instance_ids.contains(&i.instance_id));
+    }
+    let model_name = cfg.model_name.clone().unwrap_or_else(|| model.name().to_owned());
+    let traj_dir = cfg.out_dir.join(TRAJECTORIES_DIR);
+    fs_err::create_dir_all(&traj_dir)?;
+    let mut done: BTreeMap<String, Trajectory> = BTreeMap::new();
+    let mut todo = Vec::new();
+    for instance in &dataset {
+        match read_trajectory(&traj_dir, &instance.instance_id) {
+            Some(t) if t.complete && !cfg.force => {
+                done.insert(instance.instance_id.clone(), t);
+            }
+            _ => todo.push(instance),
+        }
+    }
+    let skipped = done.len();
+    progress(AgentlessProgress::Planned { total: todo.len(), skipped });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.max_workers)
+        .build()
+        .map_err(|e| Error::Config(format!("thread pool: {e}")))?;
+    let ran: Vec<Result<Trajectory>> = pool.install(|| {
+        todo.par_iter()
+            .map(|instance| {
+                let t = run_instance(cfg, model, &model_name, instance, progress);
+                write_json_atomic(&trajectory_path(&traj_dir, &t.instance_id), &t)?;
+                progress(AgentlessProgress::Finished {
+                    instance_id: t.instance_id.clone(),
+                    has_patch: !t.model_patch.is_empty(),
+                    error: t.error.clone(),
+                });
+                Ok(t)
+            })
+            .collect()
+    });
+    let mut usage = Usage::default();
+    for t in ran {
+        let t = t?;
+        usage.add(&t.usage);
+        done.insert(t.instance_id.clone(), t);
+    }
+    let mut lines = String::new();
+    for instance in &dataset {
+        let t = &done[&instance.instance_id];
+        let p = Prediction {
+            instance_id: t.instance_id.clone(),
+            model_name_or_path: t.model_name_or_path.clone(),
+            model_patch: Some(t.model_patch.clone()),
+        };
+        lines.push_str(&serde_json::to_string(&p).expect("plain data serialises"));
+        lines.push('\n');
+    }
+    let predictions_path = cfg.out_dir.join(PREDICTIONS_FILE);
+    write_atomic(&predictions_path, lines.as_bytes())?;
+    Ok(AgentlessSummary {
+        predictions_path,
+        instances: dataset.len(),
+        skipped,
+        with_patch: done.values().filter(|t| !t.model_patch.is_empty()).count(),
+        errors: done.values().filter(|t| t.error.is_some()).count(),
+        usage,
+    })
+}
+
+fn trajectory_path(dir: &Path, instance_id: &str) -> PathBuf {
+    dir.join(format!("{}.json", instance_id.replace('/', "__")))
+}
+
+fn read_trajectory(dir: &Path, instance_id: &str) -> Option<Trajectory> {
+    let text = fs_err::read_to_string(trajectory_path(dir, instance_id)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes through a temporary file in the same directory and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    fs_err::write(&tmp, bytes)?;
+    fs_err::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("plain data serialises");
+    write_atomic(path, (text + "\n").as_bytes())
+}
+
+/// One instance through every stage; a failure stops it with the reason recorded.
+fn run_instance(
+    cfg: &AgentlessConfig,
+    model: &dyn ChatModel,
+    model_name: &str,
+    instance: &Instance,
+    progress: &(dyn Fn(AgentlessProgress) + Sync),
+) -> Trajectory {
+    let mut t = Trajectory {
+        instance_id: instance.instance_id.clone(),
+        model_name_or_path: model_name.to_owned(),
+        complete: false,
+        error: None,
+        localization: None,
+        repair: None,
+        rerank: None,
+        model_patch: String::new(),
+        usage: Usage::default(),
+    };
+    let stage =
+        |stage| progress(AgentlessProgress::Stage { instance_id: instance.instance_id.clone(), stage });
+    let result = (|| -> Result<()> {
+        stage(AgentlessStage::Structure);
+        let clone = find_clone(&cfg.repos_dir, &instance.repo)?;
+        let keep_tests = instance.repo == "pytest-dev/pytest";
+        let structure = RepoStructure::read(&clone, &instance.base_commit, keep_tests)?;
+        stage(AgentlessStage::Localize);
+        let localization = localize(cfg, model, instance, &structure, &mut t.usage)?;
+        let files = localization.files.clone();
+        t.localization = Some(localization);
+        stage(AgentlessStage::Repair);
+        let repair = repair(cfg, model, instance, &structure, &files, &mut t.usage)?;
+        stage(AgentlessStage::Rerank);
+        let (rerank, patch) = choose(&repair);
+        t.repair = Some(repair);
+        t.rerank = Some(rerank);
+        t.model_patch = patch;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => t.complete = true,
+        Err(e) => {
+            tracing::warn!(instance = %instance.instance_id, "agentless stopped: {e}");
+            t.error = Some(e.to_string());
+        }
+    }
+    t
+}
+
+fn instance_seed(cfg: &AgentlessConfig, instance_id: &str) -> u64 {
+    // FNV-1a of the id, mixed with the run's seed: stable across runs and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in instance_id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ cfg.seed
+}
+
+fn localize(
+    cfg: &AgentlessConfig,
+    model: &dyn ChatModel,
+    instance: &Instance,
+    structure: &RepoStructure,
+    usage: &mut Usage,
+) -> Result<LocalizationTrace> {
+    let n = cfg.localization_samples;
+    let seed = instance_seed(cfg, &instance.instance_id);
+    let params = SampleParams {
+        temperature: if n == 1 { 0.0 } else { cfg.temperature },
+        max_new_tokens: cfg.max_new_tokens,
+        seed: Some(seed),
+        ..SampleParams::default()
+    };
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let variant = LocalizationVariant::for_sample(i, n, seed);
+        let messages = localization_messages(&instance.problem_statement, structure, &variant);
+        let sample_params = SampleParams { seed: Some(seed.wrapping_add(i as u64)), ..params.clone() };
+        let response = model.chat(&messages, &sample_params, 1)?;
+        usage.add(&response.usage);
+        let completion = response
+            .completions
+            .into_iter()
+            .next()
+            .unwrap_or(Completion { text: String::new(), finish_reason: None });
+        let found = parse_file_list(&completion.text, structure);
+        samples.push(LocalizationSample { variant, messages, completion, found });
+    }
+    let found: Vec<Vec<String>> = samples.iter().map(|s| s.found.clone()).collect();
+    let files = merge_localizations(&found, cfg.top_files);
+    Ok(LocalizationTrace { params, samples, files })
+}
+
+fn repair(
+    cfg: &AgentlessConfig,
+    model: &dyn ChatModel,
+    instance: &Instance,
+    structure: &RepoStructure,
+    files: &[String],
+    usage: &mut Usage,
+) -> Result<RepairTrace> {
+    let contents: Vec<(String, String)> =
+        files.iter().filter_map(|p| structure.get(p).map(|f| (p.clone(), f.content.clone()))).collect();
+    let prompt =
+        repair_prompt(&instance.instance_id, &instance.problem_statement, &contents, cfg.max_file_chars);
+    let code_context: BTreeMap<String, String> =
+        contents.into_iter().filter(|(p, _)| prompt.shown.contains(p)).collect();
+    let params = SampleParams {
+        temperature: cfg.temperature,
+        max_new_tokens: cfg.max_new_tokens,
+        seed: Some(instance_seed(cfg, &instance.instance_id)),
+        ..SampleParams::default()
+    };
+    let response = model.chat(&prompt.messages, &params, cfg.repair_samples)?;
+    usage.add(&response.usage);
+    let samples = response
+        .completions
+        .into_iter()
+        .enumerate()
+        .map(|(index, completion)| {
+            let outcome = apply_completion(&completion.text, &code_context, cfg.answer_format);
+            RepairSample { index, completion, outcome }
+        })
+        .collect();
+    Ok(RepairTrace { prompt, params, samples })
+}
+
+/// The rerank over the repair samples (no test results: majority vote only).
+fn choose(repair: &RepairTrace) -> (RerankTrace, String) {
+    let candidates: Vec<RerankCandidate> = repair
+        .samples
+        .iter()
+        .filter_map(|s| match &s.outcome {
+            RepairOutcome::Patch { normalized, .. } => Some(RerankCandidate {
+                sample: s.index,
+                normalized: normalized.clone(),
+                ..RerankCandidate::default()
+            }),
+            RepairOutcome::Invalid { .. } => None,
+        })
+        .collect();
+    let choice = rerank(&candidates);
+    let (reason, patch) = match &choice {
+        Some(c) => (
+            format!(
+                "sample {} by {:?}: {} of {} samples in the pool share its normalized patch (earliest wins ties)",
+                c.sample,
+                c.rule,
+                c.votes,
+                c.pool.len()
+            ),
+            repair.samples[c.sample].outcome.patch().unwrap_or_default().to_owned(),
+        ),
+        None => (
+            format!(
+                "no sample has a non-empty normalized patch ({} of {} samples applied)",
+                candidates.len(),
+                repair.samples.len()
+            ),
+            String::new(),
+        ),
+    };
+    let tests =
+        "not run: regression and reproduction tests are not implemented; majority vote only".to_owned();
+    (RerankTrace { tests, candidates, choice, reason }, patch)
+}
