@@ -1,25 +1,5 @@
-//! The rollout engine: continuous batching over a KV cache whose prompt part is shared.
-//!
-//! A request is one prompt with any number of samples (a GRPO group, or an OpenAI request with
-//! `n > 1`). Its prompt is prefilled once, in chunks of at most
-//! [`EngineConfig::prefill_chunk`] tokens per [`Engine::step`] so a long prompt never stalls the
-//! sequences already decoding, into a *prefix* KV cache `(1, kv_heads, prompt, head_dim)` per
-//! layer that all its samples read (nothing is copied). Each sample then owns only the keys and
-//! values of its own tokens, a row of the running batch's *suffix* cache.
-//!
-//! Attention of a decoding token is computed in two parts and merged with their
-//! log-sum-exps (cascade attention): over its prompt's prefix, one product per prompt for all
-//! of that prompt's running samples (the prefix is read once per step, not once per sample),
-//! and over its own suffix, one batched product for the whole batch.
-//!
-//! Every [`Engine::step`] prefills up to the token budget, admits prefilled samples while the
-//! batch has room (sampling their first token from the prompt's last logits), decodes one token
-//! for every running sequence and retires the finished ones, so a request submitted at any time
-//! joins the batch at the next step (continuous batching).
-//!
-//! Results do not depend on batching: each sample draws from its own seeded generator, and the
-//! numbers it sees differ between batch compositions (or with sharing off) only by
-//! floating-point rounding.
+//! The rollout engine: continuous batching over a KV cache whose prompt part is shared (see
+//! [`Engine`]).
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -176,7 +156,28 @@ struct Suffix {
 /// Columns the suffix cache grows by.
 const GROW: usize = 64;
 
-/// The continuous-batching sampler; see the [module docs](self).
+/// The rollout engine: continuous batching over a KV cache whose prompt part is shared.
+///
+/// A request is one prompt with any number of samples (a GRPO group, or an OpenAI request with
+/// `n > 1`). Its prompt is prefilled once, in chunks of at most
+/// [`EngineConfig::prefill_chunk`] tokens per [`Engine::step`] so a long prompt never stalls the
+/// sequences already decoding, into a *prefix* KV cache `(1, kv_heads, prompt, head_dim)` per
+/// layer that all its samples read (nothing is copied). Each sample then owns only the keys and
+/// values of its own tokens, a row of the running batch's *suffix* cache.
+///
+/// Attention of a decoding token is computed in two parts and merged with their
+/// log-sum-exps (cascade attention): over its prompt's prefix, one product per prompt for all
+/// of that prompt's running samples (the prefix is read once per step, not once per sample),
+/// and over its own suffix, one batched product for the whole batch.
+///
+/// Every [`Engine::step`] prefills up to the token budget, admits prefilled samples while the
+/// batch has room (sampling their first token from the prompt's last logits), decodes one token
+/// for every running sequence and retires the finished ones, so a request submitted at any time
+/// joins the batch at the next step (continuous batching).
+///
+/// Results do not depend on batching: each sample draws from its own seeded generator, and the
+/// numbers it sees differ between batch compositions (or with sharing off) only by
+/// floating-point rounding.
 ///
 /// Drive it with [`Engine::add`] and [`Engine::step`] (from one thread; a server runs it on a
 /// thread of its own and passes requests in).

@@ -153,18 +153,8 @@ impl Llama {
         let mut groups: Vec<EngineRequest> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
         let mut by_prompt: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
-        let vocab = self.config.vocab_size as u32;
         for (i, r) in requests.iter().enumerate() {
-            r.params.check(i)?;
-            if r.prompt_ids.is_empty() {
-                return Err(Error::arg("requests", format!("request {i} has an empty prompt")));
-            }
-            if let Some(t) = r.prompt_ids.iter().find(|&&t| t >= vocab) {
-                return Err(Error::arg(
-                    "requests",
-                    format!("request {i}: token id {t} is outside the vocabulary ({vocab})"),
-                ));
-            }
+            self.check_request(i, r)?;
             let g = *by_prompt.entry(&r.prompt_ids).or_insert_with(|| {
                 groups.push(EngineRequest { prompt_ids: r.prompt_ids.clone(), samples: Vec::new() });
                 members.push(Vec::new());
@@ -202,6 +192,24 @@ impl Llama {
     }
 }
 
+impl Llama {
+    /// Request `i` has valid sampling settings and a non-empty prompt of in-vocabulary ids.
+    fn check_request(&self, i: usize, r: &GenerationRequest) -> Result<()> {
+        r.params.check(i)?;
+        if r.prompt_ids.is_empty() {
+            return Err(Error::arg("requests", format!("request {i} has an empty prompt")));
+        }
+        let vocab = self.config.vocab_size as u32;
+        if let Some(t) = r.prompt_ids.iter().find(|&&t| t >= vocab) {
+            return Err(Error::arg(
+                "requests",
+                format!("request {i}: token id {t} is outside the vocabulary ({vocab})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The static-batch generator the engine replaced (left-padded batch, a prefill per request):
 /// the reference the engine's results are tested against.
 #[cfg(test)]
@@ -222,18 +230,8 @@ impl Llama {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let vocab = self.config.vocab_size as u32;
         for (i, r) in requests.iter().enumerate() {
-            r.params.check(i)?;
-            if r.prompt_ids.is_empty() {
-                return Err(Error::arg("requests", format!("request {i} has an empty prompt")));
-            }
-            if let Some(t) = r.prompt_ids.iter().find(|&&t| t >= vocab) {
-                return Err(Error::arg(
-                    "requests",
-                    format!("request {i}: token id {t} is outside the vocabulary ({vocab})"),
-                ));
-            }
+            self.check_request(i, r)?;
         }
         let dtype = self.compute_dtype;
         let dev = self.device.clone();
