@@ -217,6 +217,12 @@ fn score_rollouts(
     Ok(outcomes)
 }
 
+/// The reward an outcome contributes to its group's advantage: a non-finite one (already
+/// replaced by the reward function's failure value, normally) counts as -1.
+fn advantage_reward(o: &RewardOutcome) -> f64 {
+    if o.reward.is_finite() { o.reward } else { -1.0 }
+}
+
 /// The next `g` items (one group).
 fn next_group<T>(items: &mut impl Iterator<Item = T>, g: usize) -> Vec<T> {
     items.by_ref().take(g).collect()
@@ -591,9 +597,7 @@ impl<P: Policy> Trainer<P> {
         let (generations, outcomes) = self.sample_and_score(step, env, &owners, &mut drawn, progress)?;
         (drawn.owners, drawn.generations, drawn.outcomes) = (owners, generations, outcomes);
         for round in 1..=self.config.max_sampling_rounds {
-            let rewards = |o: &[RewardOutcome]| -> Vec<f64> {
-                o.iter().map(|o| if o.reward.is_finite() { o.reward } else { -1.0 }).collect()
-            };
+            let rewards = |o: &[RewardOutcome]| -> Vec<f64> { o.iter().map(advantage_reward).collect() };
             let all = rewards(&drawn.outcomes);
             let flat: Vec<usize> =
                 (0..all.len() / g).filter(|&k| !has_signal(&all[k * g..(k + 1) * g])).collect();
@@ -720,7 +724,7 @@ impl<P: Policy> Trainer<P> {
         let offset = self.comm.rank() * n_local;
         let mut all_rewards = vec![0.0; cfg.prompts_per_step * cfg.group_size];
         for (i, o) in outcomes.iter().enumerate() {
-            all_rewards[offset + i] = if o.reward.is_finite() { o.reward } else { -1.0 };
+            all_rewards[offset + i] = advantage_reward(o);
         }
         self.comm.all_reduce_f64(&mut all_rewards)?;
         let advantages = compute_advantages(&all_rewards, cfg.group_size, cfg.scale_rewards)?;

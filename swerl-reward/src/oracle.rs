@@ -130,8 +130,7 @@ fn file_edits(path: &str, old: Option<&str>, new: &str) -> Result<Vec<Edit>, Ora
     let mut edits = Vec::with_capacity(hunks.len());
     // The text as the edits so far left it: b[..j1] ++ a[i1..] at each hunk.
     for &(i1, i2, j1, j2) in &hunks {
-        let before: String = b[..j1].concat();
-        let running = before.clone() + &a[i1..].concat();
+        let running = b[..j1].concat() + &a[i1..].concat();
         let target = b[..j2].concat() + &a[i2..].concat();
         let edit = minimal_edit(path, &running, &target, (&b[..j1], &a[i1..i2], &b[j1..j2], &a[i2..]))
             .unwrap_or_else(|| Edit { search: running.clone(), replace: target.clone() });
