@@ -29,6 +29,8 @@ enum Command {
     Reward(cmd::reward::Args),
     /// Train a model with GRPO on RL instances and the SWE-RL reward.
     Train(Box<cmd::train::Args>),
+    /// Supervised fine-tuning on RL instances' oracle answers (the paper's SFT baseline).
+    Sft(Box<cmd::sft::Args>),
     /// Per-token log-probabilities of texts under a model (JSONL in, JSONL out).
     Logprobs(cmd::logprobs::Args),
     /// Sample completions of a prompt from a model, streaming tokens.
@@ -46,6 +48,10 @@ fn command() -> clap::Command {
             let defaults = cmd::train::help_defaults();
             cmd::help::with_defaults(c, defaults.iter().map(|(k, v)| (k.as_str(), v.clone())))
         })
+        .mut_subcommand("sft", |c| {
+            let defaults = cmd::sft::help_defaults();
+            cmd::help::with_defaults(c, defaults.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        })
         .mut_subcommand("generate", |c| cmd::help::with_defaults(c, cmd::generate::help_defaults()))
 }
 
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
         Command::Mine(args) => cmd::mine::run(*args),
         Command::Reward(args) => cmd::reward::run(args),
         Command::Train(args) => cmd::train::run(*args),
+        Command::Sft(args) => cmd::sft::run(*args),
         Command::Logprobs(args) => cmd::logprobs::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Eval(args) => cmd::eval::run(args),

@@ -208,6 +208,16 @@ pub struct TrainConfig {
     /// fresh prompts whose groups replace the groups with all-equal rewards (no learning
     /// signal) until none is left. 0 disables. Default 0.
     pub max_sampling_rounds: u32,
+    /// DAPO's overlong reward shaping: completions longer than `max_new_tokens -
+    /// overlong_buffer` lose `overlong_penalty_factor * (excess / overlong_buffer)` of reward
+    /// (the whole factor at `max_new_tokens`), before advantages and dynamic sampling; 0
+    /// disables. Default 0. (`mask_truncated_completions` is the other overlong treatment.)
+    pub overlong_buffer: usize,
+    /// The largest overlong penalty. Default 1.
+    pub overlong_penalty_factor: f64,
+    /// Run the held-out check every this many steps, and before the first and after the last
+    /// (0: never; the check needs held-out data, `swerl train --eval-data`). Default 0.
+    pub eval_steps: u64,
 }
 
 impl Default for TrainConfig {
@@ -248,6 +258,9 @@ impl Default for TrainConfig {
             log_completions: 4,
             max_nonfinite_steps: 3,
             max_sampling_rounds: 0,
+            overlong_buffer: 0,
+            overlong_penalty_factor: 1.0,
+            eval_steps: 0,
         }
     }
 }
@@ -344,7 +357,24 @@ impl TrainConfig {
         if self.max_nonfinite_steps == 0 {
             return Err(Error::config("max_nonfinite_steps", "must be at least 1"));
         }
+        if self.overlong_buffer >= self.max_new_tokens {
+            return Err(Error::config("overlong_buffer", "must be below max_new_tokens"));
+        }
+        if !(self.overlong_penalty_factor.is_finite() && self.overlong_penalty_factor >= 0.0) {
+            return Err(Error::config("overlong_penalty_factor", "must be finite and >= 0"));
+        }
         Ok(())
+    }
+
+    /// DAPO's soft overlong penalty (<= 0) of a completion of `len` tokens (see
+    /// [`TrainConfig::overlong_buffer`]).
+    pub fn overlong_penalty(&self, len: usize) -> f64 {
+        let buffer = self.overlong_buffer;
+        let expected = self.max_new_tokens.saturating_sub(buffer);
+        if buffer == 0 || len <= expected {
+            return 0.0;
+        }
+        -self.overlong_penalty_factor * ((len - expected) as f64 / buffer as f64).min(1.0)
     }
 }
 
@@ -371,6 +401,18 @@ mod tests {
         assert_eq!(config.epsilon_high, 0.28);
         assert_eq!(config.scale_rewards, ScaleRewards::None);
         assert_eq!(config.group_size, TrainConfig::default().group_size);
+    }
+
+    #[test]
+    fn overlong_penalty_is_dapos_linear_ramp() {
+        let config = TrainConfig { max_new_tokens: 100, overlong_buffer: 20, ..TrainConfig::default() };
+        let p: Vec<f64> = [0, 80, 81, 90, 100].iter().map(|&l| config.overlong_penalty(l)).collect();
+        assert_eq!(p, [0.0, 0.0, -0.05, -0.5, -1.0]);
+        let half = TrainConfig { overlong_penalty_factor: 0.5, ..config.clone() };
+        assert_eq!(half.overlong_penalty(100), -0.5);
+        assert_eq!(TrainConfig::default().overlong_penalty(4096), 0.0, "off by default");
+        let bad = TrainConfig { overlong_buffer: 100, ..config };
+        assert!(bad.validate().unwrap_err().to_string().contains("overlong_buffer"));
     }
 
     #[test]

@@ -45,6 +45,9 @@
 //! | [`llama`] | `swerl-model`'s Llama and AdamW behind those traits |
 //! | [`Trainer`] | the loop: sampling, rewards, advantages, micro-batches, clipping, updates, metrics, checkpoints, resume, NaN guard |
 //! | [`StepMetrics`] | `metrics.jsonl` with TRL's metric names |
+//! | [`evaluate`], [`EvalMetrics`] | the held-out check: greedy answers, format-correct rate and reward with bootstrap intervals, `eval.jsonl` |
+//! | [`tensorboard`] | TensorBoard event files (scalars) beside `metrics.jsonl`, written by both trainers |
+//! | [`sft`] | supervised fine-tuning on oracle answers (the paper's SFT baseline): examples, packing, checkpoints, exact resume |
 //! | [`checkpoint_dir`], [`TrainerState`] | `checkpoint-<step>/` layout |
 //! | [`Communicator`], [`RankInfo`] | data parallelism: rendezvous, NCCL (feature `nccl`: `NcclCommunicator`) |
 //!
@@ -56,12 +59,15 @@ mod comm;
 mod config;
 mod env;
 mod error;
+mod evaluate;
 pub mod llama;
 mod loss;
 mod metrics;
 mod policy;
 mod reward;
 mod sampler;
+pub mod sft;
+pub mod tensorboard;
 mod trainer;
 
 pub use advantage::{Advantages, STD_EPSILON, compute_advantages};
@@ -76,7 +82,10 @@ pub use config::{ImportanceLevel, LossType, ObjectiveConfig, PromptOverflow, Sca
 pub use env::{ChatEncoder, Environment, PreparedPrompt, PromptReport, SweRlEnvironment};
 pub use error::{Error, Result};
 pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss};
-pub use metrics::{CompletionRecord, JsonlWriter, StepMetrics, read_metrics, truncate_log_after};
+pub use evaluate::{EvalConfig, EvalRecord, EvalReport, Estimate, HeldOut, bootstrap, evaluate};
+pub use metrics::{
+    CompletionRecord, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, read_metrics, truncate_log_after,
+};
 pub use policy::{AutogradPass, Optimizer, Policy, TrainPass, finish_label};
 pub use reward::{RewardFailure, RewardFunction, RewardOutcome, SweRlReward, score_all};
 pub use sampler::{PromptSampler, SamplerState, derive_seed};

@@ -124,6 +124,21 @@ impl LlamaPolicy {
     }
 }
 
+impl crate::sft::AnswerEncoder for LlamaPolicy {
+    fn encode_answer(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text, false)?;
+        let end = self.eos.first().copied().ok_or_else(|| {
+            Error::config("model", "the model has no end-of-sequence token to end an answer with")
+        })?;
+        ids.push(end);
+        Ok(ids)
+    }
+
+    fn decode_answer(&self, tokens: &[u32]) -> Result<String> {
+        Ok(self.tokenizer.decode(tokens, true)?)
+    }
+}
+
 impl ChatEncoder for LlamaPolicy {
     fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
         Ok(self.tokenizer.encode_chat(messages, true)?)
@@ -155,6 +170,7 @@ impl Policy for LlamaPolicy {
             logprobs: forward.logprobs().clone(),
             entropies: forward.entropies().clone(),
             mask: forward.mask().clone(),
+            top1: forward.top1().clone(),
         };
         Ok(Box::new(LlamaPass { forward, scores }))
     }

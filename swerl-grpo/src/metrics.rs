@@ -96,8 +96,100 @@ pub struct StepMetrics {
     pub time_train: f64,
 }
 
+/// Empties a log of a run that restarts from scratch (nothing to do when it does not exist).
+pub(crate) fn empty_log(path: &Path) -> Result<()> {
+    if path.exists() {
+        fs_err::write(path, "")?;
+    }
+    Ok(())
+}
+
+/// Writes every number of `record` (a metrics line; `step` excluded) to TensorBoard at `step`,
+/// tagged `prefix` + its `metrics.jsonl` key, and flushes.
+pub(crate) fn log_scalars<T: Serialize>(
+    writer: &mut crate::tensorboard::EventWriter,
+    step: u64,
+    prefix: &str,
+    record: &T,
+) -> Result<()> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(record) else { return Ok(()) };
+    let tags: Vec<(String, f64)> = map
+        .iter()
+        .filter(|(k, _)| *k != "step")
+        .filter_map(|(k, v)| Some((format!("{prefix}{k}"), v.as_f64().unwrap_or(f64::NAN))).filter(|_| !v.is_string()))
+        .collect();
+    let refs: Vec<(&str, f64)> = tags.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    writer.add_scalars(step as i64, &refs)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// The held-out check's log in a run directory, one [`EvalMetrics`] per check.
+pub const EVAL_FILE: &str = "eval.jsonl";
+
+/// One held-out check of a run (a line of `eval.jsonl`): format-correct rate and mean reward of
+/// greedy answers with their bootstrap intervals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EvalMetrics {
+    /// Steps done when the check ran (0: before training).
+    pub step: u64,
+    /// Fraction of answers in the format.
+    #[serde(rename = "eval/format_rate")]
+    pub format_rate: f64,
+    /// Lower end of its interval.
+    #[serde(rename = "eval/format_rate_low")]
+    pub format_rate_low: f64,
+    /// Upper end of its interval.
+    #[serde(rename = "eval/format_rate_high")]
+    pub format_rate_high: f64,
+    /// Mean reward.
+    #[serde(rename = "eval/reward")]
+    pub reward: f64,
+    /// Lower end of its interval.
+    #[serde(rename = "eval/reward_low")]
+    pub reward_low: f64,
+    /// Upper end of its interval.
+    #[serde(rename = "eval/reward_high")]
+    pub reward_high: f64,
+    /// Answers scored.
+    #[serde(rename = "eval/n")]
+    pub n: usize,
+    /// Mean answer length in tokens.
+    #[serde(rename = "eval/mean_length")]
+    pub mean_length: f64,
+    /// Fraction of answers cut at the token limit.
+    #[serde(rename = "eval/clipped_ratio")]
+    pub clipped_ratio: f64,
+    /// Seconds the check took to generate.
+    #[serde(rename = "eval/time")]
+    pub time: f64,
+}
+
+impl EvalMetrics {
+    /// The line of a check run after `step` steps.
+    pub fn new(step: u64, report: &crate::EvalReport) -> Self {
+        Self {
+            step,
+            format_rate: report.format_rate.mean,
+            format_rate_low: report.format_rate.low,
+            format_rate_high: report.format_rate.high,
+            reward: report.reward.mean,
+            reward_low: report.reward.low,
+            reward_high: report.reward.high,
+            n: report.n,
+            mean_length: report.mean_length,
+            clipped_ratio: report.clipped_ratio,
+            time: report.time_generation,
+        }
+    }
+}
+
+/// The metrics file in the output directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
 /// JSON has no NaN: serde_json writes non-finite floats as `null`; read them back as NaN.
-fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+pub(crate) fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 

@@ -20,13 +20,17 @@ use crate::config::{LossType, TrainConfig};
 use crate::env::{Environment, PreparedPrompt};
 use crate::error::{Error, Result};
 use crate::loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, policy_loss};
-use crate::metrics::{CompletionRecord, JsonlWriter, StepMetrics, truncate_log_after};
+use crate::evaluate::{EvalReport, HeldOut, evaluate};
+use crate::metrics::{
+    CompletionRecord, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, empty_log, log_scalars,
+    truncate_log_after,
+};
+use crate::tensorboard::EventWriter;
 use crate::policy::{Optimizer, Policy, finish_label};
 use crate::reward::RewardOutcome;
 use crate::sampler::{PromptSampler, derive_seed};
 
-/// The metrics file in the output directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use crate::metrics::METRICS_FILE;
 /// The sampled-completions file in the output directory.
 pub const COMPLETIONS_FILE: &str = "completions.jsonl";
 /// The settings of the run in an output directory, written when it starts (a resume without a
@@ -85,6 +89,13 @@ pub enum TrainEvent<'a> {
     },
     /// A step finished.
     Step(&'a StepMetrics),
+    /// A held-out check finished.
+    Eval {
+        /// Steps done when it ran (0: before training).
+        step: u64,
+        /// Its report.
+        report: &'a EvalReport,
+    },
     /// A checkpoint was written.
     Checkpoint {
         /// The step.
@@ -326,8 +337,9 @@ impl<P: Policy> Trainer<P> {
             // `run_config.toml`); anyone else's make the resume fail, untouched.
             if self.comm.is_main() {
                 if self.is_own_unsaved_run() {
-                    truncate_log_after(self.out_dir.join(METRICS_FILE), 0)?;
-                    truncate_log_after(self.out_dir.join(COMPLETIONS_FILE), 0)?;
+                    for log in [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE] {
+                        empty_log(&self.out_dir.join(log))?;
+                    }
                 } else {
                     self.check_fresh_out_dir()?;
                 }
@@ -361,7 +373,7 @@ impl<P: Policy> Trainer<P> {
     /// A new run must not append to another run's logs, nor leave its checkpoints where a later
     /// `resume` would pick them up.
     fn check_fresh_out_dir(&self) -> Result<()> {
-        let logged = [METRICS_FILE, COMPLETIONS_FILE]
+        let logged = [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE]
             .map(|name| self.out_dir.join(name))
             .into_iter()
             .find(|log| fs_err::metadata(log).map(|m| m.len() > 0).unwrap_or(false));
@@ -403,8 +415,9 @@ impl<P: Policy> Trainer<P> {
         self.policy.load_weights(&dir.join(MODEL_DIR))?;
         self.optimizer.load(&dir.join(OPTIMIZER_FILE))?;
         if self.comm.is_main() {
-            truncate_log_after(self.out_dir.join(METRICS_FILE), state.step)?;
-            truncate_log_after(self.out_dir.join(COMPLETIONS_FILE), state.step)?;
+            for log in [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE] {
+                truncate_log_after(self.out_dir.join(log), state.step)?;
+            }
         }
         tracing::info!(checkpoint = %dir.display(), step = state.step, "resumed");
         self.state = state;
@@ -455,6 +468,22 @@ impl<P: Policy> Trainer<P> {
         env: &dyn Environment,
         progress: &mut dyn FnMut(&TrainEvent<'_>),
     ) -> Result<TrainSummary> {
+        self.train_with_eval(env, None, progress)
+    }
+
+    /// [`Trainer::train`], with the held-out check (`eval.jsonl`) before the first step, every
+    /// `eval_steps` steps and after the last, when `eval_steps > 0` and `held_out` is given
+    /// (rank 0 runs it; other ranks skip it).
+    pub fn train_with_eval(
+        &mut self,
+        env: &dyn Environment,
+        held_out: Option<HeldOut<'_>>,
+        progress: &mut dyn FnMut(&TrainEvent<'_>),
+    ) -> Result<TrainSummary> {
+        if let Some(h) = &held_out {
+            h.config.validate()?;
+        }
+        let held_out = held_out.filter(|_| self.config.eval_steps > 0 && self.comm.is_main());
         let n = env.prompts().len();
         if n == 0 {
             return Err(Error::config("data", "the environment has no prompt"));
@@ -491,6 +520,19 @@ impl<P: Policy> Trainer<P> {
             .is_main()
             .then(|| JsonlWriter::append(self.out_dir.join(COMPLETIONS_FILE)))
             .transpose()?;
+        let mut eval_log = held_out
+            .as_ref()
+            .map(|_| JsonlWriter::append(self.out_dir.join(EVAL_FILE)))
+            .transpose()?;
+        let mut tb = self.comm.is_main().then(|| EventWriter::create(&self.out_dir)).transpose()?;
+        if let Some(tb) = tb.as_mut()
+            && self.state.step > 0
+        {
+            tb.session_start(self.state.step as i64 + 1)?;
+        }
+        if self.state.step == 0 {
+            self.held_out_check(held_out.as_ref(), eval_log.as_mut(), tb.as_mut(), progress)?;
+        }
         let mut summary = TrainSummary { steps: Vec::new(), last_checkpoint: None };
         while self.state.step < self.config.steps {
             let (metrics, records) = self.step(env, &mut sampler, progress)?;
@@ -502,9 +544,15 @@ impl<P: Policy> Trainer<P> {
                     log.write(r)?;
                 }
             }
+            if let Some(tb) = tb.as_mut() {
+                log_scalars(tb, metrics.step, "train/", &metrics)?;
+            }
             progress(&TrainEvent::Step(&metrics));
             summary.steps.push(metrics);
             let last = self.state.step == self.config.steps;
+            if last || self.state.step.is_multiple_of(self.config.eval_steps.max(1)) {
+                self.held_out_check(held_out.as_ref(), eval_log.as_mut(), tb.as_mut(), progress)?;
+            }
             if last || (self.config.save_steps > 0 && self.state.step.is_multiple_of(self.config.save_steps))
             {
                 let path = self.save_checkpoint()?;
@@ -513,6 +561,26 @@ impl<P: Policy> Trainer<P> {
             }
         }
         Ok(summary)
+    }
+
+    /// Greedy answers to the held-out prompts, logged to `eval.jsonl` (nothing without a
+    /// held-out set).
+    fn held_out_check(
+        &mut self,
+        held_out: Option<&HeldOut<'_>>,
+        log: Option<&mut JsonlWriter>,
+        tb: Option<&mut EventWriter>,
+        progress: &mut dyn FnMut(&TrainEvent<'_>),
+    ) -> Result<()> {
+        let (Some(h), Some(log)) = (held_out, log) else { return Ok(()) };
+        let report = evaluate(&mut self.policy, h.env, &h.config)?;
+        let line = EvalMetrics::new(self.state.step, &report);
+        log.write(&line)?;
+        if let Some(tb) = tb {
+            log_scalars(tb, self.state.step, "", &line)?;
+        }
+        progress(&TrainEvent::Eval { step: self.state.step, report: &report });
+        Ok(())
     }
 
     /// One step: rollouts, rewards, advantages, `num_iterations` updates, metrics.
@@ -652,7 +720,12 @@ impl<P: Policy> Trainer<P> {
         drawn.time_generation += t.elapsed().as_secs_f64();
         progress(&TrainEvent::Phase { step, phase: Phase::Scoring });
         let t = Instant::now();
-        let outcomes = score_rollouts(step, env, owners, &generations)?;
+        let mut outcomes = score_rollouts(step, env, owners, &generations)?;
+        if self.config.overlong_buffer > 0 {
+            for (o, g) in outcomes.iter_mut().zip(&generations) {
+                o.reward += self.config.overlong_penalty(g.token_ids.len());
+            }
+        }
         drawn.time_reward += t.elapsed().as_secs_f64();
         Ok((generations, outcomes))
     }

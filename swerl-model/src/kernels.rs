@@ -373,19 +373,21 @@ impl InplaceOp2 for ScoreGrad<'_> {
 // ---------------------------------------------------------------------------------------------
 // Output projection
 
-/// Log-probs of `targets` and entropies (`None` unless `entropy`) of the rows of `logits / temperature`
-/// (`(n, vocab)`), without materialising any `(n, vocab)` intermediate.
+/// Log-probs of `targets`, entropies (`None` unless `entropy`) and whether each target is the
+/// row's most likely token (1/0) of the rows of `logits / temperature` (`(n, vocab)`), without
+/// materialising any `(n, vocab)` intermediate.
 pub(crate) fn head_scores(
     logits: &Tensor,
     targets: &[u32],
     temperature: f64,
     entropy: bool,
-) -> Result<(Tensor, Option<Tensor>)> {
+) -> Result<(Tensor, Option<Tensor>, Tensor)> {
     let n = targets.len();
     let out = logits.apply_op1_no_bwd(&HeadScores { targets, inv_t: (1.0 / temperature) as f32 })?;
     let lp = out.narrow(1, 0, 1)?.reshape(n)?;
     let ent = if entropy { Some(out.narrow(1, 1, 1)?.reshape(n)?) } else { None };
-    Ok((lp, ent))
+    let top1 = out.narrow(1, 2, 1)?.reshape(n)?;
+    Ok((lp, ent, top1))
 }
 
 struct HeadScores<'a> {
@@ -413,15 +415,15 @@ impl CustomOp1 for HeadScores<'_> {
         let data = f32s(storage, layout, self.name())?;
         let n = data.len().checked_div(vocab).unwrap_or(0);
         check_targets(self.name(), self.targets, n, vocab)?;
-        let mut out = vec![0f32; 2 * n];
+        let mut out = vec![0f32; 3 * n];
         let inv_t = self.inv_t;
         let per_task = (TASK_ELEMS / vocab.max(1)).max(1);
-        out.par_chunks_mut(2 * per_task).zip(data.par_chunks(per_task * vocab.max(1))).enumerate().for_each(
+        out.par_chunks_mut(3 * per_task).zip(data.par_chunks(per_task * vocab.max(1))).enumerate().for_each(
             |(c, (o, rows))| {
                 simd(
                     #[inline(always)]
                     || {
-                        for (i, (o, row)) in o.chunks_mut(2).zip(rows.chunks(vocab)).enumerate() {
+                        for (i, (o, row)) in o.chunks_mut(3).zip(rows.chunks(vocab)).enumerate() {
                             let m = max_of(row) * inv_t;
                             let (mut se, mut sez) = ([0f32; LANES], [0f32; LANES]);
                             let mut chunks = row.chunks_exact(LANES);
@@ -444,12 +446,13 @@ impl CustomOp1 for HeadScores<'_> {
                             let t = self.targets[c * per_task + i] as usize;
                             o[0] = row[t] * inv_t - m - lse;
                             o[1] = lse - sz / s;
+                            o[2] = if row[t] * inv_t >= m { 1.0 } else { 0.0 };
                         }
                     },
                 );
             },
         );
-        Ok((CpuStorage::F32(out), Shape::from((n, 2))))
+        Ok((CpuStorage::F32(out), Shape::from((n, 3))))
     }
 }
 
@@ -820,8 +823,13 @@ mod tests {
 
         // Log-probs and entropies at temperature 0.5 against log_softmax.
         let logits = Tensor::randn(0f32, 4., (5, 300), &dev).unwrap();
-        let targets = [0u32, 299, 17, 150, 3];
-        let (lp, ent) = head_scores(&logits, &targets, 0.5, true).unwrap();
+        let argmax = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        let targets = [0u32, 299, argmax[2], 150, argmax[4]];
+        let (lp, ent, top1) = head_scores(&logits, &targets, 0.5, true).unwrap();
+        let top1 = top1.to_vec1::<f32>().unwrap();
+        for (i, (&t, &a)) in targets.iter().zip(&argmax).enumerate() {
+            assert_eq!(top1[i], f32::from(u8::from(t == a)), "row {i}: target {t}, argmax {a}");
+        }
         let logp = candle_nn::ops::log_softmax(&(&logits / 0.5).unwrap(), 1).unwrap();
         let rows = logp.to_vec2::<f32>().unwrap();
         let lp = lp.to_vec1::<f32>().unwrap();

@@ -57,6 +57,9 @@ pub struct TokenScores {
     pub entropies: Tensor,
     /// `(batch, completion_len)` f32: 1 at scored positions, 0 elsewhere.
     pub mask: Tensor,
+    /// `(batch, completion_len)` f32, no gradient: 1 at scored positions whose token is the
+    /// most likely one (the argmax; a tie counts), 0 elsewhere: token accuracy.
+    pub top1: Tensor,
 }
 
 /// Inputs of a forward pass prepared once: embeddings lookup ids, RoPE tables and mask.
@@ -117,7 +120,7 @@ impl Llama {
             let o = attention::forward(&qkv.q, &qkv.k, &qkv.v, &p.mask)?.o;
             x = post_attention(&self.config, &w, &x, &o, Kernels::Fused)?;
         }
-        let (lp, ent) = self.head_rows(&x, &p, opts, Track::NoGrad, Kernels::Fused)?;
+        let (lp, ent, top1) = self.head_rows(&x, &p, opts, Track::NoGrad, Kernels::Fused)?;
         // A NaN or infinite logit makes its row's log-sum-exp, hence the row's log-prob, NaN.
         // (A legitimately impossible token would be -inf; a finite model never gives one.)
         if lp.elem_count() > 0 && !lp.sum_all()?.to_scalar::<f32>()?.is_finite() {
@@ -125,7 +128,7 @@ impl Llama {
                 context: format!("scoring a batch of {} sequences", batch.batch_size()),
             });
         }
-        self.scatter_scores(batch, &p, &lp, ent.as_ref())
+        self.scatter_scores(batch, &p, &lp, ent.as_ref(), &top1)
     }
 
     /// Log-probabilities as one autograd graph over the whole model: `loss.backward()` on any
@@ -142,8 +145,8 @@ impl Llama {
             let o = attention::forward_graph(&qkv.q, &qkv.k, &qkv.v, &p.mask)?;
             x = post_attention(&self.config, &w, &x, &o, Kernels::Differentiable)?;
         }
-        let (lp, ent) = self.head_rows(&x, &p, opts, Track::Grad, Kernels::Differentiable)?;
-        self.scatter_scores(batch, &p, &lp, ent.as_ref())
+        let (lp, ent, top1) = self.head_rows(&x, &p, opts, Track::Grad, Kernels::Differentiable)?;
+        self.scatter_scores(batch, &p, &lp, ent.as_ref(), &top1)
     }
 
     /// Full logits `(batch, seq, vocab)` (f32, no gradients) of padded sequences: `ids` and
@@ -169,7 +172,7 @@ impl Llama {
     }
 
     /// Log-probs (and entropies) of the scored rows of `x` (`(batch, seq, hidden)`), chunk by
-    /// chunk; results are `(n_scored,)` f32.
+    /// chunk, and whether each target was the most likely token; results are `(n_scored,)` f32.
     pub(crate) fn head_rows(
         &self,
         x: &Tensor,
@@ -177,7 +180,7 @@ impl Llama {
         opts: &ScoreOptions,
         track: Track,
         kernels: Kernels,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    ) -> Result<(Tensor, Option<Tensor>, Tensor)> {
         let d = self.config.hidden_size;
         let (b, t, _) = x.dims3()?;
         let flat = x.reshape((b * t, d))?;
@@ -185,14 +188,15 @@ impl Llama {
         let chunk = opts.chunk(self.config.vocab_size);
         let norm = view(&self.norm, track, DType::F32)?;
         let head = view(self.head_var(), track, self.compute_dtype)?;
-        let (mut lps, mut ents) = (Vec::new(), Vec::new());
+        let (mut lps, mut ents, mut top1s) = (Vec::new(), Vec::new(), Vec::new());
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
             let h = flat.index_select(&p.rows.narrow(0, start, len)?, 0)?;
             let targets = p.targets.narrow(0, start, len)?;
-            let (lp, ent) = self.head_chunk(&h, &targets, &norm, &head, opts, kernels)?;
+            let (lp, ent, top1) = self.head_chunk(&h, &targets, &norm, &head, opts, kernels)?;
             lps.push(lp);
+            top1s.push(top1);
             ents.extend(ent);
             start += len;
         }
@@ -204,7 +208,7 @@ impl Llama {
             })
         };
         let ent = if opts.entropy { Some(cat(ents)?) } else { None };
-        Ok((cat(lps)?, ent))
+        Ok((cat(lps)?, ent, cat(top1s)?))
     }
 
     /// Final norm, output projection and log-softmax for hidden rows `h` (`(n, hidden)`).
@@ -216,7 +220,7 @@ impl Llama {
         head: &Tensor,
         opts: &ScoreOptions,
         kernels: Kernels,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    ) -> Result<(Tensor, Option<Tensor>, Tensor)> {
         let hn = rms_norm(h, norm, self.config.rms_norm_eps, self.compute_dtype, kernels)?;
         let mut logits = hn.matmul(&head.t()?)?.to_dtype(DType::F32)?;
         if matches!(kernels, Kernels::Fused) && crate::kernels::usable(&logits) {
@@ -233,6 +237,8 @@ impl Llama {
         let sum = e.sum_keepdim(D::Minus1)?;
         let lse = sum.log()?;
         let picked = z.gather(&targets.unsqueeze(1)?, 1)?;
+        // `z` is shifted by the row maximum: the target is the most likely token where it is 0.
+        let top1 = picked.detach().ge(0f64)?.to_dtype(DType::F32)?.squeeze(1)?;
         let lp = (picked - &lse)?.squeeze(1)?;
         let ent = if opts.entropy {
             // H = lse - E_p[z]
@@ -241,7 +247,7 @@ impl Llama {
         } else {
             None
         };
-        Ok((lp, ent))
+        Ok((lp, ent, top1))
     }
 
     /// Places per-row results into `(batch, completion_len)` tensors (differentiably).
@@ -251,6 +257,7 @@ impl Llama {
         p: &Prepared,
         lp: &Tensor,
         ent: Option<&Tensor>,
+        top1: &Tensor,
     ) -> Result<TokenScores> {
         let (b, c) = (batch.batch_size(), batch.completion_len());
         let mask = batch.completion_mask_tensor(&self.device)?;
@@ -264,6 +271,7 @@ impl Llama {
             Some(e) => place(e)?,
             None => Tensor::zeros((b, c), DType::F32, &self.device)?,
         };
-        Ok(TokenScores { logprobs, entropies, mask })
+        let top1 = place(top1)?;
+        Ok(TokenScores { logprobs, entropies, mask, top1 })
     }
 }

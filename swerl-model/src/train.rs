@@ -61,6 +61,7 @@ pub struct TrainForward<'m> {
     logprobs: Var,
     entropies: Var,
     mask: Tensor,
+    top1: Tensor,
 }
 
 impl Llama {
@@ -89,8 +90,8 @@ impl Llama {
             x = out;
         }
         let score = opts.score.clone();
-        let (lp, ent) = self.head_rows(&x, &p, &score, Track::NoGrad, Kernels::Fused)?;
-        let scores = self.scatter_scores(batch, &p, &lp, ent.as_ref())?;
+        let (lp, ent, top1) = self.head_rows(&x, &p, &score, Track::NoGrad, Kernels::Fused)?;
+        let scores = self.scatter_scores(batch, &p, &lp, ent.as_ref(), &top1)?;
         Ok(TrainForward {
             model: self,
             prepared: p,
@@ -100,6 +101,7 @@ impl Llama {
             logprobs: Var::from_tensor(&scores.logprobs)?,
             entropies: Var::from_tensor(&scores.entropies)?,
             mask: scores.mask,
+            top1: scores.top1,
         })
     }
 
@@ -129,6 +131,12 @@ impl TrainForward<'_> {
     /// `(batch, completion_len)` f32 mask of scored positions.
     pub fn mask(&self) -> &Tensor {
         &self.mask
+    }
+
+    /// `(batch, completion_len)` f32: 1 where the scored token is the most likely one (see
+    /// [`crate::TokenScores::top1`]).
+    pub fn top1(&self) -> &Tensor {
+        &self.top1
     }
 
     /// Back-propagates `loss` (a scalar built from [`Self::logprobs`] and/or

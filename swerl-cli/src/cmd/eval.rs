@@ -38,6 +38,11 @@ enum EvalCommand {
     /// <out>/predictions.jsonl (for `swerl eval harness`) and <out>/trajectories/<id>.json; a
     /// rerun skips instances whose trajectory is complete.
     Agentless(Box<AgentlessArgs>),
+    /// The repair step alone, as a diagnostic of a model (and the held-out check of training):
+    /// with --oracle-files, each RL instance's prompt holds the files the real fix changed (the
+    /// paper's training prompt), the model answers greedily, and the SWE-RL reward scores the
+    /// answer. Prints the format-correct rate and the mean reward with bootstrap intervals.
+    Repair(Box<super::repair::RepairArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +197,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         EvalCommand::Harness(args) => harness(*args),
         EvalCommand::Agentless(args) => agentless(*args),
+        EvalCommand::Repair(args) => super::repair::run(*args),
     }
 }
 

@@ -2,14 +2,17 @@
 
 pub(crate) mod eval;
 pub(crate) mod generate;
+pub(crate) mod heldout;
 pub(crate) mod help;
 pub(crate) mod io;
 pub(crate) mod logprobs;
 pub(crate) mod mine;
 pub(crate) mod model_args;
+pub(crate) mod repair;
 pub(crate) mod reward;
 pub(crate) mod sampling;
 pub(crate) mod serve;
+pub(crate) mod sft;
 pub(crate) mod train;
 
 /// Most worker threads `--jobs` accepts (more only spends time creating threads).

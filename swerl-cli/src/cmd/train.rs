@@ -46,6 +46,8 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     overrides: Overrides,
+    #[command(flatten)]
+    eval: super::heldout::EvalFlags,
 }
 
 /// One flag per `TrainConfig` key; each help's `[default: ...]` is added from
@@ -146,9 +148,19 @@ struct Overrides {
     /// are all equal; 0 disables.
     #[arg(long)]
     max_sampling_rounds: Option<u32>,
+    /// DAPO's soft overlong penalty: completions longer than max-new-tokens minus this lose up
+    /// to --overlong-penalty-factor of reward; 0 disables.
+    #[arg(long)]
+    overlong_buffer: Option<usize>,
+    /// The largest overlong penalty.
+    #[arg(long)]
+    overlong_penalty_factor: Option<f64>,
+    /// Held-out check every N steps (needs --eval-data), 0: never.
+    #[arg(long)]
+    eval_steps: Option<u64>,
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.replace('-', "_"))).map_err(|e| e.to_string())
 }
 
@@ -198,6 +210,9 @@ impl Overrides {
             log_completions,
             max_nonfinite_steps,
             max_sampling_rounds,
+            overlong_buffer,
+            overlong_penalty_factor,
+            eval_steps,
         );
     }
 }
@@ -266,6 +281,13 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
         bail!("no instance fits in --max-prompt-tokens {}", config.max_prompt_tokens);
     }
 
+    let held_out = args.eval.load(
+        &policy,
+        config.eval_steps,
+        config.max_prompt_tokens,
+        config.prompt_overflow,
+        config.max_new_tokens,
+    )?;
     let optimizer = policy.optimizer(&config)?;
     let mut trainer = Trainer::new(config.clone(), policy, optimizer, &args.out)?;
     if let Some(info) = &rank {
@@ -284,7 +306,9 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
             .expect("valid template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let summary = trainer.train(&env, &mut |event| match event {
+    let held = held_out.as_ref().map(|(env, config)| swerl_grpo::HeldOut { env, config: config.clone() });
+    let summary = trainer.train_with_eval(&env, held, &mut |event| match event {
+        TrainEvent::Eval { step, report } => bar.println(super::heldout::describe(*step, report)),
         TrainEvent::Started { start_step, .. } => bar.set_position(*start_step),
         TrainEvent::Phase { step, phase } => {
             let what = match phase {

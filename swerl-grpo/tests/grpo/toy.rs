@@ -77,7 +77,9 @@ impl Bigram {
         let entropy = (logp_all.exp()? * &logp_all)?.sum(D::Minus1)?.neg()?.reshape((b, t))?;
         let logp = if self.poison.load(Ordering::SeqCst) { (logp * f64::NAN)? } else { logp };
         let mask = logp.ones_like()?;
-        Ok(TokenScores { logprobs: logp, entropies: entropy, mask })
+        let best = logp_all.max_keepdim(D::Minus1)?.reshape((b, t))?.detach();
+        let top1 = logp.detach().ge(&best)?.to_dtype(DType::F32)?;
+        Ok(TokenScores { logprobs: logp, entropies: entropy, mask, top1 })
     }
 }
 
@@ -127,7 +129,12 @@ impl Policy for Bigram {
 
     fn logprobs(&self, sequences: &[(&[u32], &[u32])], temperature: f64) -> Result<TokenScores> {
         let out = self.scores(sequences, temperature, false)?;
-        Ok(TokenScores { logprobs: out.logprobs.detach(), entropies: out.entropies.detach(), mask: out.mask })
+        Ok(TokenScores {
+            logprobs: out.logprobs.detach(),
+            entropies: out.entropies.detach(),
+            mask: out.mask,
+            top1: out.top1,
+        })
     }
 
     fn train_forward<'a>(
