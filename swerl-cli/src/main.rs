@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd;
+mod plot;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Evaluate on SWE-bench: grade predictions with the harness (no Docker, sandboxed).
     Eval(cmd::eval::Args),
+    /// Draw training curves (reward, format errors, KL, entropy, length, held-out checks, SFT
+    /// loss) of one or more runs into a PNG or SVG image.
+    Plot(cmd::plot::Args),
     /// Serve a model over an OpenAI-compatible HTTP API (completions, chat, streaming).
     Serve(Box<cmd::serve::Args>),
 }
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Serve(args) => cmd::serve::run(*args),
+        Command::Plot(args) => cmd::plot::run(args),
     };
     match result {
         Ok(code) => code,

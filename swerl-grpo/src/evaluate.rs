@@ -60,7 +60,10 @@ pub struct HeldOut<'a> {
 
 impl std::fmt::Debug for HeldOut<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HeldOut").field("prompts", &self.env.prompts().len()).field("config", &self.config).finish()
+        f.debug_struct("HeldOut")
+            .field("prompts", &self.env.prompts().len())
+            .field("config", &self.config)
+            .finish()
     }
 }
 

@@ -81,8 +81,8 @@ pub use comm::{Communicator, RankInfo, SingleProcess, rendezvous_broadcast};
 pub use config::{ImportanceLevel, LossType, ObjectiveConfig, PromptOverflow, ScaleRewards, TrainConfig};
 pub use env::{ChatEncoder, Environment, PreparedPrompt, PromptReport, SweRlEnvironment};
 pub use error::{Error, Result};
+pub use evaluate::{Estimate, EvalConfig, EvalRecord, EvalReport, HeldOut, bootstrap, evaluate};
 pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss};
-pub use evaluate::{EvalConfig, EvalRecord, EvalReport, Estimate, HeldOut, bootstrap, evaluate};
 pub use metrics::{
     CompletionRecord, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, read_metrics, truncate_log_after,
 };

@@ -116,7 +116,9 @@ pub(crate) fn log_scalars<T: Serialize>(
     let tags: Vec<(String, f64)> = map
         .iter()
         .filter(|(k, _)| *k != "step")
-        .filter_map(|(k, v)| Some((format!("{prefix}{k}"), v.as_f64().unwrap_or(f64::NAN))).filter(|_| !v.is_string()))
+        .filter_map(|(k, v)| {
+            Some((format!("{prefix}{k}"), v.as_f64().unwrap_or(f64::NAN))).filter(|_| !v.is_string())
+        })
         .collect();
     let refs: Vec<(&str, f64)> = tags.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     writer.add_scalars(step as i64, &refs)?;

@@ -32,9 +32,9 @@ use crate::evaluate::{EvalReport, evaluate};
 use crate::metrics::{
     EVAL_FILE, EvalMetrics, JsonlWriter, METRICS_FILE, empty_log, log_scalars, truncate_log_after,
 };
-use crate::tensorboard::EventWriter;
 use crate::policy::{Optimizer, Policy};
 use crate::sampler::PromptSampler;
+use crate::tensorboard::EventWriter;
 use crate::trainer::RUN_CONFIG_FILE;
 
 /// The configuration file inside an SFT checkpoint.
@@ -262,7 +262,11 @@ pub fn build_examples(
         }
         report.answer_tokens += tokens.len();
         report.prompt_tokens += prompt.tokens.len();
-        examples.push(SftExample { id: inst.instance_id.clone(), prompt: prompt.tokens.clone(), answer: tokens });
+        examples.push(SftExample {
+            id: inst.instance_id.clone(),
+            prompt: prompt.tokens.clone(),
+            answer: tokens,
+        });
     }
     report.kept = examples.len();
     Ok((examples, report))
@@ -588,14 +592,17 @@ impl<P: Policy> SftTrainer<P> {
         let step = self.state.step + 1;
         let rows = sampler.next_batch(self.config.batch_size);
         let answer_tokens: usize = rows.iter().map(|&i| examples[i].answer.len()).sum();
-        let all_tokens: usize = rows.iter().map(|&i| examples[i].prompt.len() + examples[i].answer.len()).sum();
+        let all_tokens: usize =
+            rows.iter().map(|&i| examples[i].prompt.len() + examples[i].answer.len()).sum();
         let micros = self.micro_batches(examples, &rows);
         let device = self.policy.device().clone();
         let mut grads = Gradients::new();
         let (mut loss_sum, mut correct) = (0.0, 0.0);
         for micro in &micros {
-            let seqs: Vec<(&[u32], &[u32])> =
-                micro.iter().map(|&i| (examples[i].prompt.as_slice(), examples[i].answer.as_slice())).collect();
+            let seqs: Vec<(&[u32], &[u32])> = micro
+                .iter()
+                .map(|&i| (examples[i].prompt.as_slice(), examples[i].answer.as_slice()))
+                .collect();
             let pass = self.policy.train_forward(&seqs, 1.0)?;
             let scores = pass.scores();
             let width = micro.iter().map(|&i| examples[i].answer.len()).max().unwrap_or(0);
@@ -612,7 +619,8 @@ impl<P: Policy> SftTrainer<P> {
             }
             let mask = Tensor::from_vec(mask, (micro.len(), width), &device)?;
             let logp = scores.logprobs.to_dtype(DType::F32)?;
-            let loss = ((logp.broadcast_mul(&mask)?.sum_all()? * (-1.0 / answer_tokens as f64))?).to_dtype(DType::F32)?;
+            let loss = ((logp.broadcast_mul(&mask)?.sum_all()? * (-1.0 / answer_tokens as f64))?)
+                .to_dtype(DType::F32)?;
             correct += count_top1(&scores.top1, &mask)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             loss_sum += value;

@@ -19,16 +19,16 @@ use crate::comm::{Communicator, SingleProcess};
 use crate::config::{LossType, TrainConfig};
 use crate::env::{Environment, PreparedPrompt};
 use crate::error::{Error, Result};
-use crate::loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, policy_loss};
 use crate::evaluate::{EvalReport, HeldOut, evaluate};
+use crate::loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, policy_loss};
 use crate::metrics::{
     CompletionRecord, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, empty_log, log_scalars,
     truncate_log_after,
 };
-use crate::tensorboard::EventWriter;
 use crate::policy::{Optimizer, Policy, finish_label};
 use crate::reward::RewardOutcome;
 use crate::sampler::{PromptSampler, derive_seed};
+use crate::tensorboard::EventWriter;
 
 pub use crate::metrics::METRICS_FILE;
 /// The sampled-completions file in the output directory.
@@ -520,10 +520,8 @@ impl<P: Policy> Trainer<P> {
             .is_main()
             .then(|| JsonlWriter::append(self.out_dir.join(COMPLETIONS_FILE)))
             .transpose()?;
-        let mut eval_log = held_out
-            .as_ref()
-            .map(|_| JsonlWriter::append(self.out_dir.join(EVAL_FILE)))
-            .transpose()?;
+        let mut eval_log =
+            held_out.as_ref().map(|_| JsonlWriter::append(self.out_dir.join(EVAL_FILE))).transpose()?;
         let mut tb = self.comm.is_main().then(|| EventWriter::create(&self.out_dir)).transpose()?;
         if let Some(tb) = tb.as_mut()
             && self.state.step > 0

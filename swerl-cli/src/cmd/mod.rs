@@ -8,6 +8,7 @@ pub(crate) mod io;
 pub(crate) mod logprobs;
 pub(crate) mod mine;
 pub(crate) mod model_args;
+pub(crate) mod plot;
 pub(crate) mod repair;
 pub(crate) mod reward;
 pub(crate) mod sampling;

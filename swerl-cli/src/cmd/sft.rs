@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::HeldOut;
+use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::sft::{SftConfig, SftEvent, SftTrainer, build_examples};
 use swerl_grpo::{Optimizer, PromptOverflow};
 use swerl_model::ScheduleKind;

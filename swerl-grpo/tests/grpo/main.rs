@@ -7,4 +7,5 @@ mod learning;
 mod llama;
 mod parallel;
 mod resume;
+mod sft;
 mod toy;
