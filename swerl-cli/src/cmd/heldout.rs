@@ -95,3 +95,13 @@ pub(crate) fn describe(step: u64, r: &EvalReport) -> String {
         r.time_generation
     )
 }
+
+/// Prints a line above the progress bar, or plainly on stderr when the bar is hidden (stderr is
+/// not a terminal: a log file keeps every line).
+pub(crate) fn say(bar: &indicatif::ProgressBar, line: impl AsRef<str>) {
+    if bar.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        bar.println(line);
+    }
+}

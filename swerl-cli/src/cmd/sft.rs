@@ -206,7 +206,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         SftEvent::Started { start_step, .. } => bar.set_position(*start_step),
         SftEvent::Step(m) => {
             bar.set_position(m.step);
-            bar.println(format!(
+            super::heldout::say(&bar, format!(
                 "step {:>5}  epoch {:.2}  loss {:.4}  token_acc {:.3}  grad_norm {:.3}  lr {:.2e}  {:.0} tok/s  {:.1}s{}",
                 m.step,
                 m.epoch,
@@ -219,8 +219,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 m.skipped.as_deref().map(|s| format!("  SKIPPED: {s}")).unwrap_or_default()
             ));
         }
-        SftEvent::Eval { step, report } => bar.println(describe(*step, report)),
-        SftEvent::Saved { path, .. } => bar.println(format!("saved {}", path.display())),
+        SftEvent::Eval { step, report } => super::heldout::say(&bar, describe(*step, report)),
+        SftEvent::Saved { path, .. } => super::heldout::say(&bar, format!("saved {}", path.display())),
         _ => {}
     })?;
     bar.finish_and_clear();

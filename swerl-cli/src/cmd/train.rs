@@ -308,7 +308,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
     bar.enable_steady_tick(Duration::from_millis(200));
     let held = held_out.as_ref().map(|(env, config)| swerl_grpo::HeldOut { env, config: config.clone() });
     let summary = trainer.train_with_eval(&env, held, &mut |event| match event {
-        TrainEvent::Eval { step, report } => bar.println(super::heldout::describe(*step, report)),
+        TrainEvent::Eval { step, report } => super::heldout::say(&bar, super::heldout::describe(*step, report)),
         TrainEvent::Started { start_step, .. } => bar.set_position(*start_step),
         TrainEvent::Phase { step, phase } => {
             let what = match phase {
@@ -323,10 +323,10 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
         TrainEvent::MicroBatch { step, index, total } => {
             bar.set_message(format!("step {step}: training micro-batch {}/{total}", index + 1));
         }
-        TrainEvent::StepSkipped { reason, .. } => bar.println(format!("warning: {reason}")),
+        TrainEvent::StepSkipped { reason, .. } => super::heldout::say(&bar, format!("warning: {reason}")),
         TrainEvent::Step(m) => {
             bar.set_position(m.step);
-            bar.println(format!(
+            super::heldout::say(&bar, format!(
                 "step {:>5}  reward {:+.4} (std {:.3})  format_err {:.2}  zero_std {:.2}  len {:.0}  clipped {:.2}  loss {:+.5}  grad_norm {:.3}  kl {:.4}  entropy {:.3}  lr {:.2e}  {:.1}s",
                 m.step,
                 m.reward,
@@ -343,7 +343,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
                 m.step_time
             ));
         }
-        TrainEvent::Checkpoint { path, .. } => bar.println(format!("saved {}", path.display())),
+        TrainEvent::Checkpoint { path, .. } => super::heldout::say(&bar, format!("saved {}", path.display())),
         _ => {}
     })?;
     bar.finish_and_clear();

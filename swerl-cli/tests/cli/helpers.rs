@@ -1,7 +1,7 @@
 //! What every subcommand's tests share: running the binary, reading its output, writing inputs.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
@@ -94,4 +94,42 @@ pub(crate) fn write_archive(dir: &Path, per_file: u64) {
 pub(crate) fn summary(out: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json"))
         .expect("summary JSON")
+}
+
+/// A Python interpreter that can `import module`: `SWERL_TEST_PYTHON` (`.ci/run` makes one
+/// venv with every requirement of the tests), else a venv with `requirement` made once under
+/// the target directory.
+pub(crate) fn python_with(requirement: &str, module: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os("SWERL_TEST_PYTHON") {
+        return p.into();
+    }
+    let name: String =
+        requirement.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("py-{name}"));
+    let python = venv.join("bin/python");
+    let works = |python: &Path| {
+        Command::new(python).args(["-c", &format!("import {module}")]).status().is_ok_and(|s| s.success())
+    };
+    if works(&python) {
+        return python;
+    }
+    // Made beside, then renamed: concurrent test runs never see half a venv.
+    let part = venv.with_extension(format!("part-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&part);
+    let how = format!(
+        "set SWERL_TEST_PYTHON to a Python with `{requirement}`, e.g. `python3 -m venv v && \
+         v/bin/pip install {requirement}` then SWERL_TEST_PYTHON=$PWD/v/bin/python"
+    );
+    let made = Command::new("python3").arg("-m").arg("venv").arg(&part).status();
+    assert!(made.is_ok_and(|s| s.success()), "`python3 -m venv` failed; {how}");
+    let pip = Command::new(part.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", requirement])
+        .status();
+    assert!(pip.is_ok_and(|s| s.success()), "`pip install {requirement}` failed; {how}");
+    if std::fs::rename(&part, &venv).is_err() {
+        // Another run made it first.
+        let _ = std::fs::remove_dir_all(&part);
+    }
+    assert!(works(&python), "the venv at {} cannot import {module}; {how}", venv.display());
+    python
 }

@@ -9,4 +9,5 @@ mod logprobs;
 mod mine;
 mod reward;
 mod serve;
+mod sft;
 mod train;

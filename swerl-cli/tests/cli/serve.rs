@@ -236,44 +236,9 @@ fn serves_http_rejects_bad_input_logs_requests_and_drains_on_sigterm() {
     assert!(lines.iter().all(|l| l.trim_end().ends_with("ms")), "{logs}");
 }
 
-/// A Python interpreter that can `import openai`: `SWERL_TEST_PYTHON`, else a venv made once
-/// under the target directory.
-fn python_with_openai() -> PathBuf {
-    if let Some(p) = std::env::var_os("SWERL_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("py-openai-{OPENAI_VERSION}"));
-    let python = venv.join("bin/python");
-    let works = |python: &Path| {
-        Command::new(python).args(["-c", "import openai"]).status().is_ok_and(|s| s.success())
-    };
-    if works(&python) {
-        return python;
-    }
-    // Made beside, then renamed: concurrent test runs never see half a venv.
-    let part = venv.with_extension(format!("part-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&part);
-    let how = format!(
-        "set SWERL_TEST_PYTHON to a Python with the openai client, e.g. `python3 -m venv v && \
-         v/bin/pip install openai=={OPENAI_VERSION}` then SWERL_TEST_PYTHON=$PWD/v/bin/python"
-    );
-    let made = Command::new("python3").arg("-m").arg("venv").arg(&part).status();
-    assert!(made.is_ok_and(|s| s.success()), "`python3 -m venv` failed; {how}");
-    let pip = Command::new(part.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", &format!("openai=={OPENAI_VERSION}")])
-        .status();
-    assert!(pip.is_ok_and(|s| s.success()), "`pip install openai=={OPENAI_VERSION}` failed; {how}");
-    if std::fs::rename(&part, &venv).is_err() {
-        // Another run made it first.
-        let _ = std::fs::remove_dir_all(&part);
-    }
-    assert!(works(&python), "the venv at {} cannot import openai; {how}", venv.display());
-    python
-}
-
 #[test]
 fn the_official_openai_python_client_works() {
-    let python = python_with_openai();
+    let python = crate::helpers::python_with(&format!("openai=={OPENAI_VERSION}"), "openai");
     let dir = tempfile::tempdir().expect("tempdir");
     let model = dir.path().join("model");
     tiny_model(&model);

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SmolLM2-135M-Instruct on CPU: base -> SFT -> GRPO from the SFT model, and GRPO from the base
+# model with dynamic sampling, each checked on the same held-out set (greedy answers with the
+# oracle files; format-correct rate and mean reward with 95% bootstrap intervals).
+#
+#   DATA=dir/with/train.jsonl+heldout.jsonl OUT=runs/smollm2 swerl-grpo/experiments/smollm2/run.sh
+#
+# DATA comes from `swerl mine` in git-only mode over real clones and `select_rl.py` (see the
+# README beside this script). Every stage resumes: rerunning the script continues where it
+# stopped. Sizes are chosen for a 2-core CPU; scale them with the variables below on a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+SWERL=${SWERL:-target/release/swerl}
+MODEL=${MODEL:-$(../shared/tools/smollm2-hf.sh)}
+DATA=${DATA:?set DATA to a directory with train.jsonl and heldout.jsonl}
+OUT=${OUT:-runs/smollm2}
+HELDOUT_PER_REPO=${HELDOUT_PER_REPO:-8}   # held-out instances per repository
+PROMPT=${PROMPT:-1536}                    # prompt budget (tokens)
+ANSWER=${ANSWER:-384}                     # generated tokens per answer
+SFT_EPOCHS=${SFT_EPOCHS:-1}
+SFT_LR=${SFT_LR:-1e-4}
+SFT_EVAL=${SFT_EVAL:-22}                  # SFT steps between held-out checks
+GRPO_STEPS=${GRPO_STEPS:-6}
+GRPO_EVAL=${GRPO_EVAL:-3}
+GRPO_LR=${GRPO_LR:-5e-6}
+DEVICE=${DEVICE:-cpu}
+
+mkdir -p "$OUT"
+# The held-out set: the first HELDOUT_PER_REPO instances of each held-out repository.
+python3 - "$DATA/heldout.jsonl" "$OUT/heldout.jsonl" "$HELDOUT_PER_REPO" <<'PY'
+import json, sys, collections
+src, dst, per = sys.argv[1], sys.argv[2], int(sys.argv[3])
+seen = collections.Counter()
+with open(src) as f, open(dst + ".tmp", "w") as out:
+    for line in f:
+        repo = json.loads(line)["instance_id"].rsplit("-", 1)[0]
+        if seen[repo] < per:
+            seen[repo] += 1
+            out.write(line)
+import os; os.replace(dst + ".tmp", dst)
+print(f"held-out: {sum(seen.values())} instances from {len(seen)} repositories", file=sys.stderr)
+PY
+
+common=(--device "$DEVICE")
+check=(--eval-data "$OUT/heldout.jsonl" --eval-max-new-tokens "$ANSWER")
+t0=$(date +%s)
+stamp() { echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
+
+# The SFT run's check at step 0 is the base model's.
+stamp "SFT"
+"$SWERL" sft --model "$MODEL" "${common[@]}" --data "$DATA/train.jsonl" --out "$OUT/sft" --resume \
+    --epochs "$SFT_EPOCHS" --batch-size 8 --learning-rate "$SFT_LR" --warmup-steps 3 \
+    --max-prompt-tokens "$PROMPT" --max-answer-tokens "$ANSWER" --save-steps "$SFT_EVAL" \
+    --eval-steps "$SFT_EVAL" "${check[@]}"
+
+grpo=(--data "$DATA/train.jsonl" --steps "$GRPO_STEPS" --prompts-per-step 4 --group-size 4
+      --max-new-tokens "$ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
+      --generation-batch-size 16 --micro-batch-size 2 --save-steps "$GRPO_EVAL"
+      --eval-steps "$GRPO_EVAL" --resume "${check[@]}")
+
+stamp "GRPO from the SFT model"
+"$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft" "${grpo[@]}"
+
+stamp "GRPO from the base model, dynamic sampling"
+"$SWERL" train --model "$MODEL" "${common[@]}" --out "$OUT/grpo_base" "${grpo[@]}" --max-sampling-rounds 2
+
+stamp "curves"
+"$SWERL" plot "$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_base" --out "$OUT/curves.png"
+"$SWERL" plot "$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_base" --out "$OUT/curves.svg"
+stamp "done"
