@@ -109,6 +109,51 @@ pub(crate) fn write_state(dir: &Path, state: &TrainerState) -> Result<()> {
     Ok(())
 }
 
+/// The data sampler (`seed`, `shuffle`) of a run over `n` items: at the state's position when
+/// `resumed` (which must have been made over the same `n` items, called `what`), else at the
+/// start.
+pub(crate) fn sampler_for(
+    state: &TrainerState,
+    out_dir: &Path,
+    (n, seed, shuffle): (usize, u64, bool),
+    resumed: bool,
+    what: &str,
+) -> Result<crate::PromptSampler> {
+    let mut sampler = crate::PromptSampler::new(n, seed, shuffle);
+    if resumed {
+        if state.num_prompts != n {
+            return Err(Error::Checkpoint {
+                path: out_dir.to_owned(),
+                message: format!(
+                    "the checkpoint was made over {} {what} but the data now has {n}",
+                    state.num_prompts
+                ),
+            });
+        }
+        sampler.restore(state.sampler);
+    }
+    Ok(sampler)
+}
+
+/// Refuses to save weights holding NaN or infinity (the checkpoint a resume or an evaluation
+/// would pick up), naming the parameter.
+pub(crate) fn check_finite(params: &[candle_core::Var], dir: &Path) -> Result<()> {
+    for (i, var) in params.iter().enumerate() {
+        let total =
+            var.as_tensor().abs()?.sum_all()?.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+        if !total.is_finite() {
+            return Err(Error::Checkpoint {
+                path: dir.to_owned(),
+                message: format!(
+                    "not saved: parameter {i} (shape {:?}) holds NaN or infinite values",
+                    var.as_tensor().dims()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Deletes the oldest checkpoints so at most `keep` remain (0 keeps all).
 pub(crate) fn prune(out: &Path, keep: usize) -> Result<()> {
     if keep == 0 {

@@ -337,26 +337,15 @@ impl TrainConfig {
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::config("top_p", "must be in (0, 1]"));
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
-            return Err(Error::config("learning_rate", "must be finite and >= 0"));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::config("weight_decay", "must be finite and >= 0"));
-        }
-        for (key, value) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
-            if !(0.0..1.0).contains(&value) {
-                return Err(Error::config(key, "must be in [0, 1)"));
-            }
-        }
-        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
-            return Err(Error::config("adam_epsilon", "must be > 0"));
-        }
-        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
-            return Err(Error::config("max_grad_norm", "must be finite and >= 0 (0 disables clipping)"));
-        }
-        if self.max_nonfinite_steps == 0 {
-            return Err(Error::config("max_nonfinite_steps", "must be at least 1"));
-        }
+        validate_optimizer(&swerl_model::AdamWConfig {
+            lr: self.learning_rate,
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            eps: self.adam_epsilon,
+            weight_decay: self.weight_decay,
+            decay_norms_and_biases: false,
+        })?;
+        validate_update(self.max_grad_norm, self.max_nonfinite_steps)?;
         if self.overlong_buffer >= self.max_new_tokens {
             return Err(Error::config("overlong_buffer", "must be below max_new_tokens"));
         }
@@ -376,6 +365,36 @@ impl TrainConfig {
         }
         -self.overlong_penalty_factor * ((len - expected) as f64 / buffer as f64).min(1.0)
     }
+}
+
+/// Checks AdamW's settings, naming the TOML key at fault.
+pub(crate) fn validate_optimizer(c: &swerl_model::AdamWConfig) -> Result<()> {
+    if !(c.lr.is_finite() && c.lr >= 0.0) {
+        return Err(Error::config("learning_rate", "must be finite and >= 0"));
+    }
+    if !(c.weight_decay.is_finite() && c.weight_decay >= 0.0) {
+        return Err(Error::config("weight_decay", "must be finite and >= 0"));
+    }
+    for (key, value) in [("adam_beta1", c.beta1), ("adam_beta2", c.beta2)] {
+        if !(0.0..1.0).contains(&value) {
+            return Err(Error::config(key, "must be in [0, 1)"));
+        }
+    }
+    if !(c.eps.is_finite() && c.eps > 0.0) {
+        return Err(Error::config("adam_epsilon", "must be > 0"));
+    }
+    Ok(())
+}
+
+/// Checks the clipping and non-finite-step settings.
+pub(crate) fn validate_update(max_grad_norm: f64, max_nonfinite_steps: u32) -> Result<()> {
+    if !(max_grad_norm.is_finite() && max_grad_norm >= 0.0) {
+        return Err(Error::config("max_grad_norm", "must be finite and >= 0 (0 disables clipping)"));
+    }
+    if max_nonfinite_steps == 0 {
+        return Err(Error::config("max_nonfinite_steps", "must be at least 1"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -170,26 +170,8 @@ impl SftConfig {
                 return Err(Error::config(key, "must be at least 1"));
             }
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
-            return Err(Error::config("learning_rate", "must be finite and >= 0"));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::config("weight_decay", "must be finite and >= 0"));
-        }
-        for (key, value) in [("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)] {
-            if !(0.0..1.0).contains(&value) {
-                return Err(Error::config(key, "must be in [0, 1)"));
-            }
-        }
-        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
-            return Err(Error::config("adam_epsilon", "must be > 0"));
-        }
-        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
-            return Err(Error::config("max_grad_norm", "must be finite and >= 0 (0 disables clipping)"));
-        }
-        if self.max_nonfinite_steps == 0 {
-            return Err(Error::config("max_nonfinite_steps", "must be at least 1"));
-        }
+        crate::config::validate_optimizer(&self.adamw())?;
+        crate::config::validate_update(self.max_grad_norm, self.max_nonfinite_steps)?;
         Ok(())
     }
 }
@@ -436,7 +418,7 @@ impl<P: Policy> SftTrainer<P> {
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
         let dir = checkpoint_dir(&self.out_dir, self.state.step);
         let tmp = self.out_dir.join(format!("checkpoint-{}.tmp", self.state.step));
-        self.check_finite(&dir)?;
+        checkpoint::check_finite(&self.params, &dir)?;
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp)?;
         }
@@ -457,7 +439,7 @@ impl<P: Policy> SftTrainer<P> {
     pub fn save_final(&self) -> Result<PathBuf> {
         let dir = self.out_dir.join(FINAL_DIR);
         let tmp = self.out_dir.join(format!("{FINAL_DIR}.tmp"));
-        self.check_finite(&dir)?;
+        checkpoint::check_finite(&self.params, &dir)?;
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp)?;
         }
@@ -467,19 +449,6 @@ impl<P: Policy> SftTrainer<P> {
         }
         fs_err::rename(&tmp, &dir)?;
         Ok(dir)
-    }
-
-    fn check_finite(&self, dir: &Path) -> Result<()> {
-        for (i, var) in self.params.iter().enumerate() {
-            let total = var.as_tensor().abs()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-            if !total.is_finite() {
-                return Err(Error::Checkpoint {
-                    path: dir.to_owned(),
-                    message: format!("not saved: parameter {i} holds NaN or infinite values"),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Runs the remaining steps over `examples`, checking `held_out` every `eval_steps`.
@@ -497,19 +466,14 @@ impl<P: Policy> SftTrainer<P> {
             h.config.validate()?;
         }
         let total = self.config.total_steps(n);
-        let mut sampler = PromptSampler::new(n, self.config.seed, self.config.shuffle);
-        if self.resumed {
-            if self.state.num_prompts != n {
-                return Err(Error::Checkpoint {
-                    path: self.out_dir.clone(),
-                    message: format!(
-                        "the checkpoint was made over {} examples but the data now has {n}",
-                        self.state.num_prompts
-                    ),
-                });
-            }
-            sampler.restore(self.state.sampler);
-        } else if self.state.step == 0 {
+        let mut sampler = checkpoint::sampler_for(
+            &self.state,
+            &self.out_dir,
+            (n, self.config.seed, self.config.shuffle),
+            self.resumed,
+            "examples",
+        )?;
+        if !self.resumed && self.state.step == 0 {
             self.check_fresh_out_dir()?;
             let tmp = self.out_dir.join(format!("{RUN_CONFIG_FILE}.tmp"));
             fs_err::write(&tmp, self.config.to_toml())?;

@@ -431,20 +431,7 @@ impl<P: Policy> Trainer<P> {
         if !self.comm.is_main() {
             return Ok(dir);
         }
-        // A model whose weights went NaN or infinite must not become the checkpoint a resume
-        // (or an evaluation) picks up.
-        for (i, var) in self.policy.parameters().iter().enumerate() {
-            let total = var.as_tensor().abs()?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-            if !total.is_finite() {
-                return Err(Error::Checkpoint {
-                    path: dir,
-                    message: format!(
-                        "not saved: parameter {i} (shape {:?}) holds NaN or infinite values",
-                        var.as_tensor().dims()
-                    ),
-                });
-            }
-        }
+        checkpoint::check_finite(&self.policy.parameters(), &dir)?;
         let tmp = self.out_dir.join(format!("checkpoint-{}.tmp", self.state.step));
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp)?;
@@ -494,19 +481,13 @@ impl<P: Policy> Trainer<P> {
             }
             self.write_run_config()?;
         }
-        let mut sampler = PromptSampler::new(n, self.config.seed, self.config.shuffle);
-        if self.resumed_sampler {
-            if self.state.num_prompts != n {
-                return Err(Error::Checkpoint {
-                    path: self.out_dir.clone(),
-                    message: format!(
-                        "the checkpoint was made over {} prompts but the data now has {n}",
-                        self.state.num_prompts
-                    ),
-                });
-            }
-            sampler.restore(self.state.sampler);
-        }
+        let mut sampler = checkpoint::sampler_for(
+            &self.state,
+            &self.out_dir,
+            (n, self.config.seed, self.config.shuffle),
+            self.resumed_sampler,
+            "prompts",
+        )?;
         self.state.num_prompts = n;
         progress(&TrainEvent::Started {
             start_step: self.state.step,
