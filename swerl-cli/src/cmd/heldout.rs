@@ -16,7 +16,8 @@ pub(crate) struct EvalFlags {
     /// eval/reward with bootstrap intervals.
     #[arg(long, value_name = "FILE")]
     pub(crate) eval_data: Option<PathBuf>,
-    /// Most tokens per held-out answer [default: the run's max new tokens].
+    /// Most tokens per held-out answer [default: the run's max new tokens (sft: max answer
+    /// tokens)].
     #[arg(long)]
     pub(crate) eval_max_new_tokens: Option<usize>,
     /// Held-out answers decoding at once.

@@ -182,7 +182,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         config.eval_steps,
         config.max_prompt_tokens,
         config.prompt_overflow,
-        swerl_grpo::EvalConfig::default().max_new_tokens,
+        config.max_answer_tokens,
     )?;
 
     let optimizer: Box<dyn Optimizer> =

@@ -149,7 +149,7 @@ struct Overrides {
     #[arg(long)]
     max_sampling_rounds: Option<u32>,
     /// DAPO's soft overlong penalty: completions longer than max-new-tokens minus this lose up
-    /// to --overlong-penalty-factor of reward; 0 disables.
+    /// to the overlong penalty factor of reward; 0 disables.
     #[arg(long)]
     overlong_buffer: Option<usize>,
     /// The largest overlong penalty.

@@ -12,12 +12,13 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_snapshots() {
     insta::assert_snapshot!("swerl", help(&[]));
-    for sub in ["mine", "reward", "train", "logprobs", "generate", "eval", "serve"] {
+    for sub in ["mine", "reward", "train", "sft", "logprobs", "generate", "eval", "serve", "plot"] {
         insta::assert_snapshot!(sub, help(&[sub]));
     }
     insta::assert_snapshot!("mine_merge", help(&["mine", "merge"]));
     insta::assert_snapshot!("eval_harness", help(&["eval", "harness"]));
     insta::assert_snapshot!("eval_agentless", help(&["eval", "agentless"]));
+    insta::assert_snapshot!("eval_repair", help(&["eval", "repair"]));
 }
 
 /// The help block of flag `--name`: its lines up to the next flag, whitespace collapsed.
@@ -38,19 +39,27 @@ fn flag_block(help: &str, name: &str) -> Option<String> {
 }
 
 #[test]
-fn every_train_config_key_has_a_flag_showing_its_default() {
-    let help = help(&["train"]);
-    let defaults = serde_json::to_value(swerl_grpo::TrainConfig::default()).expect("serialises");
-    let keys = defaults.as_object().expect("an object");
-    assert!(keys.len() > 30, "{keys:?}");
-    for (key, value) in keys {
-        let flag = format!("--{}", key.replace('_', "-"));
-        let block = flag_block(&help, &flag).unwrap_or_else(|| panic!("no {flag} in\n{help}"));
-        let shown = match value {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => "none".to_owned(),
-            v => v.to_string(),
-        };
-        assert!(block.contains(&format!("[default: {shown}]")), "{flag}: `{block}` lacks [default: {shown}]");
+fn every_train_and_sft_config_key_has_a_flag_showing_its_default() {
+    let configs = [
+        ("train", serde_json::to_value(swerl_grpo::TrainConfig::default()).expect("serialises")),
+        ("sft", serde_json::to_value(swerl_grpo::sft::SftConfig::default()).expect("serialises")),
+    ];
+    for (sub, defaults) in configs {
+        let help = help(&[sub]);
+        let keys = defaults.as_object().expect("an object");
+        assert!(keys.len() > 20, "{keys:?}");
+        for (key, value) in keys {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let block = flag_block(&help, &flag).unwrap_or_else(|| panic!("no {flag} in\n{help}"));
+            let shown = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "none".to_owned(),
+                v => v.to_string(),
+            };
+            assert!(
+                block.contains(&format!("[default: {shown}]")),
+                "{sub} {flag}: `{block}` lacks [default: {shown}]"
+            );
+        }
     }
 }

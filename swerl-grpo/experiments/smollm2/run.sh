@@ -19,11 +19,17 @@ HELDOUT_PER_REPO=${HELDOUT_PER_REPO:-8}   # held-out instances per repository
 PROMPT=${PROMPT:-1536}                    # prompt budget (tokens)
 ANSWER=${ANSWER:-384}                     # generated tokens per answer
 SFT_EPOCHS=${SFT_EPOCHS:-1}
+SFT_STEPS=${SFT_STEPS:-16}                # 0: SFT_EPOCHS over the data
+SFT_BATCH=${SFT_BATCH:-4}
 SFT_LR=${SFT_LR:-1e-4}
-SFT_EVAL=${SFT_EVAL:-22}                  # SFT steps between held-out checks
-GRPO_STEPS=${GRPO_STEPS:-6}
-GRPO_EVAL=${GRPO_EVAL:-3}
+SFT_EVAL=${SFT_EVAL:-8}                   # SFT steps between held-out checks
+GRPO_STEPS=${GRPO_STEPS:-2}
+GRPO_EVAL=${GRPO_EVAL:-2}
+GRPO_PROMPTS=${GRPO_PROMPTS:-2}
+GRPO_GROUP=${GRPO_GROUP:-4}
+GRPO_ANSWER=${GRPO_ANSWER:-256}           # sampled tokens per GRPO completion
 GRPO_LR=${GRPO_LR:-5e-6}
+GRPO_FROM_BASE=${GRPO_FROM_BASE:-1}       # 0 skips the GRPO run from the base model
 DEVICE=${DEVICE:-cpu}
 
 mkdir -p "$OUT"
@@ -50,22 +56,26 @@ stamp() { echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
 # The SFT run's check at step 0 is the base model's.
 stamp "SFT"
 "$SWERL" sft --model "$MODEL" "${common[@]}" --data "$DATA/train.jsonl" --out "$OUT/sft" --resume \
-    --epochs "$SFT_EPOCHS" --batch-size 8 --learning-rate "$SFT_LR" --warmup-steps 3 \
+    --epochs "$SFT_EPOCHS" --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --learning-rate "$SFT_LR" --warmup-steps 3 \
     --max-prompt-tokens "$PROMPT" --max-answer-tokens "$ANSWER" --save-steps "$SFT_EVAL" \
     --eval-steps "$SFT_EVAL" "${check[@]}"
 
-grpo=(--data "$DATA/train.jsonl" --steps "$GRPO_STEPS" --prompts-per-step 4 --group-size 4
-      --max-new-tokens "$ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
+grpo=(--data "$DATA/train.jsonl" --steps "$GRPO_STEPS" --prompts-per-step "$GRPO_PROMPTS"
+      --group-size "$GRPO_GROUP" --max-new-tokens "$GRPO_ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
       --generation-batch-size 16 --micro-batch-size 2 --save-steps "$GRPO_EVAL"
       --eval-steps "$GRPO_EVAL" --resume "${check[@]}")
 
 stamp "GRPO from the SFT model"
 "$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft" "${grpo[@]}"
 
-stamp "GRPO from the base model, dynamic sampling"
-"$SWERL" train --model "$MODEL" "${common[@]}" --out "$OUT/grpo_base" "${grpo[@]}" --max-sampling-rounds 2
+runs=("$OUT/sft" "$OUT/grpo_sft")
+if [ "$GRPO_FROM_BASE" != 0 ]; then
+    stamp "GRPO from the base model, dynamic sampling"
+    "$SWERL" train --model "$MODEL" "${common[@]}" --out "$OUT/grpo_base" "${grpo[@]}" --max-sampling-rounds 2
+    runs+=("$OUT/grpo_base")
+fi
 
 stamp "curves"
-"$SWERL" plot "$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_base" --out "$OUT/curves.png"
-"$SWERL" plot "$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_base" --out "$OUT/curves.svg"
+"$SWERL" plot "${runs[@]}" --out "$OUT/curves.png"
+"$SWERL" plot "${runs[@]}" --out "$OUT/curves.svg"
 stamp "done"

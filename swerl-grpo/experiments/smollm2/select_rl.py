@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Selects small RL instances from `swerl mine` git-only outputs (standard library only).
+"""Selects small RL instances (usage: select_rl.py DATA_DIR) from `swerl mine` git-only outputs (standard library only).
 
 Inputs:  mined/<owner>__<name>/{instances,prs}.jsonl and summary.json (one swerl run per repo),
          clones/<owner>__<name>.git (for commit messages).
@@ -29,7 +29,8 @@ import subprocess
 import sys
 from collections import Counter
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+# The data directory (clones/, mined/; rl/ is written): the first argument, else the current one.
+ROOT = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.getcwd()
 TRAIN = [
     "agronholm/anyio", "encode/httpx", "jd/tenacity", "jpadilla/pyjwt",
     "more-itertools/more-itertools", "pallets/click", "pypa/packaging",
@@ -328,7 +329,9 @@ def write_funnel(report, bias, src, kept, kept_full):
     L = []
     p = L.append
     p("# RL data funnel (git-only mining of real Python repositories)\n")
-    p(open(os.path.join(ROOT, "FUNNEL_NOTES.md")).read().rstrip() + "\n")
+    notes = os.path.join(ROOT, "FUNNEL_NOTES.md")
+    if os.path.exists(notes):
+        p(open(notes).read().rstrip() + "\n")
     p("## Per repository\n")
     p("PRs found = PR numbers swerl found in the clone (`refs/pull/*/head` and merge/squash "
       "commits); merged = those it could show merged; produced = lines of swerl's "
