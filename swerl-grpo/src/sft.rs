@@ -483,10 +483,9 @@ impl<P: Policy> SftTrainer<P> {
         progress(&SftEvent::Started { start_step: self.state.step, total_steps: total, examples: n });
         let mut metrics_log = JsonlWriter::append(self.out_dir.join(METRICS_FILE))?;
         let mut eval_log = JsonlWriter::append(self.out_dir.join(EVAL_FILE))?;
+        // A (re)start: TensorBoard drops whatever earlier files logged from the next step on.
         let mut tb = EventWriter::create(&self.out_dir)?;
-        if self.state.step > 0 {
-            tb.session_start(self.state.step as i64 + 1)?;
-        }
+        tb.session_start(self.state.step as i64 + 1)?;
         let every = self.config.eval_steps;
         if self.state.step == 0 && every > 0 {
             self.held_out_check(held_out.as_mut(), &mut eval_log, &mut tb, progress)?;

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! Event      { wall_time: double = 1; step: int64 = 2; file_version: string = 3; summary: Summary = 5;
-//!              session_log: SessionLog = 6 }
+//!              session_log: SessionLog = 7 }
 //! Summary    { repeated Value value = 1 }
 //! SessionLog { status: enum = 1 }   (START = 1)
 //! Value   { tag: string = 1; simple_value: float = 2 }
@@ -81,8 +81,8 @@ fn encode_session_start_event(wall_time: f64, step: i64) -> Vec<u8> {
     let mut ev = Vec::with_capacity(24);
     put_f64(&mut ev, 1, wall_time);
     put_i64(&mut ev, 2, step);
-    // SessionLog { status = START (1) }: field 1, varint 1.
-    put_bytes(&mut ev, 6, &[0x08, 0x01]);
+    // Event.session_log (field 7) = SessionLog { status (field 1) = START (1) }.
+    put_bytes(&mut ev, 7, &[0x08, 0x01]);
     ev
 }
 
@@ -192,7 +192,16 @@ impl EventWriter {
     pub fn create(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let wall_time = now_secs_f64();
-        let secs = wall_time as u64;
+        // TensorBoard reads a directory's files in name order: a file made within the same
+        // second as an earlier one (a quick restart) takes a later second, so that its restart
+        // marker comes after what it supersedes.
+        let newest = std::fs::read_dir(dir)?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name();
+                name.to_str()?.strip_prefix("events.out.tfevents.")?.split('.').next()?.parse::<u64>().ok()
+            })
+            .max();
+        let secs = newest.map_or(wall_time as u64, |n| (wall_time as u64).max(n + 1));
         let host = hostname();
         let pid = std::process::id();
         loop {

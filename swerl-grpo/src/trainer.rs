@@ -503,10 +503,9 @@ impl<P: Policy> Trainer<P> {
             .transpose()?;
         let mut eval_log =
             held_out.as_ref().map(|_| JsonlWriter::append(self.out_dir.join(EVAL_FILE))).transpose()?;
+        // A (re)start: TensorBoard drops whatever earlier files logged from the next step on.
         let mut tb = self.comm.is_main().then(|| EventWriter::create(&self.out_dir)).transpose()?;
-        if let Some(tb) = tb.as_mut()
-            && self.state.step > 0
-        {
+        if let Some(tb) = tb.as_mut() {
             tb.session_start(self.state.step as i64 + 1)?;
         }
         if self.state.step == 0 {

@@ -127,11 +127,21 @@ fn sft_writes_checkpoints_final_model_logs_and_tensorboard_files() -> Result<()>
     assert_eq!(report["records"].as_array().map(Vec::len), Some(2));
     assert_eq!(report["format_rate"]["mean"], summary["format_rate"]["mean"]);
 
-    // Resuming a finished run changes nothing; a fresh run refuses the directory.
+    // Resuming a finished run changes nothing; after a crash past the step-2 checkpoint, the
+    // resumed run logs steps 3 and 4 again and TensorBoard drops the crashed run's values.
     let mut again = args.to_vec();
     again.push("--resume");
     assert_code(&run(&again), 0);
     assert_eq!(jsonl(&std::fs::read_to_string(out.join("metrics.jsonl"))?).len(), 4);
+    for gone in ["checkpoint-4", "final"] {
+        std::fs::remove_dir_all(out.join(gone))?;
+    }
+    assert_code(&run(&again), 0);
+    let resumed = jsonl(&std::fs::read_to_string(out.join("metrics.jsonl"))?);
+    assert_eq!(resumed.iter().map(|m| m["step"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let tb = tensorboard_scalars(&out);
+    assert_eq!(tb["train/loss"].iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 4], "{tb:?}");
+    assert_eq!(tb["eval/reward"].iter().map(|p| p.0).collect::<Vec<_>>(), [0, 2, 4], "{tb:?}");
     let o = run(args);
     assert_code(&o, 1);
     assert!(stderr(&o).contains("already holds a run"), "{}", stderr(&o));
