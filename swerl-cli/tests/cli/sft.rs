@@ -183,6 +183,13 @@ fn train_runs_the_held_out_check_and_plot_draws_both_runs() -> Result<()> {
     assert_eq!(evals.iter().map(|e| e["step"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
     assert!(evals.iter().all(|e| e["eval/n"] == 2 && e["eval/reward"].as_f64().is_some()));
     assert!(stderr(&o).contains("held-out @ step 2: format"), "{}", stderr(&o));
+    // Every completion breaks the format (-1), and those past 4 - 2 tokens lose up to 1 more.
+    let metrics = jsonl(&std::fs::read_to_string(out.join("metrics.jsonl"))?);
+    for m in &metrics {
+        let (reward, len) = (m["reward"].as_f64().unwrap(), m["completions/max_length"].as_f64().unwrap());
+        assert!(m["format_error_rate"] == 1.0 && reward <= -1.0 && reward >= -2.0, "{m}");
+        assert_eq!(reward < -1.0, len > 2.0, "{m}");
+    }
     let tb = tensorboard_scalars(&out);
     assert_eq!(tb["train/reward"].len(), 2);
 
