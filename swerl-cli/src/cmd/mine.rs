@@ -82,6 +82,38 @@ struct Common {
 enum Action {
     /// Merge the outputs of `--shard i/n` scans and build PR records and instances.
     Merge(MergeArgs),
+    /// RL instances from SWE-bench rows (JSON array or JSON lines with instance_id,
+    /// problem_statement and patch): the files as far as the gold patch's hunks show them, for
+    /// held-out checks (`swerl eval repair --oracle-files`). No repository is needed.
+    Swebench(SwebenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SwebenchArgs {
+    /// SWE-bench rows (e.g. lite-dev.json).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// The RL instances (JSONL), written atomically.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `swerl mine swebench`.
+fn swebench(a: &SwebenchArgs) -> anyhow::Result<ExitCode> {
+    let text = fs_err::read_to_string(&a.dataset)?;
+    let (instances, skipped) = swerl_data::swebench::rl_instances_from_swebench(&text, &a.dataset)?;
+    for s in &skipped {
+        eprintln!("warning: {}: skipped {s}", a.dataset.display());
+    }
+    let mut bytes = Vec::new();
+    for inst in &instances {
+        serde_json::to_writer(&mut bytes, inst)?;
+        bytes.push(b'\n');
+    }
+    super::io::write_atomic(&a.out, &bytes)?;
+    eprintln!("{} instances ({} rows skipped)", instances.len(), skipped.len());
+    println!("wrote {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,6 +254,7 @@ fn report(summary: &Summary, out: &Path) {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (common, repo_shard) = match &args.action {
         Some(Action::Merge(m)) => (&m.common, m.repo_shard),
+        Some(Action::Swebench(a)) => return swebench(a),
         None => (&args.common, None),
     };
     let config = load_config(common)?;
@@ -240,6 +273,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let miner = miner(common, config, repo_shard.unwrap_or_default(), bars.clone())?;
     let summary = match &args.action {
         Some(Action::Merge(m)) => miner.merge(&m.shards, out)?,
+        Some(Action::Swebench(_)) => unreachable!("handled above"),
         None => match &args.prs {
             Some(prs) => miner.run_pr_list(&swerl_data::read_pr_list(prs)?, out)?,
             None if args.events.is_empty() => miner.run_git_only(out)?,

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::helpers::{assert_code, pr_event, run, stderr, stdout, summary, swerl, write_archive, write_gz};
+use crate::helpers::{
+    assert_code, jsonl, pr_event, run, stderr, stdout, summary, swerl, write_archive, write_gz,
+};
 
 fn mine(events: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     swerl().args(["mine", "--events"]).arg(events).arg("--out").arg(out).args(extra).output().expect("runs")
@@ -262,4 +264,28 @@ fn a_locked_output_directory_is_refused() {
     assert!(stderr(&o).contains("another `swerl mine`"), "{}", stderr(&o));
     drop(lock);
     assert_code(&mine(&events, &out, &[]), 0);
+}
+
+/// SWE-bench rows become RL instances whose oracle answer scores 1.0 (the vendored Lite dev
+/// split: 23 rows); a row without a patch is named and skipped.
+#[test]
+fn swebench_rows_become_rl_instances() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/swebench/lite-dev.json");
+    let out = tmp.path().join("dev.jsonl");
+    let o = run(["mine", "swebench", "--dataset", dev.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_code(&o, 0);
+    let text = std::fs::read_to_string(&out).expect("written");
+    let rows = jsonl(&text);
+    assert_eq!(rows.len(), 23);
+    let data = swerl_reward::Dataset::load(&out).expect("loads as RL instances");
+    for inst in &data.instances {
+        let answer = swerl_reward::oracle_answer(inst).expect("an oracle answer");
+        assert_eq!(swerl_reward::reward(&inst.code_context, &inst.oracle_new_content, &answer), 1.0);
+    }
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, r#"[{"instance_id": "a__b-1", "problem_statement": "p"}]"#).expect("write");
+    let o = run(["mine", "swebench", "--dataset", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("skipped line 1"), "{}", stderr(&o));
 }
