@@ -24,13 +24,25 @@ pub struct EvalConfig {
     pub bootstrap_samples: usize,
     /// Confidence level of the intervals. Default 0.95.
     pub confidence: f64,
-    /// Seed of the bootstrap resampling (greedy decoding itself is deterministic). Default 0.
+    /// Seed of the bootstrap resampling and of sampled answers. Default 0.
     pub seed: u64,
+    /// Answers per prompt. Default 1.
+    pub samples: usize,
+    /// Sampling temperature; 0 is greedy (the default).
+    pub temperature: f64,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { max_new_tokens: 1024, batch_size: 16, bootstrap_samples: 1000, confidence: 0.95, seed: 0 }
+        Self {
+            max_new_tokens: 1024,
+            batch_size: 16,
+            bootstrap_samples: 1000,
+            confidence: 0.95,
+            seed: 0,
+            samples: 1,
+            temperature: 0.0,
+        }
     }
 }
 
@@ -42,6 +54,12 @@ impl EvalConfig {
         }
         if self.batch_size == 0 {
             return Err(Error::config("eval.batch_size", "must be at least 1"));
+        }
+        if self.samples == 0 {
+            return Err(Error::config("eval.samples", "must be at least 1"));
+        }
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::config("eval.temperature", "must be finite and >= 0 (0: greedy)"));
         }
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             return Err(Error::config("eval.confidence", "must be in (0, 1)"));
@@ -72,6 +90,8 @@ impl std::fmt::Debug for HeldOut<'_> {
 pub struct EvalRecord {
     /// The prompt's id (the instance id).
     pub id: String,
+    /// Which answer of the prompt (0-based; always 0 with one sample).
+    pub sample: usize,
     /// Its reward.
     pub reward: f64,
     /// Whether the answer broke the format (SWE-RL: reward -1).
@@ -99,7 +119,7 @@ pub struct Estimate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EvalReport {
-    /// Answers scored.
+    /// Answers scored (prompts x samples).
     pub n: usize,
     /// Fraction of answers in the format (reward not a format error).
     pub format_rate: Estimate,
@@ -115,7 +135,7 @@ pub struct EvalReport {
     pub records: Vec<EvalRecord>,
 }
 
-/// Answers every prompt of `env` greedily and scores the answers.
+/// Answers every prompt of `env` (`samples` times; greedily by default) and scores the answers.
 pub fn evaluate<P: Policy + ?Sized>(
     policy: &mut P,
     env: &dyn Environment,
@@ -126,11 +146,17 @@ pub fn evaluate<P: Policy + ?Sized>(
     if prompts.is_empty() {
         return Err(Error::config("eval_data", "the held-out set has no prompt"));
     }
-    let requests: Vec<GenerationRequest> = prompts
+    let owners: Vec<(usize, usize)> =
+        (0..prompts.len()).flat_map(|i| (0..config.samples).map(move |s| (i, s))).collect();
+    let requests: Vec<GenerationRequest> = owners
         .iter()
-        .map(|p| GenerationRequest {
-            prompt_ids: p.tokens.clone(),
-            params: SamplingParams::greedy(config.max_new_tokens),
+        .map(|&(i, s)| GenerationRequest {
+            prompt_ids: prompts[i].tokens.clone(),
+            params: SamplingParams {
+                temperature: config.temperature,
+                seed: Some(derive_seed(config.seed, &[i as u64, s as u64])),
+                ..SamplingParams::greedy(config.max_new_tokens)
+            },
         })
         .collect();
     let start = std::time::Instant::now();
@@ -143,15 +169,16 @@ pub fn evaluate<P: Policy + ?Sized>(
             message: format!("{} completions for {} requests", completions.len(), requests.len()),
         });
     }
-    let indices: Vec<usize> = (0..prompts.len()).collect();
+    let indices: Vec<usize> = owners.iter().map(|o| o.0).collect();
     let refs: Vec<_> = completions.iter().collect();
     let outcomes = env.score(&indices, &refs);
-    let records: Vec<EvalRecord> = prompts
+    let records: Vec<EvalRecord> = owners
         .iter()
         .zip(&completions)
         .zip(&outcomes)
-        .map(|((p, c), o)| EvalRecord {
-            id: p.id.clone(),
+        .map(|((&(i, sample), c), o)| EvalRecord {
+            id: prompts[i].id.clone(),
+            sample,
             reward: o.reward,
             format_error: o.format_error,
             finish: finish_label(c).to_owned(),

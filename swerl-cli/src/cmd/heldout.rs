@@ -61,7 +61,7 @@ pub(crate) fn environment(
     overflow: PromptOverflow,
     what: &str,
 ) -> Result<SweRlEnvironment> {
-    let dataset = Dataset::load(path)?;
+    let dataset = load_instances(path)?;
     for s in dataset.skipped.iter().take(20) {
         eprintln!("warning: {}: skipped {s}", path.display());
     }
@@ -78,6 +78,23 @@ pub(crate) fn environment(
         bail!("{what}: no instance of {} fits in {max_prompt_tokens} prompt tokens", path.display());
     }
     Ok(env)
+}
+
+/// RL instances (JSONL with `oracle_new_content`) or SWE-bench rows (a JSON array, or JSON lines
+/// with `patch` and no `oracle_new_content`: converted as `swerl mine swebench` does).
+pub(crate) fn load_instances(path: &Path) -> Result<Dataset> {
+    let text = fs_err::read_to_string(path)?;
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let swebench = text.trim_start().starts_with('[')
+        || serde_json::from_str::<serde_json::Value>(first)
+            .is_ok_and(|v| v.get("patch").is_some() && v.get("oracle_new_content").is_none());
+    if !swebench {
+        return Ok(Dataset::load(path)?);
+    }
+    let (instances, skipped) = swerl_data::swebench::rl_instances_from_swebench(&text, path)?;
+    let mut dataset = Dataset::from_instances(path, instances);
+    dataset.skipped = skipped;
+    Ok(dataset)
 }
 
 /// One line summarising a held-out check.

@@ -103,29 +103,58 @@ fn sft_writes_checkpoints_final_model_logs_and_tensorboard_files() -> Result<()>
 
     // The final model is a model every command takes: here, the held-out check as a command.
     let final_dir = out.join("final");
-    let report_path = tmp.path().join("report.json");
+    let report_dir = tmp.path().join("repair");
     let repair = [
         "eval",
         "repair",
         "--oracle-files",
         "--model",
         final_dir.to_str().unwrap(),
-        "--data",
+        "--dataset",
         &data,
         "--max-new-tokens",
         "4",
         "--max-prompt-tokens",
         "4000",
+        "--samples",
+        "3",
+        "--temperature",
+        "1.0",
         "--out",
-        report_path.to_str().unwrap(),
+        report_dir.to_str().unwrap(),
     ];
     let o = run(repair);
     assert_code(&o, 0);
     let summary: Value = serde_json::from_str(stdout(&o).trim())?;
-    assert_eq!(summary["n"], 2);
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report.json"))?)?;
-    assert_eq!(report["records"].as_array().map(Vec::len), Some(2));
-    assert_eq!(report["format_rate"]["mean"], summary["format_rate"]["mean"]);
+    assert_eq!((summary["instances"].as_u64(), summary["n"].as_u64()), (Some(2), Some(6)));
+    let answers = jsonl(&std::fs::read_to_string(report_dir.join("answers.jsonl"))?);
+    let samples: Vec<(String, u64)> = answers
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["sample"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(samples[..3], [("o__r-0".into(), 0), ("o__r-0".into(), 1), ("o__r-0".into(), 2)]);
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("summary.json"))?)?;
+    assert_eq!(written, summary);
+    // SWE-bench rows work too (the vendored Lite dev split, the files as the gold hunks show them).
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/swebench/lite-dev.json");
+    let o = run([
+        "eval",
+        "repair",
+        "--oracle-files",
+        "--model",
+        final_dir.to_str().unwrap(),
+        "--dataset",
+        dev.to_str().unwrap(),
+        "--max-new-tokens",
+        "2",
+        "--max-prompt-tokens",
+        "4000",
+        "--prompt-overflow",
+        "skip",
+    ]);
+    assert_code(&o, 0);
+    let summary: Value = serde_json::from_str(stdout(&o).trim())?;
+    assert!(summary["instances"].as_u64().is_some_and(|n| (5..=23).contains(&n)), "{summary}");
 
     // Resuming a finished run changes nothing; after a crash past the step-2 checkpoint, the
     // resumed run logs steps 3 and 4 again and TensorBoard drops the crashed run's values.
