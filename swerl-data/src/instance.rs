@@ -123,11 +123,21 @@ pub struct InstanceConfig {
     pub tests_in_oracle: bool,
     /// Changed files larger than this are kept in the patch but not in the maps.
     pub max_file_bytes: usize,
+    /// When no linked issue has text (always so in git-only mode, where issues are unknown),
+    /// the problem statement is the PR's own title and body, SWE-bench style (`title\nbody\n`).
+    /// Off by default: the paper's problem statements are issues. Such text describes the
+    /// change rather than a bug report; pair it with `filters.require_linked_issue = false`.
+    pub pr_text_as_problem: bool,
 }
 
 impl Default for InstanceConfig {
     fn default() -> Self {
-        Self { docs_in_patch: false, tests_in_oracle: false, max_file_bytes: 512 * 1024 }
+        Self {
+            docs_in_patch: false,
+            tests_in_oracle: false,
+            max_file_bytes: 512 * 1024,
+            pr_text_as_problem: false,
+        }
     }
 }
 

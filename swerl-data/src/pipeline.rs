@@ -740,7 +740,11 @@ impl Miner {
         Ok(Instance {
             rl: RlInstance {
                 instance_id: id,
-                problem_statement: problem_statement(issues.iter().copied()),
+                problem_statement: if issues.is_empty() && self.config.instance.pr_text_as_problem {
+                    format!("{title}\n{body}\n")
+                } else {
+                    problem_statement(issues.iter().copied())
+                },
                 code_context,
                 oracle_new_content: assembled.oracle_new_content,
             },

@@ -247,6 +247,15 @@ fn report(summary: &Summary, out: &Path) {
             "instances: {} merged PRs -> {} after filters -> {} selected (see summary.json for the funnel)",
             f.merged_prs, f.after_filters, f.selected
         );
+        let no_issue = f.dropped_no_linked_issue + f.dropped_issue_text_missing;
+        if f.selected == 0 && no_issue > 0 && s.files == 0 {
+            eprintln!(
+                "hint: {no_issue} PRs were dropped for want of issue text, which only GH Archive \
+                 events give; without archives, set filters.require_linked_issue and \
+                 filters.require_bug_fix to false, and instance.pr_text_as_problem to true (the \
+                 PR's title and body as the problem statement) in --config"
+            );
+        }
     }
     println!("wrote {}", out.display());
 }

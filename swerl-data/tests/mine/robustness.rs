@@ -400,9 +400,19 @@ fn git_only_mode_mines_refs_pull_and_merge_commits() -> anyhow::Result<()> {
     assert_eq!(prs[0].title, "Handle None in parse");
     let insts: Vec<Instance> = read_jsonl(&out.join("instances.jsonl"))?;
     assert_eq!(insts.len(), 3, "{:?}", summary.instances);
+    assert!(insts.iter().all(|i| i.rl.problem_statement.is_empty()), "no issue text in git-only mode");
     assert_eq!(insts[0].base_commit, s.base0);
     assert_eq!(insts[0].merge_kind, MergeKind::Head);
     assert_eq!((insts[1].merge_kind, insts[1].base_commit.as_str()), (MergeKind::Squash, s.r2.as_str()));
+    // With the PR's own text as the problem statement.
+    let mut config = MineConfig::default();
+    config.filters.require_linked_issue = false;
+    config.filters.require_bug_fix = false;
+    config.instance.pr_text_as_problem = true;
+    let with_text = out.with_file_name("gitonly-text");
+    Miner::builder().config(config).clones(&s.clones).build()?.run_git_only(&with_text)?;
+    let insts: Vec<Instance> = read_jsonl(&with_text.join("instances.jsonl"))?;
+    assert!(insts[0].rl.problem_statement.starts_with("Handle None in parse\n"), "{:?}", insts[0].rl);
     // Given PR numbers and base shas instead (`--prs`).
     let list = s.clones.parent().expect("tmp").join("prs.jsonl");
     let lines = [
