@@ -96,6 +96,9 @@ pub struct EvalRecord {
     pub reward: f64,
     /// Whether the answer broke the format (SWE-RL: reward -1).
     pub format_error: bool,
+    /// Why the reward is what it is, for a format error (or a failing reward).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// `eos`, `length` or `stop`.
     pub finish: String,
     /// Generated tokens.
@@ -181,6 +184,7 @@ pub fn evaluate<P: Policy + ?Sized>(
             sample,
             reward: o.reward,
             format_error: o.format_error,
+            reason: o.reason.clone(),
             finish: finish_label(c).to_owned(),
             completion_tokens: c.token_ids.len(),
             text: c.text.clone(),

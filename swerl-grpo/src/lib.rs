@@ -84,7 +84,8 @@ pub use error::{Error, Result};
 pub use evaluate::{Estimate, EvalConfig, EvalRecord, EvalReport, HeldOut, bootstrap, evaluate};
 pub use loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, k3_kl, policy_loss};
 pub use metrics::{
-    CompletionRecord, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, read_metrics, truncate_log_after,
+    CompletionRecord, EVAL_ANSWERS_FILE, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, read_metrics,
+    truncate_log_after,
 };
 pub use policy::{AutogradPass, Optimizer, Policy, TrainPass, finish_label};
 pub use reward::{RewardFailure, RewardFunction, RewardOutcome, SweRlReward, score_all};

@@ -128,6 +128,23 @@ pub(crate) fn log_scalars<T: Serialize>(
 
 /// The held-out check's log in a run directory, one [`EvalMetrics`] per check.
 pub const EVAL_FILE: &str = "eval.jsonl";
+/// Every held-out answer of every check (an [`crate::EvalRecord`] with its `step`).
+pub const EVAL_ANSWERS_FILE: &str = "eval_answers.jsonl";
+
+/// Appends a check's answers to `eval_answers.jsonl`, each with the check's `step`.
+pub(crate) fn log_answers(dir: &Path, step: u64, report: &crate::EvalReport) -> Result<()> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        step: u64,
+        #[serde(flatten)]
+        record: &'a crate::EvalRecord,
+    }
+    let mut log = JsonlWriter::append(dir.join(EVAL_ANSWERS_FILE))?;
+    for record in &report.records {
+        log.write(&Line { step, record })?;
+    }
+    Ok(())
+}
 
 /// One held-out check of a run (a line of `eval.jsonl`): format-correct rate and mean reward of
 /// greedy answers with their bootstrap intervals.

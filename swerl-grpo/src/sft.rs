@@ -30,7 +30,8 @@ use crate::error::{Error, Result};
 pub use crate::evaluate::HeldOut;
 use crate::evaluate::{EvalReport, evaluate};
 use crate::metrics::{
-    EVAL_FILE, EvalMetrics, JsonlWriter, METRICS_FILE, empty_log, log_scalars, truncate_log_after,
+    EVAL_ANSWERS_FILE, EVAL_FILE, EvalMetrics, JsonlWriter, METRICS_FILE, empty_log, log_answers,
+    log_scalars, truncate_log_after,
 };
 use crate::policy::{Optimizer, Policy};
 use crate::sampler::PromptSampler;
@@ -373,7 +374,7 @@ impl<P: Policy> SftTrainer<P> {
                 .and_then(|t| toml::from_str::<SftConfig>(&t).ok())
                 .is_some_and(|saved| same_run(&saved, &self.config));
             if own {
-                for log in [METRICS_FILE, EVAL_FILE] {
+                for log in [METRICS_FILE, EVAL_FILE, EVAL_ANSWERS_FILE] {
                     empty_log(&self.out_dir.join(log))?;
                 }
             } else {
@@ -384,7 +385,7 @@ impl<P: Policy> SftTrainer<P> {
         let state = checkpoint::read_state(&dir)?;
         self.policy.load_weights(&dir)?;
         self.optimizer.load(&dir.join(OPTIMIZER_FILE))?;
-        for log in [METRICS_FILE, EVAL_FILE] {
+        for log in [METRICS_FILE, EVAL_FILE, EVAL_ANSWERS_FILE] {
             truncate_log_after(self.out_dir.join(log), state.step)?;
         }
         self.state = state;
@@ -522,6 +523,7 @@ impl<P: Policy> SftTrainer<P> {
         let Some(h) = held_out else { return Ok(()) };
         let report = evaluate(&mut self.policy, h.env, &h.config)?;
         let line = EvalMetrics::new(self.state.step, &report);
+        log_answers(&self.out_dir, self.state.step, &report)?;
         log.write(&line)?;
         log_scalars(tb, self.state.step, "", &line)?;
         progress(&SftEvent::Eval { step: self.state.step, report: &report });

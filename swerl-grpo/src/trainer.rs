@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::evaluate::{EvalReport, HeldOut, evaluate};
 use crate::loss::{BatchNorm, LossInputs, LossStats, PolicyLoss, policy_loss};
 use crate::metrics::{
-    CompletionRecord, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, empty_log, log_scalars,
-    truncate_log_after,
+    CompletionRecord, EVAL_ANSWERS_FILE, EVAL_FILE, EvalMetrics, JsonlWriter, StepMetrics, empty_log,
+    log_answers, log_scalars, truncate_log_after,
 };
 use crate::policy::{Optimizer, Policy, finish_label};
 use crate::reward::RewardOutcome;
@@ -337,7 +337,7 @@ impl<P: Policy> Trainer<P> {
             // `run_config.toml`); anyone else's make the resume fail, untouched.
             if self.comm.is_main() {
                 if self.is_own_unsaved_run() {
-                    for log in [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE] {
+                    for log in [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE, EVAL_ANSWERS_FILE] {
                         empty_log(&self.out_dir.join(log))?;
                     }
                 } else {
@@ -415,7 +415,7 @@ impl<P: Policy> Trainer<P> {
         self.policy.load_weights(&dir.join(MODEL_DIR))?;
         self.optimizer.load(&dir.join(OPTIMIZER_FILE))?;
         if self.comm.is_main() {
-            for log in [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE] {
+            for log in [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE, EVAL_ANSWERS_FILE] {
                 truncate_log_after(self.out_dir.join(log), state.step)?;
             }
         }
@@ -553,6 +553,7 @@ impl<P: Policy> Trainer<P> {
         let (Some(h), Some(log)) = (held_out, log) else { return Ok(()) };
         let report = evaluate(&mut self.policy, h.env, &h.config)?;
         let line = EvalMetrics::new(self.state.step, &report);
+        log_answers(&self.out_dir, self.state.step, &report)?;
         log.write(&line)?;
         if let Some(tb) = tb {
             log_scalars(tb, self.state.step, "", &line)?;

@@ -171,6 +171,15 @@ fn sft_writes_checkpoints_final_model_logs_and_tensorboard_files() -> Result<()>
     let tb = tensorboard_scalars(&out);
     assert_eq!(tb["train/loss"].iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 4], "{tb:?}");
     assert_eq!(tb["eval/reward"].iter().map(|p| p.0).collect::<Vec<_>>(), [0, 2, 4], "{tb:?}");
+    // Every held-out answer of every check, once, with why it failed.
+    let answers = jsonl(&std::fs::read_to_string(out.join("eval_answers.jsonl"))?);
+    let keys: Vec<(u64, &str)> =
+        answers.iter().map(|a| (a["step"].as_u64().unwrap(), a["id"].as_str().unwrap())).collect();
+    assert_eq!(
+        keys,
+        [(0, "o__r-0"), (0, "o__r-1"), (2, "o__r-0"), (2, "o__r-1"), (4, "o__r-0"), (4, "o__r-1")]
+    );
+    assert!(answers.iter().all(|a| a["format_error"] == true && a["reason"].is_string()), "{answers:?}");
     let o = run(args);
     assert_code(&o, 1);
     assert!(stderr(&o).contains("already holds a run"), "{}", stderr(&o));
