@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# SmolLM2-135M-Instruct on CPU: base -> SFT -> GRPO from the SFT model, and GRPO from the base
-# model with dynamic sampling, each checked on the same held-out set (greedy answers with the
+# SmolLM2-135M-Instruct on CPU: base -> SFT -> GRPO from the SFT model (without, then with
+# dynamic sampling), and GRPO from the base model with dynamic sampling (GRPO_FROM_BASE=1), each
+# checked on the same held-out set (greedy answers with the
 # oracle files; format-correct rate and mean reward with 95% bootstrap intervals).
 #
 #   DATA=dir/with/train.jsonl+heldout.jsonl OUT=runs/smollm2 swerl-grpo/experiments/smollm2/run.sh
@@ -12,24 +13,28 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
 SWERL=${SWERL:-target/release/swerl}
-MODEL=${MODEL:-$(../shared/tools/smollm2-hf.sh)}
+# A Hub id (through the local Hugging Face cache) or a directory; in the development sandbox,
+# MODEL=$(../shared/tools/smollm2-hf.sh).
+MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
 DATA=${DATA:?set DATA to a directory with train.jsonl and heldout.jsonl}
 OUT=${OUT:-runs/smollm2}
 HELDOUT_PER_REPO=${HELDOUT_PER_REPO:-8}   # held-out instances per repository
 PROMPT=${PROMPT:-1536}                    # prompt budget (tokens)
 ANSWER=${ANSWER:-384}                     # generated tokens per answer
 SFT_EPOCHS=${SFT_EPOCHS:-1}
-SFT_STEPS=${SFT_STEPS:-16}                # 0: SFT_EPOCHS over the data
+SFT_STEPS=${SFT_STEPS:-32}                # 0: SFT_EPOCHS over the data
 SFT_BATCH=${SFT_BATCH:-4}
 SFT_LR=${SFT_LR:-1e-4}
-SFT_EVAL=${SFT_EVAL:-8}                   # SFT steps between held-out checks
+SFT_EVAL=${SFT_EVAL:-16}                  # SFT steps between held-out checks
 GRPO_STEPS=${GRPO_STEPS:-2}
 GRPO_EVAL=${GRPO_EVAL:-2}
 GRPO_PROMPTS=${GRPO_PROMPTS:-2}
 GRPO_GROUP=${GRPO_GROUP:-4}
 GRPO_ANSWER=${GRPO_ANSWER:-256}           # sampled tokens per GRPO completion
 GRPO_LR=${GRPO_LR:-5e-6}
-GRPO_FROM_BASE=${GRPO_FROM_BASE:-1}       # 0 skips the GRPO run from the base model
+DS_STEPS=${DS_STEPS:-4}                   # GRPO with dynamic sampling (from the SFT model)
+DS_ROUNDS=${DS_ROUNDS:-6}
+GRPO_FROM_BASE=${GRPO_FROM_BASE:-0}       # 1 adds GRPO from the base model (dynamic sampling)
 DEVICE=${DEVICE:-cpu}
 
 mkdir -p "$OUT"
@@ -60,18 +65,23 @@ stamp "SFT"
     --max-prompt-tokens "$PROMPT" --max-answer-tokens "$ANSWER" --save-steps "$SFT_EVAL" \
     --eval-steps "$SFT_EVAL" "${check[@]}"
 
-grpo=(--data "$DATA/train.jsonl" --steps "$GRPO_STEPS" --prompts-per-step "$GRPO_PROMPTS"
-      --group-size "$GRPO_GROUP" --max-new-tokens "$GRPO_ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
-      --generation-batch-size 16 --micro-batch-size 2 --save-steps "$GRPO_EVAL"
-      --eval-steps "$GRPO_EVAL" --resume "${check[@]}")
+grpo=(--data "$DATA/train.jsonl" --prompts-per-step "$GRPO_PROMPTS" --group-size "$GRPO_GROUP"
+      --max-new-tokens "$GRPO_ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
+      --generation-batch-size 16 --micro-batch-size 2 --resume "${check[@]}")
+plain=(--steps "$GRPO_STEPS" --eval-steps "$GRPO_EVAL" --save-steps "$GRPO_EVAL")
 
 stamp "GRPO from the SFT model"
-"$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft" "${grpo[@]}"
+"$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft" "${grpo[@]}" "${plain[@]}"
 
-runs=("$OUT/sft" "$OUT/grpo_sft")
+stamp "GRPO from the SFT model, dynamic sampling"
+"$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft_ds" "${grpo[@]}" \
+    --steps "$DS_STEPS" --eval-steps "$DS_STEPS" --save-steps "$DS_STEPS" --max-sampling-rounds "$DS_ROUNDS"
+
+runs=("$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_sft_ds")
 if [ "$GRPO_FROM_BASE" != 0 ]; then
     stamp "GRPO from the base model, dynamic sampling"
-    "$SWERL" train --model "$MODEL" "${common[@]}" --out "$OUT/grpo_base" "${grpo[@]}" --max-sampling-rounds 2
+    "$SWERL" train --model "$MODEL" "${common[@]}" --out "$OUT/grpo_base" "${grpo[@]}" "${plain[@]}" \
+        --max-sampling-rounds "$DS_ROUNDS"
     runs+=("$OUT/grpo_base")
 fi
 
