@@ -154,6 +154,38 @@ pub(crate) fn check_finite(params: &[candle_core::Var], dir: &Path) -> Result<()
     Ok(())
 }
 
+/// A new run must not append to another run's logs (`logs`, non-empty), nor leave its
+/// checkpoints where a later resume would pick them up: the error names what is there.
+pub(crate) fn refuse_busy_out_dir(out_dir: &Path, logs: &[&str]) -> Result<()> {
+    let logged = logs
+        .iter()
+        .map(|name| out_dir.join(name))
+        .find(|log| fs_err::metadata(log).is_ok_and(|m| m.len() > 0));
+    let what = match (latest_checkpoint(out_dir)?, logged) {
+        (Some((_, dir)), _) => dir.display().to_string(),
+        (None, Some(log)) => format!("{}, and no checkpoint to resume", log.display()),
+        (None, None) => return Ok(()),
+    };
+    Err(Error::InvalidConfig {
+        key: "out".to_owned(),
+        message: format!(
+            "{} already holds a run ({what}): resume it, or start in another directory",
+            out_dir.display()
+        ),
+    })
+}
+
+/// Records a starting run's settings in `out_dir/run_config.toml`, through a temporary file
+/// renamed into place (a resume without a checkpoint restarts only a run with the same ones).
+pub(crate) fn write_run_config(out_dir: &Path, toml: &str) -> Result<()> {
+    fs_err::create_dir_all(out_dir)?;
+    let file = crate::RUN_CONFIG_FILE;
+    let tmp = out_dir.join(format!("{file}.tmp"));
+    fs_err::write(&tmp, toml)?;
+    fs_err::rename(&tmp, out_dir.join(file))?;
+    Ok(())
+}
+
 /// Deletes the oldest checkpoints so at most `keep` remain (0 keeps all).
 pub(crate) fn prune(out: &Path, keep: usize) -> Result<()> {
     if keep == 0 {

@@ -296,6 +296,18 @@ impl TrainConfig {
         }
     }
 
+    /// The AdamW settings of the run (norms and biases excluded from weight decay).
+    pub fn adamw(&self) -> swerl_model::AdamWConfig {
+        swerl_model::AdamWConfig {
+            lr: self.learning_rate,
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            eps: self.adam_epsilon,
+            weight_decay: self.weight_decay,
+            decay_norms_and_biases: false,
+        }
+    }
+
     /// Number of sequences sampled per step (`prompts_per_step * group_size`).
     pub fn rollouts_per_step(&self) -> usize {
         self.prompts_per_step * self.group_size
@@ -337,14 +349,7 @@ impl TrainConfig {
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::config("top_p", "must be in (0, 1]"));
         }
-        validate_optimizer(&swerl_model::AdamWConfig {
-            lr: self.learning_rate,
-            beta1: self.adam_beta1,
-            beta2: self.adam_beta2,
-            eps: self.adam_epsilon,
-            weight_decay: self.weight_decay,
-            decay_norms_and_biases: false,
-        })?;
+        validate_optimizer(&self.adamw())?;
         validate_update(self.max_grad_norm, self.max_nonfinite_steps)?;
         if self.overlong_buffer >= self.max_new_tokens {
             return Err(Error::config("overlong_buffer", "must be below max_new_tokens"));

@@ -102,15 +102,13 @@ impl LlamaPolicy {
 
     /// AdamW over this model's parameters with the run's hyperparameters.
     pub fn optimizer(&self, config: &TrainConfig) -> Result<Box<dyn Optimizer>> {
-        let cfg = swerl_model::AdamWConfig {
-            lr: config.learning_rate,
-            beta1: config.adam_beta1,
-            beta2: config.adam_beta2,
-            eps: config.adam_epsilon,
-            weight_decay: config.weight_decay,
-            decay_norms_and_biases: false,
-        };
-        Ok(Box::new(swerl_model::AdamW::new(self.model.named_parameters(), cfg)?))
+        self.adamw(config.adamw())
+    }
+
+    /// AdamW over this model's parameters with the given settings (e.g.
+    /// [`crate::sft::SftConfig::adamw`]).
+    pub fn adamw(&self, config: swerl_model::AdamWConfig) -> Result<Box<dyn Optimizer>> {
+        Ok(Box::new(swerl_model::AdamW::new(self.model.named_parameters(), config)?))
     }
 
     fn batch(&self, sequences: &[(&[u32], &[u32])]) -> Result<TokenBatch> {

@@ -394,25 +394,7 @@ impl<P: Policy> SftTrainer<P> {
     }
 
     fn check_fresh_out_dir(&self) -> Result<()> {
-        let busy = [METRICS_FILE, EVAL_FILE]
-            .iter()
-            .map(|n| self.out_dir.join(n))
-            .find(|p| fs_err::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
-            .map(|p| format!("{}, and no checkpoint to resume", p.display()));
-        let busy = match latest_checkpoint(&self.out_dir)? {
-            Some((_, dir)) => Some(dir.display().to_string()),
-            None => busy,
-        };
-        match busy {
-            Some(what) => Err(Error::config(
-                "out",
-                format!(
-                    "{} already holds a run ({what}): resume it, or start in another directory",
-                    self.out_dir.display()
-                ),
-            )),
-            None => Ok(()),
-        }
+        checkpoint::refuse_busy_out_dir(&self.out_dir, &[METRICS_FILE, EVAL_FILE])
     }
 
     /// Writes `checkpoint-<step>/` (through a `.tmp` directory renamed when complete).
@@ -476,9 +458,7 @@ impl<P: Policy> SftTrainer<P> {
         )?;
         if !self.resumed && self.state.step == 0 {
             self.check_fresh_out_dir()?;
-            let tmp = self.out_dir.join(format!("{RUN_CONFIG_FILE}.tmp"));
-            fs_err::write(&tmp, self.config.to_toml())?;
-            fs_err::rename(&tmp, self.out_dir.join(RUN_CONFIG_FILE))?;
+            checkpoint::write_run_config(&self.out_dir, &self.config.to_toml())?;
         }
         self.state.num_prompts = n;
         progress(&SftEvent::Started { start_step: self.state.step, total_steps: total, examples: n });

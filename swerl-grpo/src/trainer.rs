@@ -360,39 +360,9 @@ impl<P: Policy> Trainer<P> {
             .is_some_and(|saved| differing_keys(&saved, &self.config).is_empty())
     }
 
-    /// Records the settings of a run starting in the output directory (see
-    /// [`Trainer::resume`]), through a temporary file renamed into place.
-    fn write_run_config(&self) -> Result<()> {
-        fs_err::create_dir_all(&self.out_dir)?;
-        let tmp = self.out_dir.join(format!("{RUN_CONFIG_FILE}.tmp"));
-        fs_err::write(&tmp, self.config.to_toml())?;
-        fs_err::rename(&tmp, self.out_dir.join(RUN_CONFIG_FILE))?;
-        Ok(())
-    }
-
-    /// A new run must not append to another run's logs, nor leave its checkpoints where a later
-    /// `resume` would pick them up.
+    /// Refuses an output directory holding another run's logs or checkpoints.
     fn check_fresh_out_dir(&self) -> Result<()> {
-        let logged = [METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE]
-            .map(|name| self.out_dir.join(name))
-            .into_iter()
-            .find(|log| fs_err::metadata(log).map(|m| m.len() > 0).unwrap_or(false));
-        let checkpoint = latest_checkpoint(&self.out_dir)?;
-        if logged.is_some() || checkpoint.is_some() {
-            let what = match (checkpoint, logged) {
-                (Some((_, dir)), _) => dir.display().to_string(),
-                (None, Some(log)) => format!("{}, and no checkpoint to resume", log.display()),
-                (None, None) => unreachable!("checked above"),
-            };
-            return Err(Error::config(
-                "out",
-                format!(
-                    "{} already holds a run ({what}): resume it, or start in another directory",
-                    self.out_dir.display()
-                ),
-            ));
-        }
-        Ok(())
+        checkpoint::refuse_busy_out_dir(&self.out_dir, &[METRICS_FILE, COMPLETIONS_FILE, EVAL_FILE])
     }
 
     /// Loads a given checkpoint directory.
@@ -479,7 +449,7 @@ impl<P: Policy> Trainer<P> {
             if !self.restarted {
                 self.check_fresh_out_dir()?;
             }
-            self.write_run_config()?;
+            checkpoint::write_run_config(&self.out_dir, &self.config.to_toml())?;
         }
         let mut sampler = checkpoint::sampler_for(
             &self.state,

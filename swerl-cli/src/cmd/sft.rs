@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use swerl_grpo::HeldOut;
+use swerl_grpo::PromptOverflow;
 use swerl_grpo::llama::LlamaPolicy;
 use swerl_grpo::sft::{SftConfig, SftEvent, SftTrainer, build_examples};
-use swerl_grpo::{Optimizer, PromptOverflow};
 use swerl_model::ScheduleKind;
 
 use super::heldout::{EvalFlags, describe, environment};
@@ -185,8 +185,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         config.max_answer_tokens,
     )?;
 
-    let optimizer: Box<dyn Optimizer> =
-        Box::new(swerl_model::AdamW::new(policy.model().named_parameters(), config.adamw())?);
+    let optimizer = policy.adamw(config.adamw())?;
     let total = config.total_steps(examples.len());
     let mut trainer = SftTrainer::new(config, policy, optimizer, &args.out)?;
     if args.resume {
