@@ -102,7 +102,8 @@ pub use dataset::{Instance, load_dataset};
 pub use error::{Error, Result};
 pub use grading::{EvalType, GradingMode, LogEval, ResolvedStatus, TestsStatus, get_logs_eval};
 pub use harness::{
-    Bucket, EXTRAS_FILE, HarnessConfig, InstanceOutcome, Progress, RunResult, Stage, run_evaluation,
+    Bucket, EXTRAS_FILE, HarnessConfig, InstanceOutcome, Progress, RunResult, ScriptRun, Stage, TESTBED_LOG,
+    TestRun, Testbed, run_evaluation,
 };
 pub use parsers::{LogParser, ParserCrash, StatusMap};
 pub use predictions::{Prediction, PredictionSource, load_predictions};

@@ -45,6 +45,23 @@ pub fn upstream_eval_script(instance: &Instance, spec: &Spec) -> String {
     lines.join("\n") + "\n"
 }
 
+/// The script that runs the spec's test command on `directives` in the repository as it stands
+/// (no test patch: Agentless's regression run), for the same conda image as
+/// [`upstream_eval_script`] (translate it with [`translate_for_venv`]): activation, the spec's
+/// eval commands and install step, then the markers around the test command.
+pub fn existing_tests_script(spec: &Spec, directives: &[String]) -> String {
+    let activate = ["source /opt/miniconda3/bin/activate", "conda activate testbed"];
+    let mut lines: Vec<String> = vec!["#!/bin/bash".into(), "set -uxo pipefail".into()];
+    lines.extend(activate.map(String::from));
+    lines.push(format!("cd {UPSTREAM_REPO_DIR}"));
+    lines.extend(spec.eval_commands.iter().cloned());
+    lines.extend(spec.install.clone());
+    let mut test_cmd = vec![spec.test_cmd.clone()];
+    test_cmd.extend(directives.iter().cloned());
+    lines.extend([format!(": '{START_TEST_OUTPUT}'"), test_cmd.join(" "), format!(": '{END_TEST_OUTPUT}'")]);
+    lines.join("\n") + "\n"
+}
+
 /// Where a translated script runs.
 #[derive(Debug, Clone)]
 pub struct VenvContext<'a> {

@@ -34,7 +34,9 @@ enum EvalCommand {
     Harness(Box<HarnessArgs>),
     /// Agentless Mini (the SWE-RL paper's scaffold) against an OpenAI-compatible model server:
     /// per instance, localize files from the repository structure at base_commit, sample
-    /// SEARCH/REPLACE repairs, pick one patch by majority vote over normalized patches. Writes
+    /// SEARCH/REPLACE repairs, run regression and reproduction tests in the harness's sandbox
+    /// and environments, pick one patch (fewest regression failures, then reproduction tests
+    /// passed, then majority vote over normalized patches). Writes
     /// <out>/predictions.jsonl (for `swerl eval harness`) and <out>/trajectories/<id>.json; a
     /// rerun skips instances whose trajectory is complete.
     Agentless(Box<AgentlessArgs>),
@@ -103,9 +105,29 @@ pub(crate) struct AgentlessArgs {
     #[arg(long, default_value_t = OpenAiConfig::default().max_retries)]
     max_retries: u32,
     /// Skip regression and reproduction tests: the rerank is a majority vote over normalized
-    /// patches only. Required for now (the tests are not implemented yet).
+    /// patches only (no environments are built).
     #[arg(long)]
     no_tests: bool,
+    /// Skip the regression tests (the test patch's existing test files, run on the original
+    /// code and with each distinct patch).
+    #[arg(long)]
+    no_regression_tests: bool,
+    /// Reproduction scripts sampled per instance: one greedy, the rest at
+    /// --repro-temperature (upstream Agentless: 40); 0 turns reproduction tests off.
+    #[arg(long, default_value_t = AgentlessConfig::default().reproduction_samples)]
+    repro_samples: usize,
+    /// Reproduction tests kept for the rerank: the largest groups of identical scripts that
+    /// reproduce the issue on the original code (upstream Agentless: 1; the paper: up to 30).
+    #[arg(long, default_value_t = AgentlessConfig::default().reproduction_tests)]
+    repro_tests: usize,
+    /// Temperature of the reproduction samples after the greedy one.
+    #[arg(long, default_value_t = AgentlessConfig::default().reproduction_temperature)]
+    repro_temperature: f64,
+    /// Seconds a reproduction script may run before its process tree is killed.
+    #[arg(long, default_value_t = AgentlessConfig::default().script_timeout_secs)]
+    script_timeout: u64,
+    #[command(flatten)]
+    env: EnvArgs,
     /// Redo instances whose trajectory is complete.
     #[arg(long)]
     force: bool,
@@ -155,12 +177,8 @@ pub(crate) struct HarnessArgs {
     /// Instances graded in parallel.
     #[arg(long, default_value_t = HarnessConfig::default().max_workers)]
     max_workers: usize,
-    /// Seconds before a test run is killed with its whole process tree.
-    #[arg(long, default_value_t = HarnessConfig::default().timeout_secs)]
-    timeout: u64,
-    /// Environments (cached by content key), uv and per-instance checkouts.
-    #[arg(long, default_value_os_t = HarnessConfig::default().cache_dir)]
-    cache_dir: PathBuf,
+    #[command(flatten)]
+    env: EnvArgs,
     /// Where the run summary <model>.<run-id>.json and our extras file go.
     #[arg(long, default_value_os_t = HarnessConfig::default().report_dir)]
     report_dir: PathBuf,
@@ -177,6 +195,17 @@ pub(crate) struct HarnessArgs {
     /// Mirror repositories missing from --repos from GitHub (needs the network).
     #[arg(long)]
     clone_missing: bool,
+}
+
+/// Environments and sandboxed test runs (shared by `eval harness` and `eval agentless`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct EnvArgs {
+    /// Seconds before a test run is killed with its whole process tree.
+    #[arg(long, default_value_t = HarnessConfig::default().timeout_secs)]
+    timeout: u64,
+    /// Environments (cached by content key), uv and per-instance checkouts.
+    #[arg(long, default_value_os_t = HarnessConfig::default().cache_dir)]
+    cache_dir: PathBuf,
     /// What builds the environments.
     #[arg(long, value_enum, default_value = "auto")]
     installer: InstallerArg,
@@ -191,6 +220,32 @@ pub(crate) struct HarnessArgs {
     /// upstream tests need it (requests' call httpbin.org).
     #[arg(long)]
     allow_test_network: bool,
+}
+
+impl EnvArgs {
+    /// The harness settings these flags make, on top of `base`.
+    fn apply(&self, base: HarnessConfig) -> Result<HarnessConfig> {
+        if self.timeout == 0 {
+            usage!("--timeout must be at least 1 second");
+        }
+        let extra_specs = match &self.specs {
+            Some(path) => read_specs(path)?,
+            None => BTreeMap::new(),
+        };
+        Ok(HarnessConfig {
+            timeout_secs: self.timeout,
+            cache_dir: self.cache_dir.clone(),
+            installer: match self.installer {
+                InstallerArg::Auto => Installer::Auto,
+                InstallerArg::Uv => Installer::Uv,
+                InstallerArg::Pip => Installer::Pip,
+            },
+            keep_worktrees: self.keep_worktrees,
+            extra_specs,
+            test_network: self.allow_test_network,
+            ..base
+        })
+    }
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
@@ -208,40 +263,23 @@ fn harness(a: HarnessArgs) -> Result<ExitCode> {
     if a.max_workers as u64 > crate::cmd::MAX_JOBS {
         usage!("--max-workers {} is more than {}", a.max_workers, crate::cmd::MAX_JOBS);
     }
-    if a.timeout == 0 {
-        usage!("--timeout must be at least 1 second");
-    }
     if a.run_id.is_empty() || a.run_id.contains(['/', '\\']) || a.run_id == "." || a.run_id == ".." {
         usage!("--run-id {:?} must be a non-empty name without path separators", a.run_id);
     }
-    let extra_specs = match &a.specs {
-        Some(path) => read_specs(path)?,
-        None => BTreeMap::new(),
-    };
-    let cfg = HarnessConfig {
+    let cfg = a.env.apply(HarnessConfig {
         dataset: a.dataset,
         predictions: a.predictions,
         repos_dir: a.repos,
         run_id: a.run_id,
         instance_ids: a.instance_ids,
         max_workers: a.max_workers,
-        timeout_secs: a.timeout,
-        cache_dir: a.cache_dir,
         report_dir: a.report_dir,
         log_root: a.log_root,
         grading: a.grading,
         force: a.force,
         clone_missing: a.clone_missing,
-        installer: match a.installer {
-            InstallerArg::Auto => Installer::Auto,
-            InstallerArg::Uv => Installer::Uv,
-            InstallerArg::Pip => Installer::Pip,
-        },
-        keep_worktrees: a.keep_worktrees,
-        extra_specs,
-        test_network: a.allow_test_network,
         ..HarnessConfig::default()
-    };
+    })?;
     let bars = StageBars::new();
     let result = run_evaluation(&cfg, &|p| bars.update(p))?;
     bars.finish();
@@ -250,12 +288,9 @@ fn harness(a: HarnessArgs) -> Result<ExitCode> {
 }
 
 fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
-    if !a.no_tests {
-        usage!(
-            "regression and reproduction tests are not implemented yet; pass --no-tests to rerank by majority vote over normalized patches only"
-        );
-    }
     for (flag, value) in [
+        ("--repro-tests", a.repro_tests),
+        ("--script-timeout", a.script_timeout as usize),
         ("--samples", a.samples),
         ("--localization-samples", a.localization_samples),
         ("--top-files", a.top_files),
@@ -268,9 +303,12 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
     if a.max_workers as u64 > crate::cmd::MAX_JOBS {
         usage!("--max-workers {} is more than {}", a.max_workers, crate::cmd::MAX_JOBS);
     }
-    if a.temperature.is_nan() || a.temperature.is_infinite() || a.temperature < 0.0 {
-        usage!("--temperature must be a finite number >= 0");
+    for (flag, t) in [("--temperature", a.temperature), ("--repro-temperature", a.repro_temperature)] {
+        if !t.is_finite() || t < 0.0 {
+            usage!("{flag} must be a finite number >= 0");
+        }
     }
+    let harness = a.env.apply(HarnessConfig { max_workers: a.max_workers, ..HarnessConfig::default() })?;
     let client = OpenAiClient::new(OpenAiConfig {
         base_url: a.base_url,
         model: a.model.clone(),
@@ -298,7 +336,13 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
         max_file_chars: a.max_file_chars,
         max_workers: a.max_workers,
         seed: a.seed,
-        run_tests: false,
+        run_tests: !a.no_tests,
+        regression_tests: !a.no_regression_tests,
+        reproduction_samples: a.repro_samples,
+        reproduction_tests: a.repro_tests,
+        reproduction_temperature: a.repro_temperature,
+        script_timeout_secs: a.script_timeout,
+        harness,
         force: a.force,
     };
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr()).with_style(
@@ -338,6 +382,11 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
     println!(
         "model usage: {} requests, {} prompt tokens, {} completion tokens",
         summary.usage.requests, summary.usage.prompt_tokens, summary.usage.completion_tokens
+    );
+    let t = &summary.seconds;
+    println!(
+        "seconds: structure {:.1}, localize {:.1}, repair {:.1}, test setup {:.1}, regression {:.1}, reproduction {:.1}, total {:.1}",
+        t.structure, t.localize, t.repair, t.test_setup, t.regression, t.reproduction, t.total
     );
     println!("predictions: {}", summary.predictions_path.display());
     Ok(ExitCode::SUCCESS)

@@ -12,12 +12,19 @@
 //! 3. Repair: [`repair_prompt`] (swerl-reward's `build_messages` with the localized files within
 //!    a character budget), [`apply_completion`] (swerl-reward's `parse_output` and `apply_edits`,
 //!    a `git diff`, or the reason the sample is invalid).
-//! 4. [`normalized_change`]: the vote key (comments, docstrings, blank lines dropped).
-//! 5. [`rerank`]: upstream's rules (fewest regression failures, reproduction consensus,
+//! 4. Regression tests: the test patch's existing test files run on the original code in a
+//!    [`crate::Testbed`] (the harness's environment and sandbox); the passing tests minus those
+//!    a greedy model call names ([`regression_messages`], [`parse_excluded_tests`]) are run
+//!    with each distinct patch.
+//! 5. Reproduction tests: scripts sampled with [`reproduction_messages`], read with
+//!    [`extract_python_script`] and [`classify_reproduction`], kept by
+//!    [`select_reproductions`] when they reproduce the issue, run with each distinct patch.
+//! 6. [`normalized_change`]: the vote key (comments, docstrings, blank lines dropped).
+//! 7. [`rerank`]: upstream's rules (fewest regression failures, reproduction consensus,
 //!    majority vote, earliest sample on ties).
 //!
-//! Regression and reproduction tests are not implemented yet: the pipeline runs without them
-//! (`run_tests: false`), so its rerank is the majority vote over normalized patches.
+//! Without tests (`run_tests: false`, `--no-tests`) the rerank is the majority vote over
+//! normalized patches.
 //!
 //! ```
 //! use swerl_eval::agentless::{RepoStructure, merge_localizations, parse_file_list};
@@ -29,22 +36,32 @@
 //! assert_eq!(merge_localizations(&found, 1), ["pkg/core.py"]);
 //! ```
 
+mod checks;
 mod localize;
 mod normalize;
 mod pipeline;
 mod repair;
 mod rerank;
 mod structure;
+mod validate;
 
+pub use checks::{
+    ExclusionCall, PatchRegression, PatchReproduction, RegressionTrace, ReproductionSample,
+    ReproductionTrace, ScriptRecord, TestsTrace,
+};
 pub use localize::{
     LocalizationVariant, answer_text, localization_messages, merge_localizations, parse_file_list,
 };
 pub use normalize::{normalize_source, normalized_change};
 pub use pipeline::{
     AgentlessConfig, AgentlessProgress, AgentlessStage, AgentlessSummary, LocalizationSample,
-    LocalizationTrace, PREDICTIONS_FILE, RepairSample, RepairTrace, RerankTrace, TRAJECTORIES_DIR,
-    Trajectory, run_agentless,
+    LocalizationTrace, PREDICTIONS_FILE, RepairSample, RepairTrace, RerankTrace, StageSeconds,
+    TRAJECTORIES_DIR, Trajectory, run_agentless,
 };
 pub use repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
 pub use rerank::{RerankCandidate, RerankChoice, RerankRule, rerank};
 pub use structure::{ClassDef, FunctionDef, PythonOutline, RepoFile, RepoStructure, outline_python};
+pub use validate::{
+    ReproVerdict, SelectedReproduction, classify_reproduction, extract_python_script, parse_excluded_tests,
+    regression_messages, reproduction_messages, select_reproductions,
+};

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use swerl_reward::ChatMessage;
 
+use super::checks::{TestScores, TestsTrace, run_checks};
 use super::localize::{LocalizationVariant, localization_messages, merge_localizations, parse_file_list};
 use super::repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
 use super::rerank::{RerankCandidate, RerankChoice, rerank};
@@ -16,6 +18,7 @@ use crate::chat::{ChatModel, Completion, SampleParams, Usage};
 use crate::checkout::find_clone;
 use crate::dataset::{Instance, load_dataset};
 use crate::error::{Error, Result};
+use crate::harness::{HarnessConfig, Testbed};
 use crate::predictions::Prediction;
 
 /// Everything an Agentless run needs; `Default` gives small but complete settings.
@@ -51,9 +54,25 @@ pub struct AgentlessConfig {
     pub max_workers: usize,
     /// Seed of the localization prompts' variations and of the servers' sampling.
     pub seed: u64,
-    /// Run regression and reproduction tests for the rerank. Not implemented yet: `true` is a
-    /// configuration error; without tests the rerank is a majority vote over normalized patches.
+    /// Run regression and reproduction tests for the rerank (in the harness's sandbox and
+    /// environments, configured by `harness`); without tests the rerank is a majority vote over
+    /// normalized patches.
     pub run_tests: bool,
+    /// With `run_tests`: run regression tests (the test patch's existing test files).
+    pub regression_tests: bool,
+    /// With `run_tests`: reproduction scripts sampled (one greedy, the rest at
+    /// `reproduction_temperature`; upstream Agentless: 40); 0 turns reproduction off.
+    pub reproduction_samples: usize,
+    /// Reproduction tests kept for the rerank: the largest groups of identical (normalized)
+    /// scripts that reproduce the issue (upstream Agentless: 1; the paper: up to 30).
+    pub reproduction_tests: usize,
+    /// Temperature of the reproduction samples after the greedy one (upstream: 0.8).
+    pub reproduction_temperature: f64,
+    /// Seconds a reproduction script may run.
+    pub script_timeout_secs: u64,
+    /// Environments, sandbox limits and test timeout for the tests (`repos_dir` is taken from
+    /// this configuration; the dataset and predictions fields are not used).
+    pub harness: HarnessConfig,
     /// Redo instances whose trajectory is complete.
     pub force: bool,
 }
@@ -75,7 +94,13 @@ impl Default for AgentlessConfig {
             max_file_chars: 240_000,
             max_workers: 4,
             seed: 0,
-            run_tests: false,
+            run_tests: true,
+            regression_tests: true,
+            reproduction_samples: 40,
+            reproduction_tests: 1,
+            reproduction_temperature: 0.8,
+            script_timeout_secs: 120,
+            harness: HarnessConfig::default(),
             force: false,
         }
     }
@@ -96,6 +121,10 @@ pub enum AgentlessStage {
     Localize,
     /// Sampling and applying edits.
     Repair,
+    /// Preparing the environment and checkout, then running regression tests.
+    Regression,
+    /// Sampling and running reproduction tests.
+    Reproduction,
     /// Choosing one patch.
     Rerank,
 }
@@ -203,12 +232,49 @@ pub struct Trajectory {
     pub localization: Option<LocalizationTrace>,
     /// Repair, once it ran.
     pub repair: Option<RepairTrace>,
+    /// Regression and reproduction tests, when they ran.
+    pub tests: Option<TestsTrace>,
     /// The rerank, once it ran.
     pub rerank: Option<RerankTrace>,
     /// The prediction (`""` when there is none).
     pub model_patch: String,
     /// Requests and tokens spent on this instance.
     pub usage: Usage,
+    /// Wall time per stage.
+    pub seconds: StageSeconds,
+}
+
+/// Wall time per stage of one instance, seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StageSeconds {
+    /// Reading the repository.
+    pub structure: f64,
+    /// Localization.
+    pub localize: f64,
+    /// Repair.
+    pub repair: f64,
+    /// Environment and checkout for the tests.
+    pub test_setup: f64,
+    /// Regression tests.
+    pub regression: f64,
+    /// Reproduction tests.
+    pub reproduction: f64,
+    /// Everything.
+    pub total: f64,
+}
+
+impl StageSeconds {
+    /// Adds `other` to this, stage by stage.
+    pub fn add(&mut self, other: &StageSeconds) {
+        self.structure += other.structure;
+        self.localize += other.localize;
+        self.repair += other.repair;
+        self.test_setup += other.test_setup;
+        self.regression += other.regression;
+        self.reproduction += other.reproduction;
+        self.total += other.total;
+    }
 }
 
 /// A finished run.
@@ -226,6 +292,8 @@ pub struct AgentlessSummary {
     pub errors: usize,
     /// Requests and tokens spent by this run (reused instances not counted).
     pub usage: Usage,
+    /// Wall time per stage summed over the instances this run processed.
+    pub seconds: StageSeconds,
 }
 
 /// Runs Agentless Mini over the dataset and writes `predictions.jsonl` (SWE-bench's format) and
@@ -237,9 +305,7 @@ pub fn run_agentless(
     progress: &(dyn Fn(AgentlessProgress) + Sync),
 ) -> Result<AgentlessSummary> {
     if cfg.run_tests {
-        return Err(Error::Config(
-            "regression and reproduction tests are not implemented yet; run without them (majority vote only)".into(),
-        ));
+        crate::sandbox::check_available()?;
     }
     if cfg.max_workers == 0 || cfg.repair_samples == 0 || cfg.localization_samples == 0 || cfg.top_files == 0
     {
@@ -288,9 +354,11 @@ pub fn run_agentless(
             .collect()
     });
     let mut usage = Usage::default();
+    let mut seconds = StageSeconds::default();
     for t in ran {
         let t = t?;
         usage.add(&t.usage);
+        seconds.add(&t.seconds);
         done.insert(t.instance_id.clone(), t);
     }
     let mut lines = String::new();
@@ -313,6 +381,7 @@ pub fn run_agentless(
         with_patch: done.values().filter(|t| !t.model_patch.is_empty()).count(),
         errors: done.values().filter(|t| t.error.is_some()).count(),
         usage,
+        seconds,
     })
 }
 
@@ -354,30 +423,86 @@ fn run_instance(
         error: None,
         localization: None,
         repair: None,
+        tests: None,
         rerank: None,
         model_patch: String::new(),
         usage: Usage::default(),
+        seconds: StageSeconds::default(),
     };
+    let start = Instant::now();
     let stage =
         |stage| progress(AgentlessProgress::Stage { instance_id: instance.instance_id.clone(), stage });
     let result = (|| -> Result<()> {
         stage(AgentlessStage::Structure);
+        let clock = Instant::now();
         let clone = find_clone(&cfg.repos_dir, &instance.repo)?;
         let keep_tests = instance.repo == "pytest-dev/pytest";
         let structure = RepoStructure::read(&clone, &instance.base_commit, keep_tests)?;
+        t.seconds.structure = clock.elapsed().as_secs_f64();
         stage(AgentlessStage::Localize);
+        let clock = Instant::now();
         let localization = localize(cfg, model, instance, &structure, &mut t.usage)?;
         let files = localization.files.clone();
         t.localization = Some(localization);
+        t.seconds.localize = clock.elapsed().as_secs_f64();
         stage(AgentlessStage::Repair);
+        let clock = Instant::now();
         let repair = repair(cfg, model, instance, &structure, &files, &mut t.usage)?;
+        t.seconds.repair = clock.elapsed().as_secs_f64();
+        let scores = if !cfg.run_tests {
+            None
+        } else if !repair.samples.iter().any(|s| s.outcome.patch().is_some_and(|p| !p.trim().is_empty())) {
+            t.tests = Some(TestsTrace {
+                note: Some("not run: no repair sample has a patch".into()),
+                ..TestsTrace::default()
+            });
+            None
+        } else {
+            stage(AgentlessStage::Regression);
+            let clock = Instant::now();
+            let work = work_dir(cfg, &instance.instance_id)?;
+            match Testbed::prepare(&harness_config(cfg), instance, &work) {
+                Err(e) => {
+                    t.seconds.test_setup = clock.elapsed().as_secs_f64();
+                    t.tests = Some(TestsTrace {
+                        note: Some(format!("not run: {e}")),
+                        setup_seconds: t.seconds.test_setup,
+                        ..TestsTrace::default()
+                    });
+                    None
+                }
+                Ok(mut testbed) => {
+                    t.seconds.test_setup = clock.elapsed().as_secs_f64();
+                    let seed = instance_seed(cfg, &instance.instance_id);
+                    let checked = run_checks(
+                        cfg,
+                        model,
+                        instance,
+                        &mut testbed,
+                        &repair,
+                        seed,
+                        &mut t.usage,
+                        &mut t.seconds,
+                        &|| stage(AgentlessStage::Reproduction),
+                    );
+                    if !cfg.harness.keep_worktrees {
+                        let _ = testbed.remove();
+                    }
+                    let (mut trace, scores) = checked?;
+                    trace.setup_seconds = t.seconds.test_setup;
+                    t.tests = Some(trace);
+                    Some(scores)
+                }
+            }
+        };
         stage(AgentlessStage::Rerank);
-        let (rerank, patch) = choose(&repair);
+        let (rerank, patch) = choose(&repair, scores.as_ref(), t.tests.as_ref());
         t.repair = Some(repair);
         t.rerank = Some(rerank);
         t.model_patch = patch;
         Ok(())
     })();
+    t.seconds.total = start.elapsed().as_secs_f64();
     match result {
         Ok(()) => t.complete = true,
         Err(e) => {
@@ -466,8 +591,31 @@ fn repair(
     Ok(RepairTrace { prompt, params, samples })
 }
 
-/// The rerank over the repair samples (no test results: majority vote only).
-fn choose(repair: &RepairTrace) -> (RerankTrace, String) {
+/// The harness settings the tests use: the run's repositories directory.
+fn harness_config(cfg: &AgentlessConfig) -> HarnessConfig {
+    HarnessConfig { repos_dir: cfg.repos_dir.clone(), ..cfg.harness.clone() }
+}
+
+/// Where an instance's checkout for the tests goes: under the harness cache, in a directory
+/// named after the output directory (two runs with different outputs never share one).
+fn work_dir(cfg: &AgentlessConfig, instance_id: &str) -> Result<PathBuf> {
+    let out = std::path::absolute(&cfg.out_dir)?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in out.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(std::path::absolute(&cfg.harness.cache_dir)?
+        .join("work")
+        .join(format!("agentless-{h:016x}"))
+        .join(instance_id.replace('/', "__")))
+}
+
+/// The rerank over the repair samples, with the tests' scores when they ran.
+fn choose(
+    repair: &RepairTrace,
+    scores: Option<&TestScores>,
+    tests: Option<&TestsTrace>,
+) -> (RerankTrace, String) {
     let candidates: Vec<RerankCandidate> = repair
         .samples
         .iter()
@@ -475,7 +623,8 @@ fn choose(repair: &RepairTrace) -> (RerankTrace, String) {
             RepairOutcome::Patch { normalized, .. } => Some(RerankCandidate {
                 sample: s.index,
                 normalized: normalized.clone(),
-                ..RerankCandidate::default()
+                regression_failures: scores.and_then(|sc| sc.regression.get(&s.index).copied()),
+                reproduction_passed: scores.and_then(|sc| sc.reproduction.get(&s.index).cloned()),
             }),
             RepairOutcome::Invalid { .. } => None,
         })
@@ -501,7 +650,41 @@ fn choose(repair: &RepairTrace) -> (RerankTrace, String) {
             String::new(),
         ),
     };
-    let tests =
-        "not run: regression and reproduction tests are not implemented; majority vote only".to_owned();
+    let tests = describe_tests(tests);
     (RerankTrace { tests, candidates, choice, reason }, patch)
+}
+
+/// The tests the rerank knew about, in words.
+fn describe_tests(tests: Option<&TestsTrace>) -> String {
+    let Some(t) = tests else { return "not run (--no-tests): majority vote only".into() };
+    let mut parts = Vec::new();
+    match &t.regression {
+        Some(r) => parts.push(format!(
+            "{} regression tests ({} passing on the original code, {} excluded by the model) on {} distinct patches",
+            r.tests.len(),
+            r.original.passed().len(),
+            r.exclusion.as_ref().map_or(0, |e| e.excluded.len()),
+            r.runs.len()
+        )),
+        None => parts.push("no regression tests".into()),
+    }
+    match &t.reproduction {
+        Some(r) => parts.push(format!(
+            "{} reproduction tests kept of {} samples ({} reproduce the issue on the original code)",
+            r.selected.len(),
+            r.samples.len(),
+            r.samples
+                .iter()
+                .filter(|s| s
+                    .original
+                    .as_ref()
+                    .is_some_and(|o| o.verdict == super::validate::ReproVerdict::Reproduced))
+                .count()
+        )),
+        None => parts.push("no reproduction tests".into()),
+    }
+    if let Some(note) = &t.note {
+        parts.push(note.clone());
+    }
+    parts.join("; ")
 }

@@ -1,7 +1,8 @@
 //! One instance through the pipeline: environment, preparation, patch, tests, grading.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -21,16 +22,16 @@ use crate::script::{VenvContext, translate_for_venv, upstream_eval_script};
 use crate::specs::{Spec, spec_for};
 
 /// The run_instance.log writer.
-struct InstanceLog(fs_err::File);
+pub(super) struct InstanceLog(pub(super) fs_err::File);
 
 impl InstanceLog {
-    fn line(&mut self, text: &str) {
+    pub(super) fn line(&mut self, text: &str) {
         use std::io::Write;
         let _ = writeln!(self.0, "{text}");
     }
 }
 
-struct Failure(Bucket, String);
+pub(super) struct Failure(pub(super) Bucket, pub(super) String);
 
 pub(super) fn run_instance(ctx: &Context<'_>, instance: &Instance, pred: &Prediction) -> InstanceOutcome {
     let cfg = ctx.cfg;
@@ -98,7 +99,8 @@ fn spec_of<'a>(cfg: &'a HarnessConfig, instance: &Instance) -> Option<&'a Spec> 
 }
 
 fn environment(
-    ctx: &Context<'_>,
+    cfg: &HarnessConfig,
+    env_failures: &Mutex<HashMap<String, String>>,
     instance: &Instance,
     spec: &Spec,
     clone: &Path,
@@ -106,7 +108,7 @@ fn environment(
 ) -> std::result::Result<SharedEnv, Failure> {
     let unavailable = |r: String| Failure(Bucket::EnvironmentUnavailable, r);
     let name = format!("{}-{}-py{}", instance.repo, instance.version, spec.python);
-    if let Some(reason) = ctx.env_failures.lock().expect("poisoned").get(&name) {
+    if let Some(reason) = env_failures.lock().expect("poisoned").get(&name) {
         return Err(unavailable(reason.clone()));
     }
     let result = (|| {
@@ -123,25 +125,25 @@ fn environment(
             &instance.environment_setup_commit
         };
         let reqs = requirements(&instance.repo, spec, clone, commit)?;
-        ensure_shared_env(&ctx.cfg.cache_dir, &name, &interpreter, &reqs, ctx.cfg.installer)
+        ensure_shared_env(&cfg.cache_dir, &name, &interpreter, &reqs, cfg.installer)
             .map_err(|e| EnvError::Build(format!("environment build failed: {e}")))
     })();
     result.map_err(|error| {
         // The reason, in words, is what the report and later instances of this environment see.
         let reason = error.to_string();
-        ctx.env_failures.lock().expect("poisoned").insert(name, reason.clone());
+        env_failures.lock().expect("poisoned").insert(name, reason.clone());
         unavailable(reason)
     })
 }
 
-struct Place<'a> {
-    testbed: &'a Path,
-    venv: &'a Path,
-    clone: &'a Path,
-    env: &'a SharedEnv,
+pub(super) struct Place<'a> {
+    pub(super) testbed: &'a Path,
+    pub(super) venv: &'a Path,
+    pub(super) clone: &'a Path,
+    pub(super) env: &'a SharedEnv,
 }
 
-fn sandbox_for(
+pub(super) fn sandbox_for(
     cfg: &HarnessConfig,
     script: String,
     place: &Place<'_>,
@@ -163,28 +165,39 @@ fn sandbox_for(
     cmd
 }
 
-fn pipeline(
-    ctx: &Context<'_>,
+/// What preparation leaves: the shared environment, a checkout at `base_commit` with the spec's
+/// install step done and committed, and the instance's virtual environment.
+pub(super) struct Prepared {
+    pub(super) spec: Spec,
+    pub(super) clone: PathBuf,
+    pub(super) env: SharedEnv,
+    pub(super) testbed: PathBuf,
+    pub(super) venv: PathBuf,
+}
+
+impl Prepared {
+    pub(super) fn place(&self) -> Place<'_> {
+        Place { testbed: &self.testbed, venv: &self.venv, clone: &self.clone, env: &self.env }
+    }
+}
+
+/// Environment and preparation (the harness's stages 1 and 2) in `work`.
+pub(super) fn prepare(
+    cfg: &HarnessConfig,
+    env_failures: &Mutex<HashMap<String, String>>,
     instance: &Instance,
-    pred: &Prediction,
-    patch: &str,
-    log_dir: &Path,
+    work: &Path,
     log: &mut InstanceLog,
-    outcome: &mut InstanceOutcome,
-) -> std::result::Result<(), Failure> {
-    let cfg = ctx.cfg;
+    timings: &mut Timings,
+    on_stage: &dyn Fn(Stage),
+) -> std::result::Result<Prepared, Failure> {
     let infra = |e: Error| Failure(Bucket::Error, e.to_string());
     let io = |e: std::io::Error| Failure(Bucket::Error, e.to_string());
-    let parser = match &instance.log_parser {
-        Some(name) => LogParser::from_name(name),
-        None => LogParser::for_repo(&instance.repo),
-    }
-    .map_err(infra)?;
 
     // 1. Environment.
-    stage(ctx, instance, Stage::Environment);
+    on_stage(Stage::Environment);
     let t = Instant::now();
-    let spec = spec_of(cfg, instance).ok_or_else(|| {
+    let spec = spec_of(cfg, instance).cloned().ok_or_else(|| {
         Failure(
             Bucket::EnvironmentUnavailable,
             format!("no spec for {} version {}", instance.repo, instance.version),
@@ -195,9 +208,7 @@ fn pipeline(
         Err(_) if cfg.clone_missing => mirror(&cfg.repos_dir, &instance.repo).map_err(infra)?,
         Err(e) => return Err(infra(e)),
     };
-    let env = environment(ctx, instance, spec, &clone, log)?;
-    outcome.environment = env.dir.file_name().map(|n| n.to_string_lossy().into_owned());
-    outcome.environment_cached = Some(env.cached);
+    let env = environment(cfg, env_failures, instance, &spec, &clone, log)?;
     log.line(&format!(
         "Environment: {} ({}, {} by {}, build log {})",
         env.dir.display(),
@@ -206,19 +217,20 @@ fn pipeline(
         env.installer,
         env.log.display()
     ));
-    outcome.timings.environment = t.elapsed().as_secs_f64();
+    timings.environment = t.elapsed().as_secs_f64();
 
     // 2. Preparation.
-    stage(ctx, instance, Stage::Prepare);
+    on_stage(Stage::Prepare);
     let t = Instant::now();
-    let work = work_dir(cfg, pred);
     let testbed = work.join("testbed");
     let venv = work.join("venv");
     fresh_checkout(&clone, &instance.base_commit, &testbed).map_err(infra)?;
-    let place = Place { testbed: &testbed, venv: &venv, clone: &clone, env: &env };
-    make_instance_venv(&env, &venv).map_err(|e| Failure(Bucket::EnvironmentUnavailable, e.to_string()))?;
-    let mut setup = format!("set -x\nsource '{}/bin/activate'\n", venv.display());
-    for line in &spec.pre_install {
+    let prepared = Prepared { spec, clone, env, testbed, venv };
+    let place = prepared.place();
+    make_instance_venv(&prepared.env, &prepared.venv)
+        .map_err(|e| Failure(Bucket::EnvironmentUnavailable, e.to_string()))?;
+    let mut setup = format!("set -x\nsource '{}/bin/activate'\n", prepared.venv.display());
+    for line in &prepared.spec.pre_install {
         if line.trim_start().starts_with("apt-get") {
             log.line(&format!("Skipped pre_install (needs root packages): {line}"));
         } else {
@@ -226,7 +238,7 @@ fn pipeline(
         }
     }
     setup.push_str("set -e\n");
-    if let Some(install) = &spec.install {
+    if let Some(install) = &prepared.spec.install {
         setup.push_str(&format!("{install}\n"));
     }
     let mut cmd = sandbox_for(cfg, setup, &place, vec![]);
@@ -248,8 +260,37 @@ fn pipeline(
             ),
         ));
     }
-    commit_setup(&testbed).map_err(infra)?;
-    outcome.timings.prepare = t.elapsed().as_secs_f64();
+    commit_setup(&prepared.testbed).map_err(infra)?;
+    timings.prepare = t.elapsed().as_secs_f64();
+    Ok(prepared)
+}
+
+fn pipeline(
+    ctx: &Context<'_>,
+    instance: &Instance,
+    pred: &Prediction,
+    patch: &str,
+    log_dir: &Path,
+    log: &mut InstanceLog,
+    outcome: &mut InstanceOutcome,
+) -> std::result::Result<(), Failure> {
+    let cfg = ctx.cfg;
+    let infra = |e: Error| Failure(Bucket::Error, e.to_string());
+    let io = |e: std::io::Error| Failure(Bucket::Error, e.to_string());
+    let parser = match &instance.log_parser {
+        Some(name) => LogParser::from_name(name),
+        None => LogParser::for_repo(&instance.repo),
+    }
+    .map_err(infra)?;
+
+    let work = work_dir(cfg, pred);
+    let prepared = prepare(cfg, &ctx.env_failures, instance, &work, log, &mut outcome.timings, &|s| {
+        stage(ctx, instance, s)
+    })?;
+    outcome.environment = prepared.env.dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    outcome.environment_cached = Some(prepared.env.cached);
+    let place = prepared.place();
+    let (testbed, venv, env, spec) = (&prepared.testbed, &prepared.venv, &prepared.env, &prepared.spec);
 
     // 3. Patch.
     stage(ctx, instance, Stage::Apply);
@@ -287,10 +328,10 @@ fn pipeline(
         Some(s) if !s.trim().is_empty() => s.to_owned(),
         _ => upstream_eval_script(instance, spec),
     };
-    let site_packages = [&venv, &env.dir]
+    let site_packages = [venv, &env.dir]
         .map(|root| crate::env::site_packages(root, &env.interpreter).display().to_string())
         .into();
-    let ctx_v = VenvContext { venv: &venv, repo_dir: &testbed, site_packages };
+    let ctx_v = VenvContext { venv, repo_dir: testbed, site_packages };
     let script = translate_for_venv(&upstream, &ctx_v, cfg.grading == GradingMode::V5);
     fs_err::write(log_dir.join("eval.sh"), &script).map_err(io)?;
     let eval_file = work.join("eval.sh");

@@ -8,8 +8,10 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 mod instance;
+mod testbed;
 use instance::run_instance;
 use serde::{Deserialize, Serialize};
+pub use testbed::{ScriptRun, TESTBED_LOG, TestRun, Testbed};
 
 use crate::dataset::{Instance, load_dataset};
 use crate::env::Installer;
@@ -23,7 +25,7 @@ use crate::sandbox::{Limits, check_available};
 use crate::specs::Spec;
 
 /// Everything a run needs; `Default` gives upstream's defaults where upstream has them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HarnessConfig {
     /// The dataset file.
