@@ -20,7 +20,8 @@ pub struct SampleParams {
     pub top_p: f64,
     /// Most new tokens per completion.
     pub max_new_tokens: usize,
-    /// A seed for servers that accept one.
+    /// A seed for servers that accept one (sent as its low 63 bits: the API's seed is an
+    /// `int64`).
     pub seed: Option<u64>,
 }
 
@@ -193,7 +194,9 @@ impl OpenAiClient {
             "n": n,
         });
         if let Some(seed) = params.seed {
-            body["seed"] = seed.into();
+            // The API's seed is a signed 64-bit integer (servers reject larger values): the low
+            // 63 bits.
+            body["seed"] = (seed & i64::MAX as u64).into();
         }
         let body = body.to_string();
         let mut attempt = 0;

@@ -128,6 +128,10 @@ pub(crate) struct AgentlessArgs {
     script_timeout: u64,
     #[command(flatten)]
     env: EnvArgs,
+    /// Diagnostic: the dataset's gold patch is the only repair sample (the model is not asked
+    /// to repair), to check the tests, the rerank and the harness from repair to report.
+    #[arg(long)]
+    inject_gold_patch: bool,
     /// Redo instances whose trajectory is complete.
     #[arg(long)]
     force: bool,
@@ -343,6 +347,7 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
         reproduction_temperature: a.repro_temperature,
         script_timeout_secs: a.script_timeout,
         harness,
+        inject_gold_patch: a.inject_gold_patch,
         force: a.force,
     };
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr()).with_style(

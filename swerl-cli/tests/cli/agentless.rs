@@ -1,6 +1,7 @@
-//! `swerl eval agentless` end to end: the binary talks HTTP to a small OpenAI-shaped server on
-//! loopback (canned answers: the test double of a model server), reads the in-test calc
-//! repository with git and writes predictions and trajectories.
+//! `swerl eval agentless` end to end. With a real `swerl serve` on loopback (a tiny model
+//! written in-test), the whole pipeline to predictions, then `swerl eval harness` grades them.
+//! With a small OpenAI-shaped server of canned answers (a test double, for what a real server
+//! cannot be made to do: a 503 and then a given fix), retries and resumption.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use swerl_eval::testing::CalcRepo;
 
 use crate::helpers::{assert_code, jsonl, run, stderr, stdout};
+use crate::serve::{MODEL, Server, tiny_model};
 
 const FIX: &str = "<think>add subtracts</think>\n<solution>\n```python\n### calc/__init__.py\n<<<<<<< SEARCH\n    return a - b\n\n\ndef sub\n=======\n    return a + b\n\n\ndef sub\n>>>>>>> REPLACE\n```\n</solution>";
 
@@ -126,15 +128,150 @@ fn agentless_writes_predictions_through_an_http_model_then_resumes() -> Result<(
     Ok(())
 }
 
+/// Everything real: `swerl serve` with a tiny random model, `swerl eval agentless` with tests,
+/// `swerl eval harness`. The model's repairs are noise (no patch, an empty prediction); a second
+/// run injects the gold patch as the repair so the tests (regression runs in the sandbox, the
+/// model's exclusion and reproduction answers over HTTP) and the harness see a real patch.
+#[test]
+fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
+    if std::env::var_os("SWERL_EVAL_SKIP_SANDBOX").is_some() {
+        return Ok(());
+    }
+    swerl_eval::sandbox::check_available()?;
+    let python = swerl_eval::testing::test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
+    let tmp = tempfile::tempdir()?;
+    let path = |name: &str| tmp.path().join(name);
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let calc = CalcRepo::create(&path("repos"))?;
+    let mut record = calc.instance("calc-1")?;
+    record["problem_statement"] = "add(2, 2) returns 0".into();
+    std::fs::write(path("dataset.jsonl"), format!("{record}\n"))?;
+    std::fs::write(
+        path("specs.json"),
+        json!({swerl_eval::testing::REPO: {"1.0": swerl_eval::testing::calc_spec(python)}}).to_string(),
+    )?;
+    // The environment cache is shared with swerl-eval's end-to-end test (same content key).
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
+    tiny_model(&path("model"));
+    let server = Server::start(&path("model"), &path("serve.log"), &[]);
+    let agentless = |out: &str, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "eval",
+            "agentless",
+            "--dataset",
+            &s(&path("dataset.jsonl")),
+            "--repos",
+            &s(&path("repos")),
+            "--base-url",
+            &server.url(),
+            "--model",
+            MODEL,
+            "--out",
+            &s(&path(out)),
+            "--samples",
+            "2",
+            "--localization-samples",
+            "2",
+            "--max-new-tokens",
+            "48",
+            "--repro-samples",
+            "2",
+            "--specs",
+            &s(&path("specs.json")),
+            "--cache-dir",
+            &s(&cache),
+            "--timeout",
+            "120",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        args.extend(extra.iter().map(|e| (*e).to_owned()));
+        let o = run(&args);
+        assert_code(&o, 0);
+        assert!(stdout(&o).contains("1 instances (0 reused)"), "{}\n{}", stdout(&o), server.logs());
+        assert!(stdout(&o).contains("seconds: structure"), "{}", stdout(&o));
+        let traj: Value = serde_json::from_str(
+            &std::fs::read_to_string(path(out).join("trajectories/calc-1.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(traj["complete"], true, "{traj}");
+        assert_eq!(traj["model_name_or_path"], MODEL);
+        assert!(traj["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "the server's token counts: {traj}");
+        traj
+    };
+    let grade = |out: &str, run_id: &str| {
+        let o = run([
+            "eval",
+            "harness",
+            "--dataset",
+            &s(&path("dataset.jsonl")),
+            "--predictions",
+            &s(&path(out).join("predictions.jsonl")),
+            "--repos",
+            &s(&path("repos")),
+            "--run-id",
+            run_id,
+            "--specs",
+            &s(&path("specs.json")),
+            "--cache-dir",
+            &s(&cache),
+            "--report-dir",
+            &s(&path("reports")),
+            "--log-root",
+            &s(&path("logs")),
+        ]);
+        assert_code(&o, 0);
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(path("reports").join(format!("{MODEL}.{run_id}.json"))).unwrap(),
+        )
+        .unwrap();
+        summary
+    };
+
+    // The model repairs: its answers are noise, so no sample applies and tests are not run.
+    let traj = agentless("noise", &[]);
+    assert_eq!(traj["repair"]["samples"].as_array().unwrap().len(), 2);
+    assert_eq!(traj["model_patch"], "");
+    assert_eq!(traj["tests"]["note"], "not run: no repair sample has a patch");
+    // Two localization requests and one repair request (n = 2).
+    assert_eq!(traj["usage"]["requests"], 3);
+    let summary = grade("noise", "noise");
+    assert_eq!(summary["empty_patch_ids"], json!(["calc-1"]));
+
+    // The gold patch injected: regression tests run on the original code and with the patch,
+    // the model is asked which tests to exclude and for reproduction scripts; the harness
+    // resolves the prediction.
+    let traj = agentless("gold", &["--inject-gold-patch"]);
+    assert_eq!(traj["model_patch"], calc.gold()?);
+    let regression = &traj["tests"]["regression"];
+    assert_eq!(regression["directives"], json!(["tests/test_calc.py"]));
+    assert_eq!(regression["original"]["statuses"]["tests/test_calc.py::test_sub"], "PASSED", "{traj}");
+    assert_eq!(regression["runs"][0]["failures"], json!([]));
+    assert!(regression["exclusion"]["completion"]["text"].is_string());
+    assert_eq!(traj["tests"]["reproduction"]["samples"].as_array().unwrap().len(), 2);
+    // Localization (2), exclusion (1), reproduction (greedy, then one sampled): no repair call.
+    assert_eq!(traj["usage"]["requests"], 5);
+    assert_eq!(traj["rerank"]["choice"]["sample"], 0);
+    let summary = grade("gold", "gold");
+    assert_eq!(summary["resolved_ids"], json!(["calc-1"]), "{summary}");
+    Ok(())
+}
+
 #[test]
 fn agentless_usage_errors_exit_2() {
     let base = ["eval", "agentless", "--dataset", "d.jsonl", "--repos", ".", "--model", "m", "--out", "o"];
-    let o = run(base);
-    assert_code(&o, 2);
-    assert!(stderr(&o).contains("--no-tests"), "{}", stderr(&o));
-    for extra in [&["--samples", "0"][..], &["--max-workers", "0"], &["--temperature", "-1"]] {
+    for extra in [
+        &["--samples", "0"][..],
+        &["--max-workers", "0"],
+        &["--temperature", "-1"],
+        &["--repro-temperature", "nan"],
+        &["--repro-tests", "0"],
+        &["--timeout", "0"],
+    ] {
         let o = run(base.iter().copied().chain(["--no-tests"]).chain(extra.iter().copied()));
         assert_code(&o, 2);
+        assert!(stderr(&o).contains(extra[0]) || stderr(&o).contains(extra[1]), "{extra:?}: {}", stderr(&o));
     }
 }
 

@@ -14,20 +14,20 @@ use serde_json::{Value, json};
 
 use crate::helpers::swerl;
 
-const MODEL: &str = "tiny-chat";
+pub(crate) const MODEL: &str = "tiny-chat";
 
 /// The `openai` client version the tests use (`.ci/run` installs the same).
 const OPENAI_VERSION: &str = "3.51.0";
 
 /// A running `swerl serve`, killed on drop; its stderr goes to a file shown on failures.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Server {
-    fn start(model: &Path, log: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(model: &Path, log: &Path, extra: &[&str]) -> Self {
         // A free port: bind, read it, release it (a race with another process is unlikely and
         // shows as a bind error in the log).
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
@@ -58,11 +58,11 @@ impl Server {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -116,7 +116,7 @@ impl Drop for Server {
     }
 }
 
-fn tiny_model(dir: &Path) {
+pub(crate) fn tiny_model(dir: &Path) {
     swerl_model::testing::write_byte_level_checkpoint(dir, 2, 17).expect("writes the tiny model");
 }
 

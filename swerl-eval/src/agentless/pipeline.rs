@@ -73,6 +73,10 @@ pub struct AgentlessConfig {
     /// Environments, sandbox limits and test timeout for the tests (`repos_dir` is taken from
     /// this configuration; the dataset and predictions fields are not used).
     pub harness: HarnessConfig,
+    /// Diagnostic: the instance's gold patch is the only repair sample (no repair request), so
+    /// the tests, the rerank and the harness can be checked from repair to report. Its vote key
+    /// is the patch's changed lines.
+    pub inject_gold_patch: bool,
     /// Redo instances whose trajectory is complete.
     pub force: bool,
 }
@@ -101,6 +105,7 @@ impl Default for AgentlessConfig {
             reproduction_temperature: 0.8,
             script_timeout_secs: 120,
             harness: HarnessConfig::default(),
+            inject_gold_patch: false,
             force: false,
         }
     }
@@ -577,6 +582,23 @@ fn repair(
         seed: Some(instance_seed(cfg, &instance.instance_id)),
         ..SampleParams::default()
     };
+    if cfg.inject_gold_patch {
+        let normalized: String = instance
+            .patch
+            .lines()
+            .filter(|l| {
+                (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---")
+            })
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect();
+        let outcome = RepairOutcome::Patch { edits: Vec::new(), patch: instance.patch.clone(), normalized };
+        let completion = Completion { text: "(the gold patch, injected)".into(), finish_reason: None };
+        return Ok(RepairTrace {
+            prompt,
+            params,
+            samples: vec![RepairSample { index: 0, completion, outcome }],
+        });
+    }
     let response = model.chat(&prompt.messages, &params, cfg.repair_samples)?;
     usage.add(&response.usage);
     let samples = response
