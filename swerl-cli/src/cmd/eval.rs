@@ -13,7 +13,7 @@ use swerl_eval::agentless::{AgentlessConfig, AgentlessProgress, AnswerFormat, ru
 use swerl_eval::env::Installer;
 use swerl_eval::specs::Spec;
 use swerl_eval::{
-    Bucket, GradingMode, HarnessConfig, OpenAiClient, OpenAiConfig, Progress, RunResult, Stage,
+    Bucket, ChatModel, GradingMode, HarnessConfig, OpenAiClient, OpenAiConfig, Progress, RunResult, Stage,
     run_evaluation,
 };
 
@@ -55,12 +55,23 @@ pub(crate) struct AgentlessArgs {
     /// Directory of clones or bare mirrors (as for `swerl eval harness`).
     #[arg(long)]
     repos: PathBuf,
-    /// The OpenAI-compatible API root; /chat/completions is appended.
-    #[arg(long, default_value = "http://localhost:8000/v1")]
-    base_url: String,
-    /// The served model's name (also the predictions' model_name_or_path).
+    /// An OpenAI-compatible API root (vLLM, SGLang, `swerl serve`, a hosted API);
+    /// /chat/completions is appended. Without it, --model is loaded in this process.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// With --base-url, the served model's name; otherwise the model to load (a Hugging Face
+    /// directory, a .gguf file or a Hub id). Also the predictions' model_name_or_path.
     #[arg(long)]
     model: String,
+    /// In-process model: device (`cpu`, `cuda`, `cuda:N`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// In-process model: compute dtype (`f32`, `bf16`, `f16`).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// In-process model: sequences decoding at once.
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
     /// The environment variable holding the API key, sent as a bearer token when set.
     #[arg(long, default_value = "OPENAI_API_KEY")]
     api_key_env: String,
@@ -313,15 +324,33 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
         }
     }
     let harness = a.env.apply(HarnessConfig { max_workers: a.max_workers, ..HarnessConfig::default() })?;
-    let client = OpenAiClient::new(OpenAiConfig {
-        base_url: a.base_url,
-        model: a.model.clone(),
-        api_key: std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty()),
-        max_concurrency: a.max_workers,
-        max_retries: a.max_retries,
-        timeout_secs: a.request_timeout,
-        ..OpenAiConfig::default()
-    })?;
+    if a.max_batch == 0 {
+        usage!("--max-batch must be at least 1");
+    }
+    let client: Box<dyn ChatModel> = match &a.base_url {
+        Some(url) => Box::new(OpenAiClient::new(OpenAiConfig {
+            base_url: url.clone(),
+            model: a.model.clone(),
+            api_key: std::env::var(&a.api_key_env).ok().filter(|k| !k.is_empty()),
+            max_concurrency: a.max_workers,
+            max_retries: a.max_retries,
+            timeout_secs: a.request_timeout,
+            ..OpenAiConfig::default()
+        })?),
+        None => {
+            let args = super::model_args::ModelArgs {
+                model: a.model.clone(),
+                device: a.device.clone(),
+                dtype: a.dtype.clone(),
+                revision: None,
+                offline: false,
+            };
+            Box::new(
+                super::local_chat::LocalChat::load(&args, a.max_batch)
+                    .with_context(|| format!("loading {}", a.model))?,
+            )
+        }
+    };
     let cfg = AgentlessConfig {
         dataset: a.dataset,
         repos_dir: a.repos,
@@ -356,7 +385,7 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
             .progress_chars("=> "),
     );
     bar.set_prefix("agentless");
-    let summary = run_agentless(&cfg, &client, &|p| match p {
+    let summary = run_agentless(&cfg, client.as_ref(), &|p| match p {
         AgentlessProgress::Planned { total, skipped } => {
             bar.set_length(total as u64);
             if skipped > 0 {

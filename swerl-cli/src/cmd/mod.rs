@@ -1,10 +1,12 @@
 //! One module per subcommand: argument struct plus a `run` function returning the exit code.
 
+pub(crate) mod engine_thread;
 pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod heldout;
 pub(crate) mod help;
 pub(crate) mod io;
+pub(crate) mod local_chat;
 pub(crate) mod logprobs;
 pub(crate) mod mine;
 pub(crate) mod model_args;

@@ -154,7 +154,11 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
     tiny_model(&path("model"));
     let server = Server::start(&path("model"), &path("serve.log"), &[]);
+    let url = server.url();
     let agentless = |out: &str, extra: &[&str]| {
+        let in_process = extra.contains(&"--in-process");
+        let extra: Vec<&str> = extra.iter().copied().filter(|e| *e != "--in-process").collect();
+        let model = if in_process { s(&path("model")) } else { MODEL.to_owned() };
         let mut args: Vec<String> = [
             "eval",
             "agentless",
@@ -162,10 +166,8 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
             &s(&path("dataset.jsonl")),
             "--repos",
             &s(&path("repos")),
-            "--base-url",
-            &server.url(),
             "--model",
-            MODEL,
+            &model,
             "--out",
             &s(&path(out)),
             "--samples",
@@ -186,6 +188,9 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
         .into_iter()
         .map(str::to_owned)
         .collect();
+        if !in_process {
+            args.extend(["--base-url".to_owned(), url.clone()]);
+        }
         args.extend(extra.iter().map(|e| (*e).to_owned()));
         let o = run(&args);
         assert_code(&o, 0);
@@ -196,7 +201,7 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
         )
         .unwrap();
         assert_eq!(traj["complete"], true, "{traj}");
-        assert_eq!(traj["model_name_or_path"], MODEL);
+        assert_eq!(traj["model_name_or_path"], model);
         assert!(traj["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "the server's token counts: {traj}");
         traj
     };
@@ -238,6 +243,17 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
     assert_eq!(traj["usage"]["requests"], 3);
     let summary = grade("noise", "noise");
     assert_eq!(summary["empty_patch_ids"], json!(["calc-1"]));
+
+    // The same run with the model loaded in this process (no server): the same seeds give the
+    // same answers, the greedy localization and the sampled repairs alike.
+    let local = agentless("local", &["--in-process"]);
+    for (stage, samples) in [("localization", "samples"), ("repair", "samples")] {
+        let texts = |t: &Value| -> Vec<Value> {
+            t[stage][samples].as_array().unwrap().iter().map(|x| x["completion"]["text"].clone()).collect()
+        };
+        assert_eq!(texts(&local), texts(&traj), "{stage}");
+    }
+    assert_eq!(local["usage"], traj["usage"]);
 
     // The gold patch injected: regression tests run on the original code and with the patch,
     // the model is asked which tests to exclude and for reproduction scripts; the harness

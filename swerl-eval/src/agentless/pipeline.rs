@@ -519,12 +519,14 @@ fn run_instance(
 }
 
 fn instance_seed(cfg: &AgentlessConfig, instance_id: &str) -> u64 {
-    // FNV-1a of the id, mixed with the run's seed: stable across runs and platforms.
+    // FNV-1a of the id, mixed with the run's seed: stable across runs and platforms. Kept to
+    // 62 bits so that it and the per-sample seeds derived from it (small offsets) stay within
+    // the OpenAI API's int64 seed, and every backend sees the same seeds.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in instance_id.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    h ^ cfg.seed
+    (h ^ cfg.seed) & (u64::MAX >> 2)
 }
 
 fn localize(

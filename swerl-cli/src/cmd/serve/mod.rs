@@ -1,18 +1,19 @@
 //! `swerl serve`: an OpenAI-compatible HTTP server (`/v1/models`, `/v1/completions`,
 //! `/v1/chat/completions`, streaming with server-sent events) over the rollout engine.
 //!
-//! The engine runs on an OS thread of its own ([`worker`]) and batches every request in flight
+//! The engine runs on an OS thread of its own ([`super::engine_thread`]) and batches every request in flight
 //! continuously; HTTP handlers (tokio + axum) parse and validate requests ([`api`]), submit
 //! them over a channel and turn the engine's events into OpenAI responses ([`reply`]).
 //!
-//! - `worker`: the engine's thread, its inbox, routing events back, aborting requests whose
-//!   client went away.
+//! - `engine_thread` (shared with the in-process model of `eval agentless`): the engine's
+//!   thread, its inbox, routing events back, aborting requests whose client went away.
 //! - `api`: request bodies, their validation, OpenAI-shaped errors.
 //! - `reply`: whole responses, streamed chunks, usage and log-probs.
 
 mod api;
 mod reply;
-mod worker;
+
+use super::engine_thread as worker;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -17,8 +17,8 @@ use swerl_model::{Completion, EngineEvent, FinishReason, Tokenizer};
 use tokio::sync::mpsc;
 
 use super::api::{self, Job, Kind, bad_request, error};
-use super::worker::Reply;
 use super::{AppState, Slot, Streamed, Usage, log_request, now};
+use crate::cmd::engine_thread::Reply;
 
 /// `POST /v1/completions`.
 pub(super) async fn completions(

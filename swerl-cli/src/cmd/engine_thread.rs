@@ -1,4 +1,4 @@
-//! The engine's thread: it owns the [`Engine`], takes requests from an inbox, steps the engine
+//! The engine's thread (for `swerl serve` and the in-process chat model): it owns the [`Engine`], takes requests from an inbox, steps the engine
 //! while there is work and sends each request's events back on that request's own channel. A
 //! request whose channel is closed (its client went away) is aborted.
 
@@ -11,7 +11,7 @@ use swerl_model::{Engine, EngineEvent, EngineRequest, RequestId};
 use tokio::sync::mpsc;
 
 /// What the engine thread tells a request's handler.
-pub(super) enum Reply {
+pub(crate) enum Reply {
     /// The request is in the engine.
     Accepted,
     /// The engine refused the request (bad input).
@@ -29,14 +29,14 @@ struct Submit {
 }
 
 /// The handlers' side of the engine thread.
-pub(super) struct EngineHandle {
+pub(crate) struct EngineHandle {
     inbox: std_mpsc::Sender<Submit>,
 }
 
 impl EngineHandle {
     /// Sends `request` to the engine; its replies come on the returned channel (dropping it
     /// aborts the request). `None` when the engine thread has stopped.
-    pub(super) fn submit(&self, request: EngineRequest) -> Option<mpsc::UnboundedReceiver<Reply>> {
+    pub(crate) fn submit(&self, request: EngineRequest) -> Option<mpsc::UnboundedReceiver<Reply>> {
         let (replies, rx) = mpsc::unbounded_channel();
         self.inbox.send(Submit { request, replies }).ok()?;
         Some(rx)
@@ -45,7 +45,7 @@ impl EngineHandle {
 
 /// Starts the engine's thread; it ends when every [`EngineHandle`] is dropped and its work is
 /// done.
-pub(super) fn spawn(engine: Engine<'static>) -> anyhow::Result<(EngineHandle, JoinHandle<()>)> {
+pub(crate) fn spawn(engine: Engine<'static>) -> anyhow::Result<(EngineHandle, JoinHandle<()>)> {
     let (inbox, rx) = std_mpsc::channel::<Submit>();
     let thread = std::thread::Builder::new()
         .name("engine".into())
