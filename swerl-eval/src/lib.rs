@@ -80,6 +80,7 @@ pub mod directives;
 pub mod env;
 mod grading;
 mod harness;
+pub mod oracle;
 mod parsers;
 pub mod patch;
 mod predictions;

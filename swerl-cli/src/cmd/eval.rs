@@ -239,7 +239,7 @@ pub(crate) struct EnvArgs {
 
 impl EnvArgs {
     /// The harness settings these flags make, on top of `base`.
-    fn apply(&self, base: HarnessConfig) -> Result<HarnessConfig> {
+    pub(crate) fn apply(&self, base: HarnessConfig) -> Result<HarnessConfig> {
         if self.timeout == 0 {
             usage!("--timeout must be at least 1 second");
         }

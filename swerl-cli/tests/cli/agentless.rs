@@ -274,6 +274,83 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
     Ok(())
 }
 
+/// `swerl eval repair --oracle-files` against servers, with whole files from the clone and the
+/// harness: the canned server's fix is format-correct, scores 1.0 and resolves; the tiny model
+/// served by `swerl serve` answers noise (format errors, nothing resolved).
+#[test]
+fn repair_diagnostic_through_a_server_with_the_harness() -> Result<()> {
+    if std::env::var_os("SWERL_EVAL_SKIP_SANDBOX").is_some() {
+        return Ok(());
+    }
+    swerl_eval::sandbox::check_available()?;
+    let python = swerl_eval::testing::test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
+    let tmp = tempfile::tempdir()?;
+    let path = |name: &str| tmp.path().join(name);
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let calc = CalcRepo::create(&path("repos"))?;
+    let mut record = calc.instance("calc-1")?;
+    record["problem_statement"] = "add(2, 2) returns 0".into();
+    std::fs::write(path("dataset.jsonl"), format!("{record}\n"))?;
+    std::fs::write(
+        path("specs.json"),
+        json!({swerl_eval::testing::REPO: {"1.0": swerl_eval::testing::calc_spec(python)}}).to_string(),
+    )?;
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
+    let repair = |url: &str, model: &str, out: &str| {
+        let o = run([
+            "eval",
+            "repair",
+            "--oracle-files",
+            "--base-url",
+            url,
+            "--model",
+            model,
+            "--dataset",
+            &s(&path("dataset.jsonl")),
+            "--repos",
+            &s(&path("repos")),
+            "--harness",
+            "--samples",
+            "2",
+            "--temperature",
+            "1",
+            "--max-new-tokens",
+            "32",
+            "--out",
+            &s(&path(out)),
+            "--specs",
+            &s(&path("specs.json")),
+            "--cache-dir",
+            &s(&cache),
+            "--timeout",
+            "120",
+        ]);
+        assert_code(&o, 0);
+        let summary: Value =
+            serde_json::from_str(&std::fs::read_to_string(path(out).join("summary.json")).unwrap()).unwrap();
+        let answers = jsonl(&std::fs::read_to_string(path(out).join("answers.jsonl")).unwrap());
+        (summary, answers)
+    };
+    let (canned, _) = model_server();
+    let (summary, answers) = repair(&canned, "org/m", "fix");
+    assert_eq!(summary["n"], 2);
+    assert_eq!(summary["format_rate"]["mean"], 1.0, "{summary}");
+    assert_eq!(summary["mean_reward"]["mean"], 1.0, "{summary}");
+    assert_eq!(summary["resolved_rate"]["mean"], 1.0, "{summary}");
+    assert!(answers.iter().all(|a| a["resolved"] == true && a["reward"] == 1.0), "{answers:?}");
+    let preds = jsonl(&std::fs::read_to_string(path("fix").join("predictions-s1.jsonl"))?);
+    assert_eq!(preds[0]["model_patch"], without_index_line(&calc.gold()?));
+
+    tiny_model(&path("model"));
+    let server = Server::start(&path("model"), &path("serve.log"), &[]);
+    let (summary, answers) = repair(&server.url(), MODEL, "noise");
+    assert_eq!(summary["format_rate"]["mean"], 0.0, "{summary}");
+    assert_eq!(summary["resolved_rate"]["mean"], 0.0, "{summary}");
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|a| a["resolved"] == false && a["format_error"] == true), "{answers:?}");
+    Ok(())
+}
+
 #[test]
 fn agentless_usage_errors_exit_2() {
     let base = ["eval", "agentless", "--dataset", "d.jsonl", "--repos", ".", "--model", "m", "--out", "o"];
