@@ -19,7 +19,9 @@
 //! 5. Reproduction tests: scripts sampled with [`reproduction_messages`], read with
 //!    [`extract_python_script`] and [`classify_reproduction`], kept by
 //!    [`select_reproductions`] when they reproduce the issue, run with each distinct patch.
-//! 6. [`normalized_change`]: the vote key (comments, docstrings, blank lines dropped).
+//! 6. The vote key: Python's `ast` ([`PythonAst`]: `ast.unparse` without docstrings, and a
+//!    syntax check that drops samples leaving a file unparsable), or [`normalized_change`], a
+//!    pure-Rust approximation (comments, docstrings, blank lines dropped).
 //! 7. [`rerank`]: upstream's rules (fewest regression failures, reproduction consensus,
 //!    majority vote, earliest sample on ties).
 //!
@@ -40,6 +42,7 @@ mod checks;
 mod localize;
 mod normalize;
 mod pipeline;
+mod pynorm;
 mod repair;
 mod rerank;
 mod structure;
@@ -58,6 +61,7 @@ pub use pipeline::{
     LocalizationTrace, PREDICTIONS_FILE, RepairSample, RepairTrace, RerankTrace, StageSeconds,
     TRAJECTORIES_DIR, Trajectory, run_agentless,
 };
+pub use pynorm::PythonAst;
 pub use repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
 pub use rerank::{RerankCandidate, RerankChoice, RerankRule, rerank};
 pub use structure::{ClassDef, FunctionDef, PythonOutline, RepoFile, RepoStructure, outline_python};

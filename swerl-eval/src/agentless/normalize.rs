@@ -97,7 +97,12 @@ pub fn normalized_change(original: &BTreeMap<String, String>, new_content: &[(St
         before.insert(path.clone(), normalize_source(path, old));
         after.insert(path.clone(), normalize_source(path, text));
     }
-    let hunks = swerl_reward::normalized_patch(&before, &after);
+    change_key(&before, &after)
+}
+
+/// The vote key of already normalized texts (path -> text before and after).
+pub(crate) fn change_key(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> String {
+    let hunks = swerl_reward::normalized_patch(before, after);
     let mut key = String::new();
     for (path, change) in hunks {
         key.push_str("--- ");

@@ -1,7 +1,7 @@
 //! The pipeline: per instance, structure -> localization -> repair -> rerank -> one prediction,
 //! with a readable trajectory per instance, resumable, instances in parallel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,6 +11,8 @@ use swerl_reward::ChatMessage;
 
 use super::checks::{TestScores, TestsTrace, run_checks};
 use super::localize::{LocalizationVariant, localization_messages, merge_localizations, parse_file_list};
+use super::normalize::{change_key, normalize_source};
+use super::pynorm::PythonAst;
 use super::repair::{AnswerFormat, RepairOutcome, RepairPrompt, apply_completion, repair_prompt};
 use super::rerank::{RerankCandidate, RerankChoice, rerank};
 use super::structure::RepoStructure;
@@ -73,6 +75,11 @@ pub struct AgentlessConfig {
     /// Environments, sandbox limits and test timeout for the tests (`repos_dir` is taken from
     /// this configuration; the dataset and predictions fields are not used).
     pub harness: HarnessConfig,
+    /// Check and normalize Python files with Python's `ast` (3.9 or newer, found on this
+    /// machine): samples whose edited files do not parse become invalid, and the vote key is
+    /// built from `ast.unparse` without docstrings, as upstream. Without it (or without such an
+    /// interpreter) the pure-Rust approximation is the key and nothing is parsed.
+    pub python_ast: bool,
     /// Diagnostic: the instance's gold patch is the only repair sample (no repair request), so
     /// the tests, the rerank and the harness can be checked from repair to report. Its vote key
     /// is the patch's changed lines.
@@ -105,6 +112,7 @@ impl Default for AgentlessConfig {
             reproduction_temperature: 0.8,
             script_timeout_secs: 120,
             harness: HarnessConfig::default(),
+            python_ast: true,
             inject_gold_patch: false,
             force: false,
         }
@@ -207,6 +215,10 @@ pub struct RepairTrace {
     pub params: SampleParams,
     /// Each sample.
     pub samples: Vec<RepairSample>,
+    /// How Python files were checked and normalized (`python ast (<interpreter>)` or
+    /// `rust approximation`).
+    #[serde(default)]
+    pub normalizer: String,
 }
 
 /// The rerank's record.
@@ -595,15 +607,17 @@ fn repair(
             .collect();
         let outcome = RepairOutcome::Patch { edits: Vec::new(), patch: instance.patch.clone(), normalized };
         let completion = Completion { text: "(the gold patch, injected)".into(), finish_reason: None };
+        let samples = vec![RepairSample { index: 0, completion, outcome }];
         return Ok(RepairTrace {
             prompt,
             params,
-            samples: vec![RepairSample { index: 0, completion, outcome }],
+            samples,
+            normalizer: "changed lines (injected patch)".into(),
         });
     }
     let response = model.chat(&prompt.messages, &params, cfg.repair_samples)?;
     usage.add(&response.usage);
-    let samples = response
+    let mut samples: Vec<RepairSample> = response
         .completions
         .into_iter()
         .enumerate()
@@ -612,7 +626,14 @@ fn repair(
             RepairSample { index, completion, outcome }
         })
         .collect();
-    Ok(RepairTrace { prompt, params, samples })
+    let normalizer = match cfg.python_ast.then(PythonAst::find).flatten() {
+        Some(ast) => {
+            python_recheck(&mut samples, &code_context, &ast)?;
+            format!("python ast ({})", ast.interpreter().display())
+        }
+        None => "rust approximation".into(),
+    };
+    Ok(RepairTrace { prompt, params, samples, normalizer })
 }
 
 /// The harness settings the tests use: the run's repositories directory.
@@ -711,4 +732,75 @@ fn describe_tests(tests: Option<&TestsTrace>) -> String {
         parts.push(note.clone());
     }
     parts.join("; ")
+}
+
+/// Parses every Python file the samples' edits produce with Python's `ast`: a sample whose edit
+/// leaves a file that no longer parses (when the original did) becomes invalid; the others get
+/// their vote key from the normalized texts (files Python cannot parse, e.g. Python 2 code, keep
+/// the Rust approximation).
+fn python_recheck(
+    samples: &mut [RepairSample],
+    code_context: &BTreeMap<String, String>,
+    ast: &PythonAst,
+) -> Result<()> {
+    let mut edited: Vec<(usize, Vec<(String, String)>)> = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        if let RepairOutcome::Patch { edits, .. } = &s.outcome
+            && let Ok(new) = swerl_reward::apply_edits(code_context, edits)
+        {
+            edited.push((i, new));
+        }
+    }
+    let mut texts: Vec<&str> = Vec::new();
+    let mut slot: HashMap<&str, usize> = HashMap::new();
+    for (_, files) in &edited {
+        for (path, new) in files.iter().filter(|(p, _)| p.ends_with(".py")) {
+            for text in [code_context.get(path).map_or("", String::as_str), new.as_str()] {
+                slot.entry(text).or_insert_with(|| {
+                    texts.push(text);
+                    texts.len() - 1
+                });
+            }
+        }
+    }
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let parsed = ast.normalize(&texts)?;
+    let read = |text: &str| &parsed[slot[text]];
+    let mut updates = Vec::new();
+    for (i, files) in &edited {
+        let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+        let mut broken = None;
+        for (path, new) in files {
+            let old = code_context.get(path).map_or("", String::as_str);
+            let python = path.ends_with(".py").then(|| (read(old), read(new)));
+            match python {
+                Some((Ok(o), Ok(n))) => {
+                    before.insert(path.clone(), format!("{o}\n"));
+                    after.insert(path.clone(), format!("{n}\n"));
+                }
+                Some((Ok(_), Err(why))) => {
+                    broken = Some(format!("the edit leaves {path} unparsable ({why})"));
+                    break;
+                }
+                _ => {
+                    before.insert(path.clone(), normalize_source(path, old));
+                    after.insert(path.clone(), normalize_source(path, new));
+                }
+            }
+        }
+        updates.push((*i, broken, change_key(&before, &after)));
+    }
+    for (i, broken, key) in updates {
+        match broken {
+            Some(reason) => samples[i].outcome = RepairOutcome::Invalid { reason },
+            None => {
+                if let RepairOutcome::Patch { normalized, .. } = &mut samples[i].outcome {
+                    *normalized = key;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -28,6 +28,8 @@ enum Call {
 /// the fix (3), and the fix that also breaks `sub` (4, caught by the regression test).
 struct Scripted {
     calls: Mutex<Vec<(Call, usize)>>,
+    /// Repair answers instead of the five above.
+    repairs: Option<Vec<String>>,
 }
 
 fn edit(search: &str, replace: &str) -> String {
@@ -62,6 +64,7 @@ impl ChatModel for Scripted {
         };
         self.calls.lock().unwrap().push((call, n));
         let texts: Vec<String> = match call {
+            Call::Repair if self.repairs.is_some() => self.repairs.clone().unwrap(),
             Call::Repair => {
                 assert!(messages[1].content.contains("### calc/__init__.py"), "the localized file is shown");
                 vec![
@@ -136,7 +139,7 @@ fn agentless_tests_pick_the_fix_over_the_majority_and_the_harness_resolves_it() 
         },
         ..AgentlessConfig::default()
     };
-    let model = Scripted { calls: Mutex::new(Vec::new()) };
+    let model = Scripted { calls: Mutex::new(Vec::new()), repairs: None };
     let events = Mutex::new(Vec::new());
     let summary = run_agentless(&cfg, &model, &|p| match p {
         AgentlessProgress::Finished { instance_id, has_patch, error } => {
@@ -281,7 +284,7 @@ fn agentless_without_tests_takes_the_majority() {
         run_tests: false,
         ..AgentlessConfig::default()
     };
-    let model = Scripted { calls: Mutex::new(Vec::new()) };
+    let model = Scripted { calls: Mutex::new(Vec::new()), repairs: None };
     let summary = run_agentless(&cfg, &model, &|_| {}).unwrap();
     assert_eq!(summary.with_patch, 1);
     assert_eq!(*model.calls.lock().unwrap(), [(Call::Localize, 1), (Call::Repair, 5)]);
@@ -349,5 +352,57 @@ fn structure_of_real_mirrors() {
             start.elapsed().as_secs_f64()
         );
         assert!(classes > 10 && functions > 100);
+    }
+}
+
+/// Python's `ast` makes the vote key: the fix written twice in different layouts is one
+/// patch with two votes (the Rust approximation would see three one-vote patches and take the
+/// earliest, wrong one), and a sample leaving the file unparsable is invalid.
+#[test]
+fn python_ast_votes_and_syntax_check() {
+    let root = tempfile::tempdir().unwrap();
+    let repos = root.path().join("repos");
+    let calc = CalcRepo::create(&repos).unwrap();
+    let mut record = calc.instance("swerl__calc-1").unwrap();
+    record["problem_statement"] = "add is wrong: add(2, 2) returns 0.\n".into();
+    fs_err::write(root.path().join("dataset.jsonl"), format!("{record}\n")).unwrap();
+    let repairs = vec![
+        edit("    return a - b\n\n\ndef sub", "    return a * b\n\n\ndef sub"),
+        edit("    return a - b\n\n\ndef sub", "    return (a +\n            b)\n\n\ndef sub"),
+        edit("    return a - b\n\n\ndef sub", "    return a + b\n\n\ndef sub"),
+        edit("    return a - b\n\n\ndef sub", "    return a +\n\n\ndef sub"),
+    ];
+    for (python_ast, want) in [(true, (1, 2)), (false, (0, 1))] {
+        let cfg = AgentlessConfig {
+            dataset: root.path().join("dataset.jsonl"),
+            repos_dir: repos.clone(),
+            out_dir: root.path().join(format!("out-{python_ast}")),
+            localization_samples: 1,
+            repair_samples: 4,
+            run_tests: false,
+            python_ast,
+            ..AgentlessConfig::default()
+        };
+        let model = Scripted { calls: Mutex::new(Vec::new()), repairs: Some(repairs.clone()) };
+        run_agentless(&cfg, &model, &|_| {}).unwrap();
+        let traj: Trajectory = serde_json::from_str(
+            &fs_err::read_to_string(cfg.out_dir.join("trajectories/swerl__calc-1.json")).unwrap(),
+        )
+        .unwrap();
+        let repair = traj.repair.as_ref().unwrap();
+        let choice = traj.rerank.as_ref().unwrap().choice.clone().unwrap();
+        assert_eq!((choice.sample, choice.votes), want, "python_ast {python_ast}: {}", repair.normalizer);
+        if python_ast {
+            assert!(repair.normalizer.starts_with("python ast ("), "{}", repair.normalizer);
+            match &repair.samples[3].outcome {
+                swerl_eval::agentless::RepairOutcome::Invalid { reason } => {
+                    assert!(reason.contains("calc/__init__.py unparsable (line"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        } else {
+            assert_eq!(repair.normalizer, "rust approximation");
+            assert!(repair.samples[3].outcome.patch().is_some());
+        }
     }
 }
