@@ -139,6 +139,10 @@ pub(crate) struct AgentlessArgs {
     script_timeout: u64,
     #[command(flatten)]
     env: EnvArgs,
+    /// Do not parse edited Python files with Python's `ast` (no syntax check; the vote key is
+    /// the pure-Rust approximation).
+    #[arg(long)]
+    no_python_ast: bool,
     /// Diagnostic: the dataset's gold patch is the only repair sample (the model is not asked
     /// to repair), to check the tests, the rerank and the harness from repair to report.
     #[arg(long)]
@@ -376,6 +380,7 @@ fn agentless(a: AgentlessArgs) -> Result<ExitCode> {
         reproduction_temperature: a.repro_temperature,
         script_timeout_secs: a.script_timeout,
         harness,
+        python_ast: !a.no_python_ast,
         inject_gold_patch: a.inject_gold_patch,
         force: a.force,
     };

@@ -134,22 +134,9 @@ fn agentless_writes_predictions_through_an_http_model_then_resumes() -> Result<(
 /// model's exclusion and reproduction answers over HTTP) and the harness see a real patch.
 #[test]
 fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
-    if std::env::var_os("SWERL_EVAL_SKIP_SANDBOX").is_some() {
-        return Ok(());
-    }
-    swerl_eval::sandbox::check_available()?;
-    let python = swerl_eval::testing::test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
-    let tmp = tempfile::tempdir()?;
+    let Some((tmp, calc)) = sandboxed_calc()? else { return Ok(()) };
     let path = |name: &str| tmp.path().join(name);
     let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let calc = CalcRepo::create(&path("repos"))?;
-    let mut record = calc.instance("calc-1")?;
-    record["problem_statement"] = "add(2, 2) returns 0".into();
-    std::fs::write(path("dataset.jsonl"), format!("{record}\n"))?;
-    std::fs::write(
-        path("specs.json"),
-        json!({swerl_eval::testing::REPO: {"1.0": swerl_eval::testing::calc_spec(python)}}).to_string(),
-    )?;
     // The environment cache is shared with swerl-eval's end-to-end test (same content key).
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
     tiny_model(&path("model"));
@@ -279,22 +266,9 @@ fn agentless_against_swerl_serve_then_the_harness() -> Result<()> {
 /// served by `swerl serve` answers noise (format errors, nothing resolved).
 #[test]
 fn repair_diagnostic_through_a_server_with_the_harness() -> Result<()> {
-    if std::env::var_os("SWERL_EVAL_SKIP_SANDBOX").is_some() {
-        return Ok(());
-    }
-    swerl_eval::sandbox::check_available()?;
-    let python = swerl_eval::testing::test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
-    let tmp = tempfile::tempdir()?;
+    let Some((tmp, calc)) = sandboxed_calc()? else { return Ok(()) };
     let path = |name: &str| tmp.path().join(name);
     let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let calc = CalcRepo::create(&path("repos"))?;
-    let mut record = calc.instance("calc-1")?;
-    record["problem_statement"] = "add(2, 2) returns 0".into();
-    std::fs::write(path("dataset.jsonl"), format!("{record}\n"))?;
-    std::fs::write(
-        path("specs.json"),
-        json!({swerl_eval::testing::REPO: {"1.0": swerl_eval::testing::calc_spec(python)}}).to_string(),
-    )?;
     let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
     let repair = |url: &str, model: &str, out: &str| {
         let o = run([
@@ -366,6 +340,26 @@ fn agentless_usage_errors_exit_2() {
         assert_code(&o, 2);
         assert!(stderr(&o).contains(extra[0]) || stderr(&o).contains(extra[1]), "{extra:?}: {}", stderr(&o));
     }
+}
+
+/// The calc repository with one instance (`dataset.jsonl`) and its spec (`specs.json`) in a
+/// temporary directory; `None` where the sandbox is switched off (`SWERL_EVAL_SKIP_SANDBOX`).
+fn sandboxed_calc() -> Result<Option<(tempfile::TempDir, CalcRepo)>> {
+    if std::env::var_os("SWERL_EVAL_SKIP_SANDBOX").is_some() {
+        return Ok(None);
+    }
+    swerl_eval::sandbox::check_available()?;
+    let python = swerl_eval::testing::test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
+    let tmp = tempfile::tempdir()?;
+    let calc = CalcRepo::create(&tmp.path().join("repos"))?;
+    let mut record = calc.instance("calc-1")?;
+    record["problem_statement"] = "add(2, 2) returns 0".into();
+    std::fs::write(tmp.path().join("dataset.jsonl"), format!("{record}\n"))?;
+    std::fs::write(
+        tmp.path().join("specs.json"),
+        json!({swerl_eval::testing::REPO: {"1.0": swerl_eval::testing::calc_spec(python)}}).to_string(),
+    )?;
+    Ok(Some((tmp, calc)))
 }
 
 /// `git diff` adds `index <old>..<new> <mode>`; our diffs, like the paper's, have no such line.

@@ -186,18 +186,25 @@ fn first_completion(
     Ok(response.completions)
 }
 
+/// Who the tests ask and about what.
+pub(super) struct Ask<'a> {
+    pub(super) cfg: &'a AgentlessConfig,
+    pub(super) model: &'a dyn ChatModel,
+    pub(super) instance: &'a Instance,
+    /// The instance's seed (reproduction samples).
+    pub(super) seed: u64,
+}
+
 /// Runs regression then reproduction tests for the repair's candidates on `testbed`.
 pub(super) fn run_checks(
-    cfg: &AgentlessConfig,
-    model: &dyn ChatModel,
-    instance: &Instance,
+    ask: &Ask<'_>,
     testbed: &mut Testbed,
     repair: &RepairTrace,
-    seed: u64,
     usage: &mut Usage,
     seconds: &mut StageSeconds,
     on_reproduction: &dyn Fn(),
 ) -> Result<(TestsTrace, TestScores)> {
+    let cfg = ask.cfg;
     let patches = distinct_patches(repair);
     let mut trace = TestsTrace::default();
     let mut scores = TestScores::default();
@@ -208,7 +215,7 @@ pub(super) fn run_checks(
             trace.note =
                 Some("no regression tests: the test patch changes no file that exists at base_commit".into());
         } else {
-            let r = regression(cfg, model, instance, testbed, &directives, &patches, usage)?;
+            let r = regression(ask, testbed, &directives, &patches, usage)?;
             for run in &r.runs {
                 for &s in &run.samples {
                     scores.regression.insert(s, run.failures.len());
@@ -221,7 +228,7 @@ pub(super) fn run_checks(
     let t = Instant::now();
     if cfg.reproduction_samples > 0 {
         on_reproduction();
-        let r = reproduction(cfg, model, instance, testbed, &patches, seed, usage)?;
+        let r = reproduction(ask, testbed, &patches, usage)?;
         for run in &r.runs {
             for &s in &run.samples {
                 scores.reproduction.insert(s, run.passed.iter().cloned().collect());
@@ -234,14 +241,13 @@ pub(super) fn run_checks(
 }
 
 fn regression(
-    cfg: &AgentlessConfig,
-    model: &dyn ChatModel,
-    instance: &Instance,
+    ask: &Ask<'_>,
     testbed: &mut Testbed,
     directives: &[String],
     patches: &[(String, Vec<usize>)],
     usage: &mut Usage,
 ) -> Result<RegressionTrace> {
+    let Ask { cfg, model, instance, .. } = *ask;
     let original = testbed.run_tests("", directives)?;
     let passing: Vec<String> = original.passed().into_iter().collect();
     let exclusion = if passing.is_empty() {
@@ -279,14 +285,12 @@ fn regression(
 }
 
 fn reproduction(
-    cfg: &AgentlessConfig,
-    model: &dyn ChatModel,
-    instance: &Instance,
+    ask: &Ask<'_>,
     testbed: &mut Testbed,
     patches: &[(String, Vec<usize>)],
-    seed: u64,
     usage: &mut Usage,
 ) -> Result<ReproductionTrace> {
+    let Ask { cfg, model, instance, seed } = *ask;
     let messages = reproduction_messages(&instance.problem_statement);
     let greedy = SampleParams {
         temperature: 0.0,

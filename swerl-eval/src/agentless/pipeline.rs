@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use swerl_reward::ChatMessage;
 
-use super::checks::{TestScores, TestsTrace, run_checks};
+use super::checks::{Ask, TestScores, TestsTrace, run_checks};
 use super::localize::{LocalizationVariant, localization_messages, merge_localizations, parse_file_list};
 use super::normalize::{change_key, normalize_source};
 use super::pynorm::PythonAst;
@@ -491,17 +491,11 @@ fn run_instance(
                 Ok(mut testbed) => {
                     t.seconds.test_setup = clock.elapsed().as_secs_f64();
                     let seed = instance_seed(cfg, &instance.instance_id);
-                    let checked = run_checks(
-                        cfg,
-                        model,
-                        instance,
-                        &mut testbed,
-                        &repair,
-                        seed,
-                        &mut t.usage,
-                        &mut t.seconds,
-                        &|| stage(AgentlessStage::Reproduction),
-                    );
+                    let ask = Ask { cfg, model, instance, seed };
+                    let checked =
+                        run_checks(&ask, &mut testbed, &repair, &mut t.usage, &mut t.seconds, &|| {
+                            stage(AgentlessStage::Reproduction)
+                        });
                     if !cfg.harness.keep_worktrees {
                         let _ = testbed.remove();
                     }

@@ -113,12 +113,7 @@ fn agentless_tests_pick_the_fix_over_the_majority_and_the_harness_resolves_it() 
     }
     swerl_eval::sandbox::check_available().expect("the sandbox (bubblewrap) is required");
     let python = test_python().expect("a Python interpreter (pyenv 3.9-3.12)");
-    let root = tempfile::tempdir().unwrap();
-    let repos = root.path().join("repos");
-    let calc = CalcRepo::create(&repos).unwrap();
-    let mut record = calc.instance("swerl__calc-1").unwrap();
-    record["problem_statement"] = "add is wrong: add(2, 2) returns 0.\n".into();
-    fs_err::write(root.path().join("dataset.jsonl"), format!("{record}\n")).unwrap();
+    let (root, repos, calc) = calc_dataset();
     let specs = BTreeMap::from([(REPO.to_owned(), BTreeMap::from([("1.0".to_owned(), calc_spec(python))]))]);
     let cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("swerl-eval-e2e-cache");
     let cfg = AgentlessConfig {
@@ -269,12 +264,7 @@ fn agentless_tests_pick_the_fix_over_the_majority_and_the_harness_resolves_it() 
 /// and no environment are needed.
 #[test]
 fn agentless_without_tests_takes_the_majority() {
-    let root = tempfile::tempdir().unwrap();
-    let repos = root.path().join("repos");
-    let calc = CalcRepo::create(&repos).unwrap();
-    let mut record = calc.instance("swerl__calc-1").unwrap();
-    record["problem_statement"] = "add is wrong: add(2, 2) returns 0.\n".into();
-    fs_err::write(root.path().join("dataset.jsonl"), format!("{record}\n")).unwrap();
+    let (root, repos, _calc) = calc_dataset();
     let cfg = AgentlessConfig {
         dataset: root.path().join("dataset.jsonl"),
         repos_dir: repos,
@@ -296,6 +286,18 @@ fn agentless_without_tests_takes_the_majority() {
     assert_eq!((choice.sample, choice.rule, choice.votes), (1, RerankRule::MajorityVote, 2));
     assert!(traj.tests.is_none());
     assert!(traj.model_patch.contains("+    return a * b\n"), "{}", traj.model_patch);
+}
+
+/// The calc repository under `repos/` and its instance in `dataset.jsonl`, in a temporary
+/// directory.
+fn calc_dataset() -> (tempfile::TempDir, std::path::PathBuf, CalcRepo) {
+    let root = tempfile::tempdir().unwrap();
+    let repos = root.path().join("repos");
+    let calc = CalcRepo::create(&repos).unwrap();
+    let mut record = calc.instance("swerl__calc-1").unwrap();
+    record["problem_statement"] = "add is wrong: add(2, 2) returns 0.\n".into();
+    fs_err::write(root.path().join("dataset.jsonl"), format!("{record}\n")).unwrap();
+    (root, repos, calc)
 }
 
 /// `git diff` adds `index <old>..<new> <mode>`; our diffs, like the paper's, have no such line.
@@ -360,12 +362,7 @@ fn structure_of_real_mirrors() {
 /// earliest, wrong one), and a sample leaving the file unparsable is invalid.
 #[test]
 fn python_ast_votes_and_syntax_check() {
-    let root = tempfile::tempdir().unwrap();
-    let repos = root.path().join("repos");
-    let calc = CalcRepo::create(&repos).unwrap();
-    let mut record = calc.instance("swerl__calc-1").unwrap();
-    record["problem_statement"] = "add is wrong: add(2, 2) returns 0.\n".into();
-    fs_err::write(root.path().join("dataset.jsonl"), format!("{record}\n")).unwrap();
+    let (root, repos, _calc) = calc_dataset();
     let repairs = vec![
         edit("    return a - b\n\n\ndef sub", "    return a * b\n\n\ndef sub"),
         edit("    return a - b\n\n\ndef sub", "    return (a +\n            b)\n\n\ndef sub"),
