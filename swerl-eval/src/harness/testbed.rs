@@ -120,6 +120,16 @@ impl Testbed {
                 ))
             },
         )?;
+        // What the install step left untracked (and not ignored: in-place build outputs of some
+        // projects) is committed too, so that the reset before every run (`git clean`) keeps it.
+        // This runs before any untrusted code has touched the checkout.
+        let testbed = &prepared.testbed;
+        crate::checkout::git(testbed, &["add", "-A"], "commit the prepared testbed")?;
+        crate::checkout::git(
+            testbed,
+            &["commit", "--quiet", "--allow-empty", "-m", "testbed"],
+            "commit the prepared testbed",
+        )?;
         Ok(Self { cfg, instance: instance.clone(), prepared, parser, work, timings })
     }
 

@@ -6,3 +6,4 @@
 mod agentless;
 mod e2e;
 mod golden;
+mod testbed;
