@@ -528,11 +528,12 @@ fn instance_seed(cfg: &AgentlessConfig, instance_id: &str) -> u64 {
     // FNV-1a of the id, mixed with the run's seed: stable across runs and platforms. Kept to
     // 62 bits so that it and the per-sample seeds derived from it (small offsets) stay within
     // the OpenAI API's int64 seed, and every backend sees the same seeds.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in instance_id.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h ^ cfg.seed) & (u64::MAX >> 2)
+    (fnv1a(instance_id.as_bytes()) ^ cfg.seed) & (u64::MAX >> 2)
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn localize(
@@ -638,11 +639,7 @@ fn harness_config(cfg: &AgentlessConfig) -> HarnessConfig {
 /// Where an instance's checkout for the tests goes: under the harness cache, in a directory
 /// named after the output directory (two runs with different outputs never share one).
 fn work_dir(cfg: &AgentlessConfig, instance_id: &str) -> Result<PathBuf> {
-    let out = std::path::absolute(&cfg.out_dir)?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in out.as_os_str().as_encoded_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(std::path::absolute(&cfg.out_dir)?.as_os_str().as_encoded_bytes());
     Ok(std::path::absolute(&cfg.harness.cache_dir)?
         .join("work")
         .join(format!("agentless-{h:016x}"))
