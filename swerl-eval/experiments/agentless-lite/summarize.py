@@ -30,9 +30,9 @@ def main():
             continue
         print(f"\n### {run}: {len(trajs)} instances\n")
         print("| instance | structure | localize | repair | test setup | regression | reproduction | total "
-              "| files found | valid repairs | regression tests (fail/total) | repro kept/reproducing/sampled "
-              "| rerank | harness |")
-        print("|" + " --- |" * 14)
+              "| files found | valid repairs | regression tests (fail/total) | test runs s (original/patches) "
+              "| repro kept/reproducing/sampled | script runs s | rerank | harness |")
+        print("|" + " --- |" * 16)
         totals = {}
         for f in trajs:
             t = json.loads(f.read_text())
@@ -48,14 +48,19 @@ def main():
             if reg:
                 fails = [len(r["failures"]) for r in reg["runs"]]
                 regs = f"{'/'.join(map(str, fails)) or '-'} of {len(reg['tests'])}"
+                runs_s = f"{reg['original']['seconds']:.1f}/{sum(r['seconds'] for r in reg['runs']):.1f}"
             else:
                 regs = tests.get("note") or "-"
+                runs_s = "-"
             rp = tests.get("reproduction")
             if rp:
                 repro = sum(1 for x in rp["samples"] if (x.get("original") or {}).get("verdict") == "reproduced")
                 rps = f"{len(rp['selected'])}/{repro}/{len(rp['samples'])}"
+                script_s = sum((x.get("original") or {}).get("seconds", 0) for x in rp["samples"])
+                script_s += sum(r["seconds"] for p in rp["runs"] for r in p["runs"].values())
+                script_s = f"{script_s:.1f}"
             else:
-                rps = "-"
+                rps = script_s = "-"
             choice = ((t.get("rerank") or {}).get("choice") or {})
             rr = f"sample {choice['sample']} ({choice['rule']})" if choice else "no patch"
             if t.get("error"):
@@ -63,7 +68,8 @@ def main():
             print(f"| {t['instance_id']} | {s.get('structure', 0):.1f} | {s.get('localize', 0):.0f} "
                   f"| {s.get('repair', 0):.0f} | {s.get('test_setup', 0):.0f} | {s.get('regression', 0):.0f} "
                   f"| {s.get('reproduction', 0):.0f} | {s.get('total', 0):.0f} | {len(loc.get('files', []))} "
-                  f"| {valid}/{len(samples)} | {regs} | {rps} | {rr} | {verdict(d, run, t['instance_id'])} |")
+                  f"| {valid}/{len(samples)} | {regs} | {runs_s} | {rps} | {script_s} | {rr} "
+                  f"| {verdict(d, run, t['instance_id'])} |")
         n = len(trajs)
         print("\nmean seconds per instance: " + ", ".join(f"{k} {v / n:.1f}" for k, v in totals.items()))
 
