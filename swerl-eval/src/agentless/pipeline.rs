@@ -322,7 +322,12 @@ pub fn run_agentless(
     progress: &(dyn Fn(AgentlessProgress) + Sync),
 ) -> Result<AgentlessSummary> {
     if cfg.run_tests {
-        crate::sandbox::check_available()?;
+        crate::sandbox::check_available().map_err(|e| match e {
+            Error::Sandbox(m) => Error::Sandbox(format!(
+                "{m} (the regression and reproduction tests need it; run_tests: false skips them)"
+            )),
+            other => other,
+        })?;
     }
     if cfg.max_workers == 0 || cfg.repair_samples == 0 || cfg.localization_samples == 0 || cfg.top_files == 0
     {
