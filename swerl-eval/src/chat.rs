@@ -25,6 +25,15 @@ pub struct SampleParams {
     pub seed: Option<u64>,
 }
 
+impl SampleParams {
+    /// The seed as every backend uses it: its low 63 bits, since the OpenAI API's seed is an
+    /// `int64` (servers reject larger values). In-process backends use the same value, so a
+    /// served and an in-process model draw the same samples.
+    pub fn api_seed(&self) -> Option<u64> {
+        self.seed.map(|s| s & i64::MAX as u64)
+    }
+}
+
 impl Default for SampleParams {
     fn default() -> Self {
         Self { temperature: 0.0, top_p: 1.0, max_new_tokens: 4096, seed: None }
@@ -193,10 +202,8 @@ impl OpenAiClient {
             "max_tokens": params.max_new_tokens,
             "n": n,
         });
-        if let Some(seed) = params.seed {
-            // The API's seed is a signed 64-bit integer (servers reject larger values): the low
-            // 63 bits.
-            body["seed"] = (seed & i64::MAX as u64).into();
+        if let Some(seed) = params.api_seed() {
+            body["seed"] = seed.into();
         }
         let body = body.to_string();
         let mut attempt = 0;

@@ -94,7 +94,7 @@ impl ChatModel for LocalChat {
             max_new_tokens: params.max_new_tokens.min(self.context - prompt.len()).max(1),
             stop_token_ids: Vec::new(),
             stop_strings: Vec::new(),
-            seed: params.seed,
+            seed: params.api_seed(),
         };
         let request = EngineRequest::repeated(prompt.clone(), &sampling, n);
         let rx = self.engine.lock().expect("poisoned").as_ref().and_then(|e| e.submit(request));

@@ -262,7 +262,7 @@ fn served_answers(
                 let params = SampleParams {
                     temperature: config.temperature,
                     max_new_tokens: config.max_new_tokens,
-                    seed: Some(swerl_grpo::derive_seed(config.seed, &[i as u64]) & (u64::MAX >> 2)),
+                    seed: Some(swerl_grpo::derive_seed(config.seed, &[i as u64])),
                     ..SampleParams::default()
                 };
                 let answers = match client.chat(&messages, &params, config.samples) {

@@ -174,7 +174,8 @@ fn distinct_patches(repair: &RepairTrace) -> Vec<(String, Vec<usize>)> {
     out
 }
 
-fn first_completion(
+/// The completions of one request, its usage added to `usage`.
+fn ask_model(
     model: &dyn ChatModel,
     messages: &[ChatMessage],
     params: &SampleParams,
@@ -257,7 +258,7 @@ fn regression(
             regression_messages(&instance.problem_statement, &passing, cfg.max_file_chars);
         let params =
             SampleParams { temperature: 0.0, max_new_tokens: cfg.max_new_tokens, ..SampleParams::default() };
-        let completion = first_completion(model, &messages, &params, 1, usage)?
+        let completion = ask_model(model, &messages, &params, 1, usage)?
             .into_iter()
             .next()
             .unwrap_or(Completion { text: String::new(), finish_reason: None });
@@ -305,17 +306,11 @@ fn reproduction(
         seed: Some(seed.wrapping_add(1)),
         ..greedy.clone()
     };
-    let mut completions = first_completion(model, &messages, &greedy, 1, usage)?;
+    let mut completions = ask_model(model, &messages, &greedy, 1, usage)?;
     completions.truncate(1);
     let mut params = vec![greedy];
     if cfg.reproduction_samples > 1 {
-        completions.extend(first_completion(
-            model,
-            &messages,
-            &sampled,
-            cfg.reproduction_samples - 1,
-            usage,
-        )?);
+        completions.extend(ask_model(model, &messages, &sampled, cfg.reproduction_samples - 1, usage)?);
         params.push(sampled);
     }
     let timeout = Duration::from_secs(cfg.script_timeout_secs);

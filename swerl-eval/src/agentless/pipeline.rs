@@ -530,10 +530,8 @@ fn run_instance(
 }
 
 fn instance_seed(cfg: &AgentlessConfig, instance_id: &str) -> u64 {
-    // FNV-1a of the id, mixed with the run's seed: stable across runs and platforms. Kept to
-    // 62 bits so that it and the per-sample seeds derived from it (small offsets) stay within
-    // the OpenAI API's int64 seed, and every backend sees the same seeds.
-    (fnv1a(instance_id.as_bytes()) ^ cfg.seed) & (u64::MAX >> 2)
+    // FNV-1a of the id, mixed with the run's seed: stable across runs and platforms.
+    fnv1a(instance_id.as_bytes()) ^ cfg.seed
 }
 
 /// FNV-1a, 64 bits.
