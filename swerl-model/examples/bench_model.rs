@@ -1,22 +1,32 @@
 //! Throughput and memory of swerl-model's training pass and sampler, printed as one JSON line;
-//! driven by `benches/vs_pytorch.py`, which runs PyTorch on the same configs in the same run.
+//! driven by `benches/vs_engines.py`, which runs PyTorch and llama.cpp on the same workloads in the
+//! same run.
 //!
 //! ```text
 //! cargo run --release -p swerl-model --example bench_model -- train --config tiny --seq 512
 //! cargo run --release -p swerl-model --example bench_model -- sample --config smollm2 --batch 8
+//! cargo run --release -p swerl-model --example bench_model -- decode --config M.gguf --batch 8 --weights bf16
+//! cargo run --release -p swerl-model --example bench_model -- bandwidth
 //! ```
 //! Options: `--config tiny|smollm2|<HF dir or .gguf>`, `--seq N`, `--batch N`, `--iters N`,
 //! `--new N` (sampling), `--prompt-len N` (sampling), `--recompute auto|always|never`,
-//! `--dtype f32|bf16`, `--device cpu|cuda`.
+//! `--dtype f32|bf16`, `--device cpu|cuda`, `--weights f32|bf16|f16` (decode).
+//!
+//! `decode` runs the rollout engine on `--batch` different prompts and reports prefill and
+//! decoding separately (a run with one new token per sequence times the prefill), with the bytes
+//! of weights each decoding step reads and the bandwidth that makes. `bandwidth` measures the
+//! machine's memory bandwidth the way STREAM does (copy and a read-only sum over arrays far
+//! larger than the caches, all cores, best of 5).
 #![allow(clippy::print_stdout)] // an example program: its stdout is the result
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
 use swerl_model::{
-    GenerateOptions, GenerationRequest, Gradients, Llama, LoadOptions, ModelConfig, ModelOptions, Recompute,
-    SamplingParams, TokenBatch, TrainOptions,
+    Engine, EngineConfig, EngineEvent, EngineRequest, GenerateOptions, GenerationRequest, Gradients, Llama,
+    LoadOptions, ModelConfig, ModelOptions, Recompute, SamplingParams, TokenBatch, TrainOptions,
 };
 
 fn config(name: &str) -> Option<ModelConfig> {
@@ -62,6 +72,9 @@ fn main() -> Result<()> {
     }
     let get = |k: &str, d: &str| opts.get(k).cloned().unwrap_or_else(|| d.to_string());
     let num = |k: &str, d: usize| -> Result<usize> { Ok(get(k, &d.to_string()).parse()?) };
+    if mode == "bandwidth" {
+        return bandwidth();
+    }
     let model_opts = ModelOptions {
         device: swerl_model::parse_device(&get("device", "cpu"))?,
         compute_dtype: swerl_model::parse_dtype(&get("dtype", "f32"))?,
@@ -158,7 +171,117 @@ fn main() -> Result<()> {
                 })
             );
         }
-        other => bail!("unknown mode {other} (train | sample)"),
+        "decode" => {
+            let (batch, plen, new) = (num("batch", 8)?, num("prompt-len", 32)?, num("new", 64)?);
+            let weights: swerl_model::WeightDtype = get("weights", "f32").parse()?;
+            let dir = tempfile::tempdir()?;
+            swerl_model::testing::write_tokenizer(dir.path())?;
+            let tok = swerl_model::Tokenizer::from_dir(dir.path())?;
+            let config =
+                EngineConfig { max_batch: batch, prefill_chunk: 1024, weights, ..EngineConfig::default() };
+            let start = Instant::now();
+            let mut engine = Engine::new(&model, &tok, config)?;
+            let copy_secs = start.elapsed().as_secs_f64();
+            let run = |engine: &mut Engine<'_>, n: usize, new: usize| -> Result<(f64, usize)> {
+                for b in 0..n {
+                    engine.add(EngineRequest {
+                        prompt_ids: (0..plen).map(|i| token(i * 3 + b)).collect(),
+                        samples: vec![SamplingParams {
+                            temperature: 1.0,
+                            max_new_tokens: new,
+                            seed: Some(b as u64),
+                            ..SamplingParams::default()
+                        }],
+                    })?;
+                }
+                let start = Instant::now();
+                let mut tokens = 0;
+                while engine.has_work() {
+                    for ev in engine.step()? {
+                        if let EngineEvent::Finished { completion, .. } = ev {
+                            tokens += completion.token_ids.len();
+                        }
+                    }
+                }
+                Ok((start.elapsed().as_secs_f64(), tokens))
+            };
+            reset_peak();
+            run(&mut engine, 1, 4)?; // warm-up
+            let (prefill_secs, _) = run(&mut engine, batch, 1)?;
+            let (total_secs, tokens) = run(&mut engine, batch, new + 1)?;
+            let decode_secs = total_secs - prefill_secs;
+            let decoded = tokens - batch;
+            let steps = decoded / batch;
+            // Every decoding step reads every weight matrix once (the embedding's rows aside).
+            let elem = match weights.resolve(model.compute_dtype()) {
+                candle_core::DType::F32 => 4,
+                _ => 2,
+            };
+            let cfg = model.config();
+            let streamed = cfg.num_parameters()
+                - if cfg.tie_word_embeddings { 0 } else { cfg.vocab_size * cfg.hidden_size };
+            let bytes = (streamed * elem) as f64;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "impl": "swerl", "mode": "decode", "config": name, "batch": batch,
+                    "prompt_len": plen, "new_tokens": new, "weights": get("weights", "f32"),
+                    "decode_tokens_per_s": decoded as f64 / decode_secs,
+                    "prefill_tokens_per_s": (batch * plen) as f64 / prefill_secs,
+                    "weight_bytes_per_step": bytes,
+                    "weight_gb_per_s": bytes * steps as f64 / decode_secs / 1e9,
+                    "weight_copy_seconds": copy_secs,
+                    "peak_rss_mib": peak_rss_mib(),
+                })
+            );
+        }
+        other => bail!("unknown mode {other} (train | sample | decode | bandwidth)"),
     }
+    Ok(())
+}
+
+/// STREAM-style memory bandwidth: `copy` (`a[i] = b[i]`, counting the bytes read and written)
+/// and `read` (a sum over `a`, the access pattern of a matrix-vector product), over 512 MiB
+/// arrays on all cores, best of 5 runs each, in GB/s.
+fn bandwidth() -> Result<()> {
+    const N: usize = 1 << 27; // f32 values: 512 MiB per array
+    let chunk = N / rayon::current_num_threads().max(1) / 4;
+    let mut a = vec![1f32; N];
+    let b = vec![2f32; N];
+    let best = |f: &mut dyn FnMut()| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let copy = best(&mut || {
+        a.par_chunks_mut(chunk).zip(b.par_chunks(chunk)).for_each(|(a, b)| a.copy_from_slice(b));
+    });
+    let mut total = 0f32;
+    let read = best(&mut || {
+        // 64 independent sums so the additions keep up with memory.
+        let sum = |c: &[f32]| {
+            let mut acc = [0f32; 64];
+            for v in c.chunks_exact(64) {
+                for (a, x) in acc.iter_mut().zip(v) {
+                    *a += x;
+                }
+            }
+            acc.iter().sum::<f32>()
+        };
+        total += a.par_chunks(chunk).map(sum).sum::<f32>();
+    });
+    let bytes = (N * 4) as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "swerl", "mode": "bandwidth", "threads": rayon::current_num_threads(),
+            "copy_gb_per_s": 2.0 * bytes / copy / 1e9, "read_gb_per_s": bytes / read / 1e9,
+            "checksum": total,
+        })
+    );
     Ok(())
 }

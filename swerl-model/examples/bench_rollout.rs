@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run -p swerl-model --example bench_rollout -- --model M.gguf --prompt-len 1024 \
-//!     --group 16 --new 16 --share on
+//!     --group 16 --new 16 --share on [--weights f32|bf16|f16]
 //! ```
 #![allow(clippy::print_stdout)] // an example program: its stdout is the result
 
@@ -27,6 +27,7 @@ fn main() -> Result<()> {
     let mut model = None;
     let (mut prompt_len, mut group, mut new, mut share, mut chunk) =
         (1024usize, 16usize, 16usize, true, 512usize);
+    let mut weights = "f32".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().with_context(|| format!("{a} needs a value"));
@@ -37,6 +38,7 @@ fn main() -> Result<()> {
             "--new" => new = val()?.parse()?,
             "--prefill-chunk" => chunk = val()?.parse()?,
             "--share" => share = val()? == "on",
+            "--weights" => weights = val()?,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -49,8 +51,13 @@ fn main() -> Result<()> {
     let params =
         SamplingParams { temperature: 1.0, max_new_tokens: new, seed: Some(1), ..SamplingParams::default() };
     let request = EngineRequest::repeated(ids, &params, group);
-    let config =
-        EngineConfig { max_batch: group, prefill_chunk: chunk, share_prefix: share, eos_ids: vec![] };
+    let config = EngineConfig {
+        max_batch: group,
+        prefill_chunk: chunk,
+        share_prefix: share,
+        eos_ids: vec![],
+        weights: weights.parse()?,
+    };
     let rss_before = peak_rss_mib();
     let start = Instant::now();
     let mut engine = swerl_model::Engine::new(&loaded.model, &loaded.tokenizer, config)?;

@@ -142,6 +142,14 @@ fn scores(
 /// Attention without gradients: `q` is `(b, heads, t, hd)`, `k`/`v` are `(b, kv_heads, s, hd)`.
 pub(crate) fn forward(q: &Tensor, k: &Tensor, v: &Tensor, mask: &AttnMask) -> Result<AttnOut> {
     let (b, heads, t, _) = q.dims4()?;
+    if t <= crate::decode_attention::DIRECT_QUERIES
+        && kernels::usable(q)
+        && kernels::usable(k)
+        && kernels::usable(v)
+    {
+        let (o, lse) = crate::decode_attention::attention(q, k, v, mask.rows(heads, 0, t))?;
+        return Ok(AttnOut { o, lse: Tensor::from_vec(lse, (b, heads, t), q.device())? });
+    }
     forward_blocks(q, k, v, mask, block_size(b, heads, t, mask.keys), kernels::usable(q))
 }
 
@@ -344,6 +352,30 @@ mod tests {
             assert!(max_diff(&dq, grads.get(qt).unwrap()) < 1e-4, "fused {fused}");
             assert!(max_diff(&dk, grads.get(kt).unwrap()) < 1e-4, "fused {fused}");
             assert!(max_diff(&dv, grads.get(vt).unwrap()) < 1e-4, "fused {fused}");
+        }
+    }
+
+    /// Decoding-shaped attention (a few queries, keys read in place from a wider cache, an
+    /// offset, padding keys) through the direct kernel equals the blocked matmul path.
+    #[test]
+    fn direct_decode_attention_equals_the_blocked_path() {
+        let dev = Device::Cpu;
+        let (b, h, kv, cap, hd) = (2, 6, 2, 40, 16);
+        let k_cache = Tensor::randn(0f32, 1., (b, kv, cap, hd), &dev).unwrap();
+        let v_cache = Tensor::randn(0f32, 1., (b, kv, cap, hd), &dev).unwrap();
+        for (t, keys, offset) in [(1, 30, 29), (3, 30, 27), (5, 12, 11), (2, 7, 2)] {
+            let q = Tensor::randn(0f32, 1., (b, h, t, hd), &dev).unwrap();
+            let (k, v) = (k_cache.narrow(2, 0, keys).unwrap(), v_cache.narrow(2, 0, keys).unwrap());
+            let mut valid = vec![true; b * keys];
+            valid[..2].iter_mut().for_each(|x| *x = false);
+            valid[keys + 3] = false;
+            let mask = AttnMask::new(Some(valid), keys, offset);
+            let direct = forward(&q, &k, &v, &mask).unwrap();
+            let blocked =
+                forward_blocks(&q, &k.contiguous().unwrap(), &v.contiguous().unwrap(), &mask, 16, false)
+                    .unwrap();
+            assert!(max_diff(&direct.o, &blocked.o) < 1e-5, "t {t}, keys {keys}");
+            assert!(max_diff(&direct.lse, &blocked.lse) < 1e-5, "t {t}, keys {keys}");
         }
     }
 

@@ -31,11 +31,73 @@ pub struct EngineConfig {
     pub share_prefix: bool,
     /// Token ids that end every sample (the model's eos ids).
     pub eos_ids: Vec<u32>,
+    /// The precision of the weights the engine samples with (a copy taken when it starts; the
+    /// model's f32 master weights are untouched).
+    pub weights: WeightDtype,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_batch: 64, prefill_chunk: 512, share_prefix: true, eos_ids: Vec::new() }
+        Self {
+            max_batch: 64,
+            prefill_chunk: 512,
+            share_prefix: true,
+            eos_ids: Vec::new(),
+            weights: WeightDtype::Model,
+        }
+    }
+}
+
+/// Largest difference between a sampled token's log-prob with bf16 weights on the CPU and the
+/// f32 model's, relative to the log-prob's size past 1 (tested on a tiny model).
+pub const BF16_LOGPROB_TOL: f32 = 0.05;
+
+/// [`BF16_LOGPROB_TOL`] for f16 weights (3 more mantissa bits).
+pub const F16_LOGPROB_TOL: f32 = 0.01;
+
+/// The precision of an [`Engine`]'s copy of the weights.
+///
+/// On the CPU, activations, the KV cache and every sum stay f32 whatever the weights: bf16 or
+/// f16 weights halve the bytes each decoding step reads (decoding is bound by memory), and a
+/// dedicated kernel widens them in registers. On a GPU the whole forward pass runs in the
+/// weights' dtype, as candle's kernels do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    /// The model's compute dtype ([`Llama::compute_dtype`]).
+    #[default]
+    Model,
+    /// f32 weights.
+    F32,
+    /// bfloat16 weights.
+    Bf16,
+    /// IEEE half-precision weights.
+    F16,
+}
+
+impl WeightDtype {
+    /// The candle dtype for a model computing in `compute`.
+    pub fn resolve(self, compute: DType) -> DType {
+        match self {
+            WeightDtype::Model => compute,
+            WeightDtype::F32 => DType::F32,
+            WeightDtype::Bf16 => DType::BF16,
+            WeightDtype::F16 => DType::F16,
+        }
+    }
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "model" => Ok(WeightDtype::Model),
+            "f32" => Ok(WeightDtype::F32),
+            "bf16" => Ok(WeightDtype::Bf16),
+            "f16" => Ok(WeightDtype::F16),
+            other => Err(Error::arg("weights", format!("`{other}` is not model, f32, bf16 or f16"))),
+        }
     }
 }
 
@@ -185,6 +247,8 @@ pub struct Engine<'t> {
     model: Llama,
     tokenizer: Cow<'t, Tokenizer>,
     config: EngineConfig,
+    /// dtype of activations and of the KV cache.
+    act: DType,
     weights: Vec<LayerWeights>,
     norm: Tensor,
     head: Tensor,
@@ -227,15 +291,20 @@ impl<'t> Engine<'t> {
         if config.prefill_chunk == 0 {
             return Err(Error::arg("prefill_chunk", "must be at least 1"));
         }
-        let dtype = model.compute_dtype;
-        let weights =
-            model.layers.iter().map(|l| l.weights(Track::NoGrad, dtype)).collect::<Result<Vec<_>>>()?;
+        let dtype = config.weights.resolve(model.compute_dtype);
+        let act = if model.device.is_cpu() { DType::F32 } else { dtype };
+        let weights = model
+            .layers
+            .iter()
+            .map(|l| l.weights(Track::NoGrad, dtype)?.fused())
+            .collect::<Result<Vec<_>>>()?;
         let norm = view(&model.norm, Track::NoGrad, DType::F32)?;
         let head = view(model.head_var(), Track::NoGrad, dtype)?;
         Ok(Self {
             model: model.clone(),
             tokenizer,
             config,
+            act,
             weights,
             norm,
             head,
@@ -371,7 +440,7 @@ impl<'t> Engine<'t> {
             }
             let Some(job) = self.prefilling.front_mut() else { break };
             let t = budget.min(job.prompt.len() - job.done);
-            let logits = prefill_chunk(&self.model, &self.weights, &self.norm, &self.head, job, t)?;
+            let logits = prefill_chunk(&self.model, &self.weights, &self.norm, &self.head, self.act, job, t)?;
             self.stats.prefill_tokens += t;
             budget -= t;
             if let Some(logits) = logits {
@@ -428,7 +497,7 @@ impl<'t> Engine<'t> {
         let cfg = &self.model.config;
         let (kvh, hd) = (cfg.num_key_value_heads, cfg.head_dim);
         let cap = if self.running.is_empty() { GROW } else { self.suffix.k[0].dim(2)? };
-        let (dtype, dev) = (self.model.compute_dtype, &self.model.device);
+        let (dtype, dev) = (self.act, &self.model.device);
         let zeros = || Tensor::zeros((n, kvh, cap, hd), dtype, dev);
         if self.running.is_empty() {
             let layers = self.weights.len();
@@ -526,7 +595,7 @@ impl<'t> Engine<'t> {
     /// rows.
     fn decode(&mut self, events: &mut Vec<EngineEvent>) -> Result<()> {
         let cfg = &self.model.config;
-        let (dtype, dev) = (self.model.compute_dtype, self.model.device.clone());
+        let (dtype, dev) = (self.act, self.model.device.clone());
         let b = self.running.len();
         let width = self.suffix.width;
         if width == self.suffix.k[0].dim(2)? {
@@ -541,7 +610,7 @@ impl<'t> Engine<'t> {
         let pos: Vec<u32> =
             self.running.iter().map(|s| (s.prefix.len + s.slot.tokens.len() - 1) as u32).collect();
         let input = Tensor::from_vec(ids, b, &dev)?;
-        let mut x = self.model.embed(&input, b, Track::NoGrad)?;
+        let mut x = self.model.embed(&input, b, Track::NoGrad)?.to_dtype(dtype)?;
         let (cos, sin) = self.model.rope.cos_sin(&pos, b, 1, dtype, &dev)?;
         let valid = self.running.iter().any(|s| s.start > 0).then(|| {
             self.running.iter().flat_map(|s| (0..keys).map(move |j| j >= s.start)).collect::<Vec<bool>>()
@@ -631,11 +700,12 @@ fn prefill_chunk(
     weights: &[LayerWeights],
     norm: &Tensor,
     head: &Tensor,
+    dtype: DType,
     job: &mut Prefill,
     t: usize,
 ) -> Result<Option<Vec<f32>>> {
     let cfg = &model.config;
-    let (dtype, dev) = (model.compute_dtype, &model.device);
+    let dev = &model.device;
     let p = job.prompt.len();
     if job.k.is_empty() {
         // One buffer per layer and per key/value (clones would share storage).
@@ -645,7 +715,7 @@ fn prefill_chunk(
     }
     let start = job.done;
     let input = Tensor::from_slice(&job.prompt[start..start + t], t, dev)?;
-    let mut x = model.embed(&input, 1, Track::NoGrad)?;
+    let mut x = model.embed(&input, 1, Track::NoGrad)?.to_dtype(dtype)?;
     let positions: Vec<u32> = (start as u32..(start + t) as u32).collect();
     let (cos, sin) = model.rope.cos_sin(&positions, 1, t, dtype, dev)?;
     let keys = start + t;
@@ -726,6 +796,7 @@ mod tests {
     use rand::Rng;
 
     use super::*;
+    use crate::config::ModelConfig;
     use crate::generate::{GenerateOptions, GenerationRequest};
     use crate::load::LoadedModel;
 
@@ -935,6 +1006,91 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The engine stacks q/k/v and gate/up into single products; with biases on every
+    /// projection (Qwen-style attention biases, MLP biases) it still equals the unstacked static
+    /// generator.
+    #[test]
+    fn stacked_projections_with_biases_equal_the_static_generator() {
+        let (m, _dir) = tiny();
+        let cfg = ModelConfig { attention_bias: true, mlp_bias: true, ..m.model.config().clone() };
+        let opts = crate::ModelOptions::default();
+        let base = Llama::new_random(cfg.clone(), 3, 0.3, &opts).unwrap();
+        let mut rng = StdRng::seed_from_u64(4);
+        let sd: std::collections::HashMap<String, Tensor> = base
+            .state_dict()
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| {
+                if n.ends_with(".bias") {
+                    let v: Vec<f32> = (0..t.elem_count()).map(|_| rng.random_range(-0.5..0.5)).collect();
+                    (n, Tensor::from_vec(v, t.dims(), t.device()).unwrap())
+                } else {
+                    (n, t)
+                }
+            })
+            .collect();
+        let model = Llama::from_tensors(cfg, sd, &opts, "biased").unwrap();
+        let requests: Vec<GenerationRequest> = groups(model.config().vocab_size, 2)
+            .into_iter()
+            .flat_map(|r| {
+                r.samples
+                    .into_iter()
+                    .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
+            })
+            .collect();
+        let gopts = GenerateOptions { eos_ids: m.eos_ids(), pad_id: m.pad_id(), max_batch: 0 };
+        let engine = model.generate(&m.tokenizer, &requests, &gopts, |_| {}).unwrap();
+        let reference = model.generate_static(&m.tokenizer, &requests, &gopts, |_| {}).unwrap();
+        assert_same(&engine, &reference, "biased model: engine vs static batch");
+        let config = EngineConfig { weights: WeightDtype::Bf16, ..EngineConfig::default() };
+        let half =
+            model.generate_groups(&m.tokenizer, &groups(model.config().vocab_size, 1), &config, |_| {});
+        assert!(half.is_ok(), "bf16 weights with biases: {half:?}");
+    }
+
+    /// bf16 and f16 weights on the CPU: the sampled tokens' log-probs against the f32 model's
+    /// full forward pass on the same tokens differ by the weights' rounding only.
+    #[test]
+    fn half_precision_weights_sample_within_a_stated_tolerance_of_f32() {
+        let (m, _dir) = tiny();
+        let vocab = m.model.config().vocab_size;
+        let reqs = groups(vocab, 3);
+        for (weights, tol) in [(WeightDtype::Bf16, BF16_LOGPROB_TOL), (WeightDtype::F16, F16_LOGPROB_TOL)] {
+            let config =
+                EngineConfig { eos_ids: m.eos_ids(), prefill_chunk: 13, weights, ..Default::default() };
+            let out = m.model.generate_groups(&m.tokenizer, &reqs, &config, |_| {}).unwrap();
+            let mut worst = 0f32;
+            let mut tokens = 0;
+            for (r, samples) in reqs.iter().zip(&out) {
+                for (p, c) in r.samples.iter().zip(samples) {
+                    let batch = crate::TokenBatch::from_prompt_completions(
+                        std::slice::from_ref(&r.prompt_ids),
+                        std::slice::from_ref(&c.token_ids),
+                        0,
+                    )
+                    .unwrap();
+                    let t = if p.temperature == 0.0 { 1.0 } else { p.temperature };
+                    let s = m
+                        .model
+                        .score(&batch, &crate::ScoreOptions { temperature: t, ..Default::default() })
+                        .unwrap();
+                    let full: Vec<f32> = s.logprobs.squeeze(0).unwrap().to_vec1().unwrap();
+                    for (a, b) in full.iter().zip(&c.logprobs) {
+                        worst = worst.max((a - b).abs() / a.abs().max(1.0));
+                        tokens += 1;
+                    }
+                }
+            }
+            assert!(tokens > 100, "{tokens}");
+            assert!(worst <= tol, "{weights:?}: {worst} > {tol}");
+            // The rounding is real: the kernel did not silently run f32 weights.
+            assert!(worst > 1e-6, "{weights:?}: {worst}");
+        }
+        let err = "f64".parse::<WeightDtype>().unwrap_err();
+        assert!(err.to_string().contains("`f64` is not model, f32, bf16 or f16"), "{err}");
+        assert_eq!("bf16".parse::<WeightDtype>().unwrap(), WeightDtype::Bf16);
     }
 
     #[test]

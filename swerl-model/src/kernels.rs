@@ -78,7 +78,7 @@ fn sum_lanes(acc: &[f32; LANES]) -> f32 {
 /// from an `#[inline(always)]` function, so that its body (closures below are mutating, so
 /// `call_mut` is the body itself, not a shim) inlines into pulp's `#[target_feature]` function
 /// and vectorises for it.
-fn simd(mut f: impl FnMut()) {
+pub(crate) fn simd(mut f: impl FnMut()) {
     pulp::Arch::new().dispatch(Simd(&mut f));
 }
 

@@ -49,6 +49,8 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, kernels: Kernel
     let rows = x.elem_count() / inner;
     let y = matmul_t(&x.reshape((rows, inner))?, w, kernels)?;
     let y = match b {
+        // Reduced-precision weights (CPU sampling) come with biases of their dtype.
+        Some(b) if b.dtype() != y.dtype() => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
         Some(b) => y.broadcast_add(b)?,
         None => y,
     };
@@ -58,8 +60,12 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, kernels: Kernel
     Ok(y.reshape(out_dims)?)
 }
 
-/// `x @ w.T` for a matrix `x`; few rows without gradients take [`crate::kernels::matmul_t_small`].
+/// `x @ w.T` for a matrix `x`; few rows without gradients take [`crate::kernels::matmul_t_small`],
+/// f32 `x` with bf16/f16 weights on the CPU [`crate::matvec::matmul_t_half`].
 pub(crate) fn matmul_t(x: &Tensor, w: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if crate::kernels::usable(x) && crate::matvec::is_half_weight(w) && w.is_contiguous() {
+        return crate::matvec::matmul_t_half(x, w);
+    }
     if kernels == Kernels::Fused
         && x.dim(0)? <= crate::kernels::SMALL_ROWS
         && crate::kernels::usable(x)
@@ -92,15 +98,28 @@ pub(crate) fn pre_attention(
     kernels: Kernels,
 ) -> Result<Qkv> {
     let (b, t, _) = x.dims3()?;
-    let dtype = w.q.dtype();
+    let dtype = x.dtype();
     let h = rms_norm(x, &w.input_norm, cfg.rms_norm_eps, dtype, kernels)?;
     let hd = cfg.head_dim;
     let heads = |y: Tensor, n: usize| -> Result<Tensor> {
         Ok(y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
     };
-    let q = heads(linear(&h, &w.q, w.q_bias.as_ref(), kernels)?, cfg.num_attention_heads)?;
-    let k = heads(linear(&h, &w.k, w.k_bias.as_ref(), kernels)?, cfg.num_key_value_heads)?;
-    let v = heads(linear(&h, &w.v, w.v_bias.as_ref(), kernels)?, cfg.num_key_value_heads)?;
+    let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+    let (q, k, v) = match &w.fused {
+        Some(f) => {
+            let y = linear(&h, &f.qkv, f.qkv_bias.as_ref(), kernels)?;
+            (
+                heads(y.narrow(D::Minus1, 0, nq * hd)?, nq)?,
+                heads(y.narrow(D::Minus1, nq * hd, nkv * hd)?, nkv)?,
+                heads(y.narrow(D::Minus1, (nq + nkv) * hd, nkv * hd)?, nkv)?,
+            )
+        }
+        None => (
+            heads(linear(&h, &w.q, w.q_bias.as_ref(), kernels)?, nq)?,
+            heads(linear(&h, &w.k, w.k_bias.as_ref(), kernels)?, nkv)?,
+            heads(linear(&h, &w.v, w.v_bias.as_ref(), kernels)?, nkv)?,
+        ),
+    };
     let (q, k) = match kernels {
         Kernels::Differentiable => (rope_diff(&q, cos, sin)?, rope_diff(&k, cos, sin)?),
         Kernels::Fused => (rope_fused(&q, cos, sin)?, rope_fused(&k, cos, sin)?),
@@ -118,13 +137,22 @@ pub(crate) fn post_attention(
     kernels: Kernels,
 ) -> Result<Tensor> {
     let (b, t, d) = x.dims3()?;
-    let dtype = w.o.dtype();
+    let dtype = x.dtype();
     let o = o.transpose(1, 2)?.reshape((b, t, cfg.num_attention_heads * cfg.head_dim))?;
     let attn = linear(&o, &w.o, w.o_bias.as_ref(), kernels)?;
     let x1 = (x + attn)?;
     let h = rms_norm(&x1, &w.post_norm, cfg.rms_norm_eps, dtype, kernels)?;
-    let gate = linear(&h, &w.gate, w.gate_bias.as_ref(), kernels)?;
-    let up = linear(&h, &w.up, w.up_bias.as_ref(), kernels)?;
+    let (gate, up) = match &w.fused {
+        Some(f) => {
+            let y = linear(&h, &f.gate_up, f.gate_up_bias.as_ref(), kernels)?;
+            let ni = cfg.intermediate_size;
+            (y.narrow(D::Minus1, 0, ni)?.contiguous()?, y.narrow(D::Minus1, ni, ni)?.contiguous()?)
+        }
+        None => (
+            linear(&h, &w.gate, w.gate_bias.as_ref(), kernels)?,
+            linear(&h, &w.up, w.up_bias.as_ref(), kernels)?,
+        ),
+    };
     let act = match kernels {
         Kernels::Fused if crate::kernels::usable(&gate) => crate::kernels::swiglu(&gate, &up)?,
         _ => (gate.silu()? * up)?,

@@ -116,15 +116,20 @@ mod train;
 
 mod attention;
 mod block;
+mod decode_attention;
 mod kernels;
 mod layer;
+mod matvec;
 mod rope;
 
 pub use batch::TokenBatch;
 pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
 pub use device::{parse_device, parse_dtype};
-pub use engine::{Engine, EngineConfig, EngineEvent, EngineRequest, EngineStats, RequestId};
+pub use engine::{
+    BF16_LOGPROB_TOL, Engine, EngineConfig, EngineEvent, EngineRequest, EngineStats, F16_LOGPROB_TOL,
+    RequestId, WeightDtype,
+};
 pub use error::{Error, Result};
 pub use generate::{Completion, FinishReason, GenerateOptions, GenerationRequest, StopReason, StreamEvent};
 pub use gguf::{GgufFile, permute_for_gguf};

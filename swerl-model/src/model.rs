@@ -69,6 +69,58 @@ pub(crate) struct LayerWeights {
     pub(crate) gate_bias: Option<Tensor>,
     pub(crate) up_bias: Option<Tensor>,
     pub(crate) down_bias: Option<Tensor>,
+    /// q, k, v and gate, up stacked into two matrices (see [`LayerWeights::fused`]).
+    pub(crate) fused: Option<FusedWeights>,
+}
+
+/// The projections that read the same input, stacked by rows: one product (one pass of the
+/// threads) instead of three and two. `q`/`k`/`v` and `gate`/`up` of the [`LayerWeights`] are then
+/// views of these, so nothing is held twice.
+#[derive(Clone, Debug)]
+pub(crate) struct FusedWeights {
+    /// `(q_out + 2 kv_out, hidden)`.
+    pub(crate) qkv: Tensor,
+    pub(crate) qkv_bias: Option<Tensor>,
+    /// `(2 intermediate, hidden)`.
+    pub(crate) gate_up: Tensor,
+    pub(crate) gate_up_bias: Option<Tensor>,
+}
+
+impl LayerWeights {
+    /// Detached weights with q/k/v and gate/up stacked (no-gradient paths: the rollout engine).
+    /// Models with biases on some of q/k/v (or gate/up) but not all keep separate products.
+    pub(crate) fn fused(mut self) -> Result<Self> {
+        fn stack(ws: &[&Tensor]) -> Result<Tensor> {
+            Ok(Tensor::cat(ws, 0)?.contiguous()?)
+        }
+        fn stack_bias(bs: &[&Option<Tensor>]) -> Result<Option<Option<Tensor>>> {
+            if bs.iter().all(|b| b.is_none()) {
+                return Ok(Some(None));
+            }
+            if bs.iter().any(|b| b.is_none()) {
+                return Ok(None);
+            }
+            let bs: Vec<&Tensor> = bs.iter().filter_map(|b| b.as_ref()).collect();
+            Ok(Some(Some(Tensor::cat(&bs, 0)?)))
+        }
+        let (Some(qkv_bias), Some(gate_up_bias)) = (
+            stack_bias(&[&self.q_bias, &self.k_bias, &self.v_bias])?,
+            stack_bias(&[&self.gate_bias, &self.up_bias])?,
+        ) else {
+            return Ok(self);
+        };
+        let qkv = stack(&[&self.q, &self.k, &self.v])?;
+        let gate_up = stack(&[&self.gate, &self.up])?;
+        let (nq, nk) = (self.q.dim(0)?, self.k.dim(0)?);
+        let ni = self.gate.dim(0)?;
+        self.q = qkv.narrow(0, 0, nq)?;
+        self.k = qkv.narrow(0, nq, nk)?;
+        self.v = qkv.narrow(0, nq + nk, nk)?;
+        self.gate = gate_up.narrow(0, 0, ni)?;
+        self.up = gate_up.narrow(0, ni, ni)?;
+        self.fused = Some(FusedWeights { qkv, qkv_bias, gate_up, gate_up_bias });
+        Ok(self)
+    }
 }
 
 /// How a forward pass sees the parameters.
@@ -112,6 +164,7 @@ impl LayerVars {
             gate_bias: view_opt(&self.gate_bias, track, dtype)?,
             up_bias: view_opt(&self.up_bias, track, dtype)?,
             down_bias: view_opt(&self.down_bias, track, dtype)?,
+            fused: None,
         })
     }
 }

@@ -1,0 +1,395 @@
+//! Products of f32 activations with bf16 or f16 weights, accumulated in f32: the decoding kernel
+//! of reduced-precision sampling on the CPU.
+//!
+//! Decoding a few sequences is bound by memory: every step reads every weight once and does two
+//! floating-point operations per weight and sequence. Halving the bytes of the weights halves
+//! the time, provided the kernel streams them at the memory's speed. [`matmul_t_half`] reads each
+//! weight row once, 32 values at a time widened to f32 in registers (a shift for bf16, a
+//! branch-free bit conversion for f16), and multiplies them with up to four activation rows, with
+//! two independent accumulator registers per row so that the additions do not wait on each
+//! other. Rows of the weight matrix are split over threads, and the loops are plain Rust compiled
+//! for the CPU's widest SIMD level (AVX-512 here) chosen at run time through `pulp`.
+//!
+//! Larger products (a prompt's prefill) widen the whole weight matrix and run in gemm: there the
+//! arithmetic, not the memory, decides the time.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+use crate::error::Result;
+
+/// Most activation rows for which [`matmul_t_half`] beats widening the weights and running gemm.
+pub(crate) const HALF_SMALL_ROWS: usize = 16;
+
+/// Weight elements per parallel task.
+const TASK_ELEMS: usize = 1 << 15;
+
+/// Whether `w` holds reduced-precision weights the CPU kernels take.
+pub(crate) fn is_half_weight(w: &Tensor) -> bool {
+    w.device().is_cpu() && matches!(w.dtype(), DType::BF16 | DType::F16)
+}
+
+/// `x @ w.T` for a CPU f32 `x` of shape `(m, k)` and a contiguous bf16 or f16 `w` of shape
+/// `(n, k)`, with f32 products and sums; the result is f32 `(m, n)`.
+pub(crate) fn matmul_t_half(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.dim(0)? <= HALF_SMALL_ROWS {
+        Ok(x.contiguous()?.apply_op2_no_bwd(w, &MatmulTHalf)?)
+    } else {
+        Ok(x.matmul(&w.to_dtype(DType::F32)?.t()?)?)
+    }
+}
+
+struct MatmulTHalf;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Format {
+    Bf16,
+    F16,
+}
+
+#[cfg(test)]
+impl Format {
+    fn widen(self, bits: u16) -> f32 {
+        match self {
+            Format::Bf16 => bf16_to_f32(bits),
+            Format::F16 => f16_to_f32(bits),
+        }
+    }
+}
+
+#[inline(always)]
+fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+/// IEEE half to single precision, exact for every value (subnormals, infinities, NaNs), without
+/// branches so that loops over it vectorise (`half`'s conversion is a branchy software routine
+/// unless the crate is compiled for F16C).
+#[inline(always)]
+fn f16_to_f32(bits: u16) -> f32 {
+    let h = u32::from(bits);
+    let sign = (h & 0x8000) << 16;
+    let magnitude = h & 0x7fff;
+    let exponent = magnitude & 0x7c00;
+    let shifted = magnitude << 13;
+    // Normal numbers: move the exponent and mantissa into place and rebias by 127 - 15.
+    let normal = shifted + ((127 - 15) << 23);
+    // Subnormals are `mantissa * 2^-24`, exact in f32.
+    let subnormal = (magnitude as f32 * (1.0 / 16_777_216.0)).to_bits();
+    let special = shifted | 0x7f80_0000;
+    let v = if exponent == 0 {
+        subnormal
+    } else if exponent == 0x7c00 {
+        special
+    } else {
+        normal
+    };
+    f32::from_bits(v | sign)
+}
+
+impl CustomOp2 for MatmulTHalf {
+    fn name(&self) -> &'static str {
+        "swerl-matmul-t-half"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let msg = |m: String| candle_core::Error::Msg(format!("{}: {m}", self.name()));
+        let (&[m, k], &[n, k2]) = (l1.dims(), l2.dims()) else {
+            return Err(msg(format!("expected two matrices, found {:?} and {:?}", l1.dims(), l2.dims())));
+        };
+        if k != k2 {
+            return Err(msg(format!("inner sizes {k} and {k2} differ")));
+        }
+        let CpuStorage::F32(x) = s1 else {
+            return Err(msg(format!("expected f32 activations, found {:?}", s1.dtype())));
+        };
+        let (xa, xb) = l1.contiguous_offsets().ok_or_else(|| msg("activations not contiguous".into()))?;
+        let (wa, wb) = l2.contiguous_offsets().ok_or_else(|| msg("weights not contiguous".into()))?;
+        let x = &x[xa..xb];
+        let (format, w): (Format, &[u16]) = match s2 {
+            CpuStorage::BF16(w) => (Format::Bf16, w[wa..wb].reinterpret_cast()),
+            CpuStorage::F16(w) => (Format::F16, w[wa..wb].reinterpret_cast()),
+            other => return Err(msg(format!("expected bf16 or f16 weights, found {:?}", other.dtype()))),
+        };
+        let mut out_t = vec![0f32; n * m];
+        if m > 0 && k > 0 {
+            let per_task = (TASK_ELEMS / k).max(1);
+            out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
+                rows(format, w, x, m, k, o);
+            });
+        }
+        let mut out = vec![0f32; m * n];
+        for (j, col) in out_t.chunks(m.max(1)).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                out[i * n + j] = v;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+/// Weights widened per step of the inner loop: two AVX-512 registers, so each activation row
+/// has two independent accumulator chains.
+const STEP: usize = 32;
+
+/// Dot products of the weight rows `w` (`k` values each) with the `m` rows of `x`, into `out`
+/// (`m` values per weight row), under the CPU's widest SIMD level.
+fn rows(format: Format, w: &[u16], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V4::try_new() {
+        return match format {
+            Format::Bf16 => v4::rows::<true>(simd, w, x, m, k, out),
+            Format::F16 => v4::rows::<false>(simd, w, x, m, k, out),
+        };
+    }
+    rows_fallback(format, w, x, m, k, out);
+}
+
+/// Plain loops the compiler vectorises for the CPU's SIMD level (CPUs without AVX-512).
+fn rows_fallback(format: Format, w: &[u16], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    crate::kernels::simd(
+        #[inline(always)]
+        || match format {
+            Format::Bf16 => rows_of::<true>(w, x, m, k, out),
+            Format::F16 => rows_of::<false>(w, x, m, k, out),
+        },
+    );
+}
+
+#[inline(always)]
+fn rows_of<const BF16: bool>(w: &[u16], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
+        // Four activation rows at a time share each widened step of the weight row.
+        let mut r = 0;
+        while r + 4 <= m {
+            o[r..r + 4].copy_from_slice(&dots::<BF16, 4>(wrow, &x[r * k..(r + 4) * k], k));
+            r += 4;
+        }
+        let rest = &x[r * k..m * k];
+        match m - r {
+            3 => o[r..].copy_from_slice(&dots::<BF16, 3>(wrow, rest, k)),
+            2 => o[r..].copy_from_slice(&dots::<BF16, 2>(wrow, rest, k)),
+            1 => o[r..].copy_from_slice(&dots::<BF16, 1>(wrow, rest, k)),
+            _ => {}
+        }
+    }
+}
+
+/// Dot products of one weight row (`k` values) with the `R` rows of `x` (`R * k` values).
+#[inline(always)]
+fn dots<const BF16: bool, const R: usize>(w: &[u16], x: &[f32], k: usize) -> [f32; R] {
+    let widen = |b: u16| if BF16 { bf16_to_f32(b) } else { f16_to_f32(b) };
+    let mut acc = [[0f32; STEP]; R];
+    let full = k / STEP * STEP;
+    for (c, wc) in w[..full].chunks_exact(STEP).enumerate() {
+        let mut wv = [0f32; STEP];
+        for (v, &b) in wv.iter_mut().zip(wc) {
+            *v = widen(b);
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let xc = &x[r * k + c * STEP..r * k + (c + 1) * STEP];
+            for ((a, &wv), &xv) in acc.iter_mut().zip(&wv).zip(xc) {
+                *a += wv * xv;
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (r, (o, acc)) in out.iter_mut().zip(&acc).enumerate() {
+        let (lo, hi) = acc.split_at(STEP / 2);
+        let mut s: f32 = lo.iter().zip(hi).map(|(a, b)| a + b).sum();
+        for j in full..k {
+            s += widen(w[j]) * x[r * k + j];
+        }
+        *o = s;
+    }
+    out
+}
+
+/// The AVX-512 kernel, written with pulp's safe intrinsics: 16 weights per load widened in a
+/// register (`vpmovzxwd` + `vpslld` for bf16, `vcvtph2ps` for f16), fused multiply-adds into two
+/// accumulators per activation row.
+#[cfg(target_arch = "x86_64")]
+mod v4 {
+    use pulp::x86::V4;
+    use pulp::{cast, f32x16, u16x16};
+
+    const W: usize = 16;
+
+    pub(super) fn rows<const BF16: bool>(
+        simd: V4,
+        w: &[u16],
+        x: &[f32],
+        m: usize,
+        k: usize,
+        out: &mut [f32],
+    ) {
+        simd.vectorize(
+            #[inline(always)]
+            || {
+                for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
+                    let mut r = 0;
+                    while r + 4 <= m {
+                        o[r..r + 4].copy_from_slice(&dots::<BF16, 4>(simd, wrow, &x[r * k..(r + 4) * k], k));
+                        r += 4;
+                    }
+                    let rest = &x[r * k..m * k];
+                    match m - r {
+                        3 => o[r..].copy_from_slice(&dots::<BF16, 3>(simd, wrow, rest, k)),
+                        2 => o[r..].copy_from_slice(&dots::<BF16, 2>(simd, wrow, rest, k)),
+                        1 => o[r..].copy_from_slice(&dots::<BF16, 1>(simd, wrow, rest, k)),
+                        _ => {}
+                    }
+                }
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn widen<const BF16: bool>(simd: V4, h: &[u16; W]) -> f32x16 {
+        let h: u16x16 = cast(*h);
+        if BF16 {
+            cast(simd.shl_const_u32x16::<16>(simd.convert_u16x16_to_u32x16(h)))
+        } else {
+            cast(simd.avx512f._mm512_cvtph_ps(cast(h)))
+        }
+    }
+
+    #[inline(always)]
+    fn dots<const BF16: bool, const R: usize>(simd: V4, w: &[u16], x: &[f32], k: usize) -> [f32; R] {
+        let (wc, wtail) = w[..k].as_chunks::<W>();
+        let xc: [&[[f32; W]]; R] = std::array::from_fn(|r| x[r * k..(r + 1) * k].as_chunks::<W>().0);
+        let zero = simd.splat_f32x16(0.0);
+        let (mut a0, mut a1) = ([zero; R], [zero; R]);
+        let pairs = wc.len() / 2;
+        for i in 0..pairs {
+            let w0 = widen::<BF16>(simd, &wc[2 * i]);
+            let w1 = widen::<BF16>(simd, &wc[2 * i + 1]);
+            for r in 0..R {
+                a0[r] = simd.mul_add_f32x16(w0, cast(xc[r][2 * i]), a0[r]);
+                a1[r] = simd.mul_add_f32x16(w1, cast(xc[r][2 * i + 1]), a1[r]);
+            }
+        }
+        if wc.len() % 2 == 1 {
+            let i = wc.len() - 1;
+            let w0 = widen::<BF16>(simd, &wc[i]);
+            for r in 0..R {
+                a0[r] = simd.mul_add_f32x16(w0, cast(xc[r][i]), a0[r]);
+            }
+        }
+        let full = k - wtail.len();
+        std::array::from_fn(|r| {
+            let mut s = pulp::Simd::reduce_sum_f32s(simd, simd.add_f32x16(a0[r], a1[r]));
+            for (j, &b) in wtail.iter().enumerate() {
+                let wv = if BF16 { super::bf16_to_f32(b) } else { super::f16_to_f32(b) };
+                s += wv * x[r * k + full + j];
+            }
+            s
+        })
+    }
+}
+
+/// The reference the kernel is tested against: each weight row widened into a buffer, then
+/// plain dot products.
+#[cfg(test)]
+fn portable_rows(format: Format, w: &[u16], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    let mut row = vec![0f32; k];
+    for (o, wrow) in out.chunks_mut(m).zip(w.chunks(k)) {
+        for (r, &b) in row.iter_mut().zip(wrow) {
+            *r = format.widen(b);
+        }
+        for (o, xrow) in o.iter_mut().zip(x.chunks(k)) {
+            *o = row.iter().zip(xrow).map(|(a, b)| a * b).sum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Every row count up to the streaming limit and past it, inner sizes with and without a
+    /// tail: equal to the f32 product of the widened weights (same rounding of the weights, f32
+    /// sums; only the order of the additions differs).
+    #[test]
+    fn half_products_match_f32_products_of_the_widened_weights() {
+        let dev = Device::Cpu;
+        for dtype in [DType::BF16, DType::F16] {
+            for (m, k, n) in
+                [(1, 576, 300), (2, 64, 37), (3, 48, 5), (4, 33, 9), (7, 17, 40), (16, 1, 3), (17, 96, 11)]
+            {
+                let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
+                let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap().to_dtype(dtype).unwrap();
+                let want = x.matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap()).unwrap();
+                let got = matmul_t_half(&x, &w).unwrap();
+                assert_eq!(got.dims(), &[m, n]);
+                assert_eq!(got.dtype(), DType::F32);
+                let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+                let d = max_abs_diff(&got, &want);
+                assert!(d < tol, "{dtype:?} {m}x{k}x{n}: {d} >= {tol}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_widening_is_exact_for_every_value() {
+        for bits in 0..=u16::MAX {
+            let (got, want) = (f16_to_f32(bits), half::f16::from_bits(bits).to_f32());
+            if want.is_nan() {
+                assert!(got.is_nan(), "{bits:#06x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}: {got} vs {want}");
+            }
+            let (got, want) = (bf16_to_f32(bits), half::bf16::from_bits(bits).to_f32());
+            // `half` quietens signalling NaNs; a NaN weight stays a NaN either way.
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{bits:#06x}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_agrees_with_plain_loops() {
+        let (m, k, n) = (5, 70, 6);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        for format in [Format::Bf16, Format::F16] {
+            let w: Vec<u16> = (0..n * k)
+                .map(|i| {
+                    let v = ((i * 53 % 97) as f32 - 48.0) / 30.0;
+                    match format {
+                        Format::Bf16 => half::bf16::from_f32(v).to_bits(),
+                        Format::F16 => half::f16::from_f32(v).to_bits(),
+                    }
+                })
+                .collect();
+            let (mut a, mut b, mut c) = (vec![0f32; n * m], vec![0f32; n * m], vec![0f32; n * m]);
+            rows(format, &w, &x, m, k, &mut a);
+            rows_fallback(format, &w, &x, m, k, &mut b);
+            portable_rows(format, &w, &x, m, k, &mut c);
+            for ((a, b), c) in a.iter().zip(&b).zip(&c) {
+                assert!((a - c).abs() < 1e-4 && (b - c).abs() < 1e-4, "{format:?}: {a}, {b} vs {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_inputs_are_errors() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((2, 8), DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((3, 9), DType::BF16, &dev).unwrap();
+        assert!(matmul_t_half(&x, &w).unwrap_err().to_string().contains("differ"));
+        let w32 = Tensor::zeros((3, 8), DType::F32, &dev).unwrap();
+        assert!(matmul_t_half(&x, &w32).unwrap_err().to_string().contains("bf16 or f16"));
+    }
+}
