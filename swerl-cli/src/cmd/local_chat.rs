@@ -32,6 +32,7 @@ impl LocalChat {
             prefill_chunk: EngineConfig::default().prefill_chunk,
             share_prefix: true,
             eos_ids: loaded.eos_ids(),
+            ..EngineConfig::default()
         };
         let engine = Engine::new_owned(&loaded.model, loaded.tokenizer.clone(), config)?;
         let (handle, thread) = spawn(engine)?;

