@@ -3,7 +3,7 @@
 run on this machine's CPU. Prints both median step times and the ratio.
 
     ~/.cache/swerl/pyenv/bin/python swerl-grpo/benches/grpo_step_vs_trl.py [--steps 4] [--prompts 2]
-        [--group 4] [--new-tokens 32] [--max-prompt-tokens 768]
+        [--group 4] [--new-tokens 32] [--max-prompt-tokens 768] [--beta 0] [--reward letters|swerl]
 
 It needs the Python env with torch, transformers and trl (~/.cache/swerl/pyenv), the SmolLM2 HF
 directory (../shared/tools/smollm2-hf.sh, for its tokenizer and chat template) and SWE-bench Lite
@@ -15,8 +15,16 @@ What is compared: wall-clock time of a full training step (sampling P x G comple
 first. The tiny model is a randomly initialised Llama with SmolLM2's tokenizer (vocabulary
 49152), so end-of-sequence is practically never sampled and both trainers generate the same
 number of tokens. Both use float32 on the CPU, one micro-batch per step (TRL: batch P*G,
-gradient_accumulation_steps 1), beta 0, loss `dapo`, temperature 1. swerl scores with the real
-SWE-RL reward; TRL with a Python format check (cheaper), which favours TRL.
+gradient_accumulation_steps 1), loss `dapo`, temperature 1, `--beta` (0 by default; 0.04 adds
+the reference model's forward pass on both sides).
+
+The reward (`--reward`, default `letters`) is the same function on both sides: the share of
+ASCII letters in the completion's text. It varies within every group even for this untrained
+model, so both trainers compute the full update on every completion (`frac_reward_zero_std` 0).
+With `--reward swerl`, swerl scores with the real SWE-RL reward and TRL with a Python format
+check: an untrained model breaks the format every time, every advantage is 0, and swerl (with
+beta 0) skips the training pass of such groups while TRL still runs it, which is not a
+like-for-like comparison.
 """
 
 import argparse
@@ -76,6 +84,8 @@ def main():
     ap.add_argument("--group", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--max-prompt-tokens", type=int, default=768)
+    ap.add_argument("--beta", type=float, default=0.0)
+    ap.add_argument("--reward", choices=["letters", "swerl"], default="letters")
     ap.add_argument("--swebench", default=os.path.join(ROOT, "..", "shared", "data", "swebench", "lite-dev.json"))
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
@@ -120,16 +130,31 @@ def main():
     run_dir = os.path.join(OUT, "swerl-run")
     shutil.rmtree(run_dir, ignore_errors=True)
     t0 = time.time()
-    sh([os.path.join(ROOT, "target", "release", "swerl"), "--log", "warn", "train", "--model", tiny, "--data", data,
-        "--out", run_dir, "--steps", str(S), "--prompts-per-step", str(P), "--group-size", str(G),
-        "--max-new-tokens", str(T), "--max-prompt-tokens", str(args.max_prompt_tokens + 64),
-        "--micro-batch-size", str(P * G), "--generation-batch-size", str(P * G), "--shuffle", "false",
-        "--learning-rate", "1e-6", "--save-steps", "0", "--loss-type", "dapo"], cwd=ROOT,
-       stdout=subprocess.DEVNULL)
+    if args.reward == "swerl":
+        sh([os.path.join(ROOT, "target", "release", "swerl"), "--log", "warn", "train", "--model", tiny,
+            "--data", data, "--out", run_dir, "--steps", str(S), "--prompts-per-step", str(P),
+            "--group-size", str(G), "--max-new-tokens", str(T),
+            "--max-prompt-tokens", str(args.max_prompt_tokens + 64), "--micro-batch-size", str(P * G),
+            "--generation-batch-size", str(P * G), "--shuffle", "false", "--learning-rate", "1e-6",
+            "--save-steps", "0", "--loss-type", "dapo", "--beta", str(args.beta)], cwd=ROOT,
+           stdout=subprocess.DEVNULL)
+    else:
+        # The same trainer through the example, whose environment scores with the letter share.
+        toml = os.path.join(OUT, "letters.toml")
+        with open(toml, "w") as f:
+            f.write(f"steps = {S}\nprompts_per_step = {P}\ngroup_size = {G}\nmax_new_tokens = {T}\n"
+                    f"max_prompt_tokens = {args.max_prompt_tokens + 64}\nprompt_overflow = \"skip\"\n"
+                    f"micro_batch_size = {P * G}\ngeneration_batch_size = {P * G}\nshuffle = false\n"
+                    f"learning_rate = 1e-6\nsave_steps = 0\nlog_completions = 0\n"
+                    f"loss_type = \"dapo\"\nbeta = {args.beta}\n")
+        sh([os.path.join(ROOT, "target", "release", "examples", "swebench_smollm2"), "--model", tiny,
+            "--swebench", args.swebench, "--out", run_dir, "--data", data, "--config", toml,
+            "--steps", str(S), "--reward", "letters"], cwd=ROOT, stdout=subprocess.DEVNULL)
     swerl_total = time.time() - t0
     metrics = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
     swerl_steps = [m["step_time"] for m in metrics]
     swerl_len = statistics.mean(m["completions/mean_length"] for m in metrics)
+    swerl_zero = statistics.mean(m["frac_reward_zero_std"] for m in metrics)
 
     # TRL.
     import torch
@@ -148,9 +173,16 @@ def main():
             out.append(0.0 if ok else -1.0)
         return out
 
+    def letter_reward(completions, **kw):
+        out = []
+        for c in completions:
+            text = c[0]["content"] if isinstance(c, list) else c
+            out.append(sum(ch.isascii() and ch.isalpha() for ch in text) / len(text) if text else 0.0)
+        return out
+
     class Timer(TrainerCallback):
         def __init__(self):
-            self.times, self.lengths, self.start = [], [], None
+            self.times, self.lengths, self.zero, self.start = [], [], [], None
 
         def on_step_begin(self, a, state, control, **kw):
             self.start = time.perf_counter()
@@ -161,16 +193,19 @@ def main():
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
                 self.lengths.append(logs["completions/mean_length"])
+            if logs and "frac_reward_zero_std" in logs:
+                self.zero.append(logs["frac_reward_zero_std"])
 
     cfg = GRPOConfig(
         output_dir=os.path.join(OUT, "trl-run"), per_device_train_batch_size=P * G, num_generations=G,
         gradient_accumulation_steps=1, max_completion_length=T, max_steps=S, learning_rate=1e-6,
-        logging_steps=1, report_to=[], use_cpu=True, bf16=False, beta=0.0, loss_type="dapo",
+        logging_steps=1, report_to=[], use_cpu=True, bf16=False, beta=args.beta, loss_type="dapo",
         temperature=1.0, save_strategy="no", seed=0, dataloader_num_workers=0,
     )
     model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
     timer = Timer()
-    trainer = GRPOTrainer(model=model, reward_funcs=format_reward, args=cfg, train_dataset=ds,
+    reward = letter_reward if args.reward == "letters" else format_reward
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds,
                           processing_class=tok, callbacks=[timer])
     t0 = time.time()
     trainer.train()
@@ -181,11 +216,14 @@ def main():
     med = lambda xs: statistics.median(xs[1:] if len(xs) > 1 else xs)
     s_med, t_med = med(swerl_steps), med(trl_steps)
     print(f"GRPO step, tiny Llama (4 layers, hidden 256, vocab {len(tok)}), P={P} G={G} new_tokens={T}, "
-          f"prompts {[n for _, n in keep]} tokens, {torch.get_num_threads()} CPU threads")
+          f"prompts {[n for _, n in keep]} tokens, {torch.get_num_threads()} CPU threads, "
+          f"reward {args.reward}, beta {args.beta}")
     print(f"  swerl: steps {[round(x, 2) for x in swerl_steps]} s, median after first {s_med:.2f} s, "
-          f"mean completion {swerl_len:.1f} tokens, whole run {swerl_total:.1f} s")
+          f"mean completion {swerl_len:.1f} tokens, frac_reward_zero_std {swerl_zero:.2f}, "
+          f"whole run {swerl_total:.1f} s")
     print(f"  TRL {__import__('trl').__version__}: steps {[round(x, 2) for x in trl_steps]} s, median after first "
-          f"{t_med:.2f} s, mean completion {trl_len:.1f} tokens, whole run {trl_total:.1f} s")
+          f"{t_med:.2f} s, mean completion {trl_len:.1f} tokens, frac_reward_zero_std "
+          f"{statistics.mean(timer.zero) if timer.zero else float('nan'):.2f}, whole run {trl_total:.1f} s")
     print(f"  ratio TRL / swerl: {t_med / s_med:.2f}x")
 
 

@@ -11,7 +11,10 @@
 //! `OUT/rl_instances.jsonl` (the reconstructed instances), `OUT/metrics.jsonl`,
 //! `OUT/completions.jsonl` and a final checkpoint, and prints one line per step. With
 //! `--write-prompts FILE` it also writes each instance's chat messages (JSONL), which the TRL
-//! benchmark feeds to TRL so both trainers see the same prompts.
+//! benchmark feeds to TRL so both trainers see the same prompts. `--reward letters` swaps the
+//! SWE-RL reward for the share of ASCII letters in a completion (the TRL benchmark's common reward:
+//! it varies within every group even for an untrained model, so every step does the full update).
+//! `--data FILE` trains on those RL instances instead of all the reconstructed ones.
 
 #![allow(clippy::print_stdout)]
 
@@ -20,7 +23,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use swerl_grpo::llama::{LlamaPolicy, ModelSettings};
-use swerl_grpo::{PromptOverflow, SweRlEnvironment, TrainConfig, TrainEvent, Trainer};
+use swerl_grpo::{
+    Environment, PreparedPrompt, PromptOverflow, RewardOutcome, SweRlEnvironment, TrainConfig, TrainEvent,
+    Trainer,
+};
+use swerl_model::Completion;
 use swerl_reward::{Dataset, build_messages};
 
 struct Args {
@@ -35,6 +42,29 @@ struct Args {
     learning_rate: f64,
     write_prompts: Option<PathBuf>,
     config: Option<PathBuf>,
+    letters: bool,
+    data: Option<PathBuf>,
+}
+
+/// The SWE-RL environment's prompts scored by the share of ASCII letters in each completion's
+/// text (`sum(c.isascii() and c.isalpha() for c in text) / len(text)` in Python; 0 when empty).
+struct LetterShare(SweRlEnvironment);
+
+impl Environment for LetterShare {
+    fn prompts(&self) -> &[PreparedPrompt] {
+        self.0.prompts()
+    }
+
+    fn score(&self, _prompts: &[usize], completions: &[&Completion]) -> Vec<RewardOutcome> {
+        completions
+            .iter()
+            .map(|c| {
+                let chars = c.text.chars().count();
+                let letters = c.text.chars().filter(char::is_ascii_alphabetic).count();
+                RewardOutcome::scored(if chars == 0 { 0.0 } else { letters as f64 / chars as f64 })
+            })
+            .collect()
+    }
 }
 
 fn parse() -> Result<Args> {
@@ -50,6 +80,8 @@ fn parse() -> Result<Args> {
         learning_rate: 1e-6,
         write_prompts: None,
         config: None,
+        letters: false,
+        data: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +98,14 @@ fn parse() -> Result<Args> {
             "--learning-rate" => a.learning_rate = value()?.parse()?,
             "--write-prompts" => a.write_prompts = Some(value()?.into()),
             "--config" => a.config = Some(value()?.into()),
+            "--data" => a.data = Some(value()?.into()),
+            "--reward" => {
+                a.letters = match value()?.as_str() {
+                    "letters" => true,
+                    "swerl" => false,
+                    other => bail!("--reward {other}: swerl | letters"),
+                }
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -148,7 +188,7 @@ fn main() -> Result<()> {
         },
     };
     config.steps = args.steps;
-    let dataset = Dataset::load(&data_path)?;
+    let dataset = Dataset::load(args.data.as_ref().unwrap_or(&data_path))?;
     let (env, report) =
         SweRlEnvironment::new(dataset, &policy, config.max_prompt_tokens, config.prompt_overflow)?;
     println!(
@@ -163,7 +203,14 @@ fn main() -> Result<()> {
     let optimizer = policy.optimizer(&config)?;
     let mut trainer = Trainer::new(config, policy, optimizer, &args.out)?;
     trainer.resume()?;
-    trainer.train(&env, &mut |e| {
+    let letters;
+    let env: &dyn Environment = if args.letters {
+        letters = LetterShare(env);
+        &letters
+    } else {
+        &env
+    };
+    trainer.train(env, &mut |e| {
         if let TrainEvent::Step(m) = e {
             println!(
                 "step {}: reward {:+.3} (std {:.3}) format_error_rate {:.2} len {:.0} loss {:+.5} grad_norm {:.3} entropy {:.3} | {:.1}s (sampling {:.1}s, reward {:.3}s, train {:.1}s) tokens {}",

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use swerl_model::{
     ChatMessage, Completion, GenerateOptions, GenerationConfig, GenerationRequest, Gradients, Llama,
     LoadOptions, LoadedModel, ModelOptions, Recompute, SaveOptions, ScoreOptions, TokenBatch, TokenScores,
-    Tokenizer, TrainForward, TrainOptions,
+    Tokenizer, TrainForward, TrainOptions, WeightDtype,
 };
 
 use crate::config::TrainConfig;
@@ -49,6 +49,7 @@ pub struct LlamaPolicy {
     eos: Vec<u32>,
     pad: u32,
     settings: ModelSettings,
+    rollout_weights: WeightDtype,
 }
 
 impl LlamaPolicy {
@@ -75,6 +76,7 @@ impl LlamaPolicy {
             eos,
             pad,
             settings,
+            rollout_weights: WeightDtype::Model,
         }
     }
 
@@ -82,7 +84,14 @@ impl LlamaPolicy {
     pub fn new(model: Llama, tokenizer: Tokenizer, eos: Vec<u32>, pad: u32) -> Self {
         let generation_config = GenerationConfig::from_model_config(model.config());
         let settings = ModelSettings { device: model.device().clone(), dtype: model.compute_dtype() };
-        Self { model, tokenizer, generation_config, eos, pad, settings }
+        Self { model, tokenizer, generation_config, eos, pad, settings, rollout_weights: WeightDtype::Model }
+    }
+
+    /// Samples rollouts with weights of this precision (on the CPU: bf16/f16 copies of the
+    /// weights with f32 activations and sums, about 1.7x faster decoding); training, scoring and
+    /// the master weights stay in [`ModelSettings::dtype`]. Default: the compute dtype.
+    pub fn set_rollout_weights(&mut self, weights: WeightDtype) {
+        self.rollout_weights = weights;
     }
 
     /// The model.
@@ -149,7 +158,12 @@ impl Policy for LlamaPolicy {
     }
 
     fn generate(&mut self, requests: &[GenerationRequest], max_batch: usize) -> Result<Vec<Completion>> {
-        let opts = GenerateOptions { eos_ids: self.eos.clone(), pad_id: self.pad, max_batch };
+        let opts = GenerateOptions {
+            eos_ids: self.eos.clone(),
+            pad_id: self.pad,
+            max_batch,
+            weights: self.rollout_weights,
+        };
         Ok(self.model.generate(&self.tokenizer, requests, &opts, |_| {})?)
     }
 
@@ -209,6 +223,7 @@ impl Policy for LlamaPolicy {
             eos: self.eos.clone(),
             pad: self.pad,
             settings: self.settings.clone(),
+            rollout_weights: self.rollout_weights,
         })
     }
 }

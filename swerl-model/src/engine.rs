@@ -871,7 +871,7 @@ mod tests {
                     .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
             })
             .collect();
-        let opts = GenerateOptions { eos_ids: eos, pad_id: m.pad_id(), max_batch: 0 };
+        let opts = GenerateOptions { eos_ids: eos, pad_id: m.pad_id(), max_batch: 0, ..Default::default() };
         let mut streamed = vec![String::new(); requests.len()];
         let engine = m
             .model
@@ -1040,7 +1040,8 @@ mod tests {
                     .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
             })
             .collect();
-        let gopts = GenerateOptions { eos_ids: m.eos_ids(), pad_id: m.pad_id(), max_batch: 0 };
+        let gopts =
+            GenerateOptions { eos_ids: m.eos_ids(), pad_id: m.pad_id(), max_batch: 0, ..Default::default() };
         let engine = model.generate(&m.tokenizer, &requests, &gopts, |_| {}).unwrap();
         let reference = model.generate_static(&m.tokenizer, &requests, &gopts, |_| {}).unwrap();
         assert_same(&engine, &reference, "biased model: engine vs static batch");

@@ -91,6 +91,9 @@ pub struct GenerateOptions {
     /// requests at once. Samples wait for a free row; results do not depend on it.
     #[serde(default)]
     pub max_batch: usize,
+    /// Precision of the weights sampled with ([`EngineConfig::weights`]).
+    #[serde(default)]
+    pub weights: crate::engine::WeightDtype,
 }
 
 /// Per-layer key/value cache `(batch, kv_heads, capacity, head_dim)`.
@@ -166,6 +169,7 @@ impl Llama {
         let config = EngineConfig {
             max_batch: if opts.max_batch == 0 { requests.len() } else { opts.max_batch },
             eos_ids: opts.eos_ids.clone(),
+            weights: opts.weights,
             ..EngineConfig::default()
         };
         let out = self.generate_groups(tokenizer, &groups, &config, |ev| {

@@ -53,7 +53,7 @@
 //!     params: SamplingParams { temperature: 0.8, top_p: 0.95, max_new_tokens: 8, seed: Some(1),
 //!                              ..SamplingParams::default() },
 //! }];
-//! let opts = GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id(), max_batch: 0 };
+//! let opts = GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id(), max_batch: 0, ..Default::default() };
 //! let out = loaded.model.generate(&loaded.tokenizer, &requests, &opts, |_token| {})?;
 //! assert_eq!(out[0].logprobs.len(), out[0].token_ids.len());
 //! # Ok(())

@@ -118,7 +118,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
         })
         .collect();
-    let opts = GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id(), max_batch: 0 };
+    let opts = GenerateOptions {
+        eos_ids: loaded.eos_ids(),
+        pad_id: loaded.pad_id(),
+        max_batch: 0,
+        ..Default::default()
+    };
     let stream = !args.json && requests.len() == 1;
     let mut stdout = std::io::stdout().lock();
     let start = std::time::Instant::now();

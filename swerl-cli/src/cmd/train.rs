@@ -43,6 +43,11 @@ pub(crate) struct Args {
     /// Continue from the newest checkpoint in --out.
     #[arg(long)]
     resume: bool,
+    /// Precision of the weights rollouts are sampled with: `model` (the --dtype), `f32`, `bf16`
+    /// or `f16`. On the CPU, bf16 decodes about 1.7x faster than f32 (activations and sums stay
+    /// f32); training and the master weights keep --dtype.
+    #[arg(long, default_value = "model", value_parser = parse_weights)]
+    rollout_dtype: swerl_model::WeightDtype,
 
     #[command(flatten)]
     overrides: Overrides,
@@ -160,6 +165,10 @@ struct Overrides {
     eval_steps: Option<u64>,
 }
 
+fn parse_weights(s: &str) -> Result<swerl_model::WeightDtype, String> {
+    s.parse().map_err(|e: swerl_model::Error| e.to_string())
+}
+
 pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(s.replace('-', "_"))).map_err(|e| e.to_string())
 }
@@ -249,7 +258,8 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode> {
 
     let spinner = spinner("loading model");
     let loaded = args.model.load().with_context(|| format!("loading {}", args.model.model))?;
-    let policy = LlamaPolicy::from_loaded(loaded);
+    let mut policy = LlamaPolicy::from_loaded(loaded);
+    policy.set_rollout_weights(args.rollout_dtype);
     spinner.finish_and_clear();
     eprintln!("model: {} ({} parameters)", args.model.model, policy.num_parameters());
 

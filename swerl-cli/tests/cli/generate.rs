@@ -19,7 +19,12 @@ fn streams_greedy_text_and_prints_json_samples() -> anyhow::Result<()> {
             prompt_ids: loaded.tokenizer.encode("hello", true)?,
             params: swerl_model::SamplingParams::greedy(6),
         }],
-        &swerl_model::GenerateOptions { eos_ids: loaded.eos_ids(), pad_id: loaded.pad_id(), max_batch: 0 },
+        &swerl_model::GenerateOptions {
+            eos_ids: loaded.eos_ids(),
+            pad_id: loaded.pad_id(),
+            max_batch: 0,
+            ..Default::default()
+        },
         |_| {},
     )?;
     assert_eq!(String::from_utf8(greedy.stdout)?, format!("{}\n", lib[0].text));

@@ -220,6 +220,31 @@ fn tiny_run_args<'a>(model: &'a str, data: &'a str, out: &'a str, seed: &'a str)
     ]
 }
 
+/// Rollouts sampled with bf16 weights (f32 training): a step runs and is logged; a bad
+/// precision is refused before anything loads.
+#[test]
+fn rollouts_sample_with_the_rollout_dtype() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let model = tmp.path().join("model");
+    write_tiny_model(&model)?;
+    let data = tmp.path().join("rl.jsonl");
+    write_data(&data)?;
+    let out = tmp.path().join("run");
+    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = tiny_run_args(m, d, o, "3");
+    args.extend(["--rollout-dtype", "bf16"]);
+    let run = train(&args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl"))?.lines().count(), 1);
+    let mut args = tiny_run_args(m, d, o, "3");
+    args.extend(["--rollout-dtype", "f64"]);
+    let bad = train(&args);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--rollout-dtype") && err.contains("`f64` is not model, f32, bf16 or f16"), "{err}");
+    Ok(())
+}
+
 /// Item 4: `--resume` on a directory without a checkpoint emptied another run's logs.
 #[test]
 fn resume_without_a_checkpoint_leaves_other_runs_logs_alone() -> Result<()> {

@@ -17,7 +17,7 @@ fn setup() -> Result<(Llama, Tokenizer, tempfile::TempDir)> {
 }
 
 fn opts() -> GenerateOptions {
-    GenerateOptions { eos_ids: vec![], pad_id: 0, max_batch: 0 }
+    GenerateOptions { eos_ids: vec![], pad_id: 0, max_batch: 0, ..Default::default() }
 }
 
 fn prompts() -> Vec<Vec<u32>> {
@@ -125,7 +125,7 @@ fn stop_tokens_stop_strings_and_streaming() -> Result<()> {
     let out = model.generate(
         &tok,
         &[GenerationRequest { prompt_ids: prompt.clone(), params: SamplingParams::greedy(16) }],
-        &GenerateOptions { eos_ids: vec![stop_at], pad_id: 0, max_batch: 0 },
+        &GenerateOptions { eos_ids: vec![stop_at], pad_id: 0, max_batch: 0, ..Default::default() },
         |e| streamed.push_str(e.text),
     )?;
     assert_eq!(out[0].token_ids, free.token_ids[..=first].to_vec());
