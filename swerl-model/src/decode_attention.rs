@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::kernels::{MASKED, ScoreRows, exp, simd};
+use crate::kernels::{MASKED, ScoreRows, dot, exp, simd};
 
 /// Most queries per sequence for which [`attention`] beats the blocked matmul path.
 pub(crate) const DIRECT_QUERIES: usize = 64;
@@ -67,20 +67,6 @@ impl<'a> View<'a> {
         let at = self.start + a * self.stride[0] + b * self.stride[1] + c * self.stride[2];
         &self.data[at..at + len]
     }
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 16;
-    let mut acc = [0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for ((acc, &x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *acc += x * y;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 impl CustomOp3 for Direct<'_> {

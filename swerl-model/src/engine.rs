@@ -980,6 +980,20 @@ mod tests {
         }
     }
 
+    /// The f32 model's log-probs of a sampled completion's tokens (full forward pass, at the
+    /// sample's temperature).
+    fn full_forward_logprobs(model: &Llama, prompt: &[u32], p: &SamplingParams, c: &Completion) -> Vec<f32> {
+        let batch = crate::TokenBatch::from_prompt_completions(
+            std::slice::from_ref(&prompt.to_vec()),
+            std::slice::from_ref(&c.token_ids),
+            0,
+        )
+        .unwrap();
+        let t = if p.temperature == 0.0 { 1.0 } else { p.temperature };
+        let s = model.score(&batch, &crate::ScoreOptions { temperature: t, ..Default::default() }).unwrap();
+        s.logprobs.squeeze(0).unwrap().to_vec1().unwrap()
+    }
+
     #[test]
     fn sampled_logprobs_equal_a_full_forward() {
         let (m, _dir) = tiny();
@@ -989,18 +1003,7 @@ mod tests {
         let out = m.model.generate_groups(&m.tokenizer, &reqs, &config, |_| {}).unwrap();
         for (r, samples) in reqs.iter().zip(&out) {
             for (p, c) in r.samples.iter().zip(samples) {
-                let batch = crate::TokenBatch::from_prompt_completions(
-                    std::slice::from_ref(&r.prompt_ids),
-                    std::slice::from_ref(&c.token_ids),
-                    0,
-                )
-                .unwrap();
-                let t = if p.temperature == 0.0 { 1.0 } else { p.temperature };
-                let s = m
-                    .model
-                    .score(&batch, &crate::ScoreOptions { temperature: t, ..Default::default() })
-                    .unwrap();
-                let full: Vec<f32> = s.logprobs.squeeze(0).unwrap().to_vec1().unwrap();
+                let full = full_forward_logprobs(&m.model, &r.prompt_ids, p, c);
                 for (a, b) in full.iter().zip(&c.logprobs) {
                     assert!((a - b).abs() < 1e-4, "{a} vs {b}");
                 }
@@ -1066,18 +1069,7 @@ mod tests {
             let mut tokens = 0;
             for (r, samples) in reqs.iter().zip(&out) {
                 for (p, c) in r.samples.iter().zip(samples) {
-                    let batch = crate::TokenBatch::from_prompt_completions(
-                        std::slice::from_ref(&r.prompt_ids),
-                        std::slice::from_ref(&c.token_ids),
-                        0,
-                    )
-                    .unwrap();
-                    let t = if p.temperature == 0.0 { 1.0 } else { p.temperature };
-                    let s = m
-                        .model
-                        .score(&batch, &crate::ScoreOptions { temperature: t, ..Default::default() })
-                        .unwrap();
-                    let full: Vec<f32> = s.logprobs.squeeze(0).unwrap().to_vec1().unwrap();
+                    let full = full_forward_logprobs(&m.model, &r.prompt_ids, p, c);
                     for (a, b) in full.iter().zip(&c.logprobs) {
                         worst = worst.max((a - b).abs() / a.abs().max(1.0));
                         tokens += 1;

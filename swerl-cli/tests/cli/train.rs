@@ -220,17 +220,23 @@ fn tiny_run_args<'a>(model: &'a str, data: &'a str, out: &'a str, seed: &'a str)
     ]
 }
 
+/// A tiny model, RL data and a run directory under `dir`: their paths (model, data, out).
+fn tiny_run_files(dir: &Path) -> Result<[String; 3]> {
+    let model = dir.join("model");
+    write_tiny_model(&model)?;
+    let data = dir.join("rl.jsonl");
+    write_data(&data)?;
+    Ok([model, data, dir.join("run")].map(|p| p.to_string_lossy().into_owned()))
+}
+
 /// Rollouts sampled with bf16 weights (f32 training): a step runs and is logged; a bad
 /// precision is refused before anything loads.
 #[test]
 fn rollouts_sample_with_the_rollout_dtype() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let model = tmp.path().join("model");
-    write_tiny_model(&model)?;
-    let data = tmp.path().join("rl.jsonl");
-    write_data(&data)?;
-    let out = tmp.path().join("run");
-    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let [m, d, o] = tiny_run_files(tmp.path())?;
+    let (m, d, o) = (m.as_str(), d.as_str(), o.as_str());
+    let out = Path::new(o);
     let mut args = tiny_run_args(m, d, o, "3");
     args.extend(["--rollout-dtype", "bf16"]);
     let run = train(&args);
@@ -249,12 +255,9 @@ fn rollouts_sample_with_the_rollout_dtype() -> Result<()> {
 #[test]
 fn resume_without_a_checkpoint_leaves_other_runs_logs_alone() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let model = tmp.path().join("model");
-    write_tiny_model(&model)?;
-    let data = tmp.path().join("rl.jsonl");
-    write_data(&data)?;
-    let out = tmp.path().join("run");
-    let (m, d, o) = (model.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let [m, d, o] = tiny_run_files(tmp.path())?;
+    let (m, d, o) = (m.as_str(), d.as_str(), o.as_str());
+    let out = Path::new(o);
     let first = train(&tiny_run_args(m, d, o, "1"));
     assert_code(&first, 0);
     std::fs::remove_dir_all(out.join("checkpoint-1"))?;
