@@ -213,10 +213,7 @@ fn main() -> Result<()> {
             let decoded = tokens - batch;
             let steps = decoded / batch;
             // Every decoding step reads every weight matrix once (the embedding's rows aside).
-            let elem = match weights.resolve(model.compute_dtype()) {
-                candle_core::DType::F32 => 4,
-                _ => 2,
-            };
+            let elem = weights.resolve(model.compute_dtype()).size_in_bytes();
             let cfg = model.config();
             let streamed = cfg.num_parameters()
                 - if cfg.tie_word_embeddings { 0 } else { cfg.vocab_size * cfg.hidden_size };

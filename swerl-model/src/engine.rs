@@ -843,6 +843,18 @@ mod tests {
             .collect()
     }
 
+    /// [`groups`] as one [`GenerationRequest`] per sample (the static generator's input).
+    fn flat_requests(vocab: usize, g: usize) -> Vec<GenerationRequest> {
+        groups(vocab, g)
+            .into_iter()
+            .flat_map(|r| {
+                r.samples
+                    .into_iter()
+                    .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
+            })
+            .collect()
+    }
+
     fn assert_same(a: &[Completion], b: &[Completion], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}");
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -863,14 +875,7 @@ mod tests {
         let (m, _dir) = tiny();
         let vocab = m.model.config().vocab_size;
         let eos = m.eos_ids();
-        let requests: Vec<GenerationRequest> = groups(vocab, 4)
-            .into_iter()
-            .flat_map(|r| {
-                r.samples
-                    .into_iter()
-                    .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
-            })
-            .collect();
+        let requests = flat_requests(vocab, 4);
         let opts = GenerateOptions { eos_ids: eos, pad_id: m.pad_id(), max_batch: 0, ..Default::default() };
         let mut streamed = vec![String::new(); requests.len()];
         let engine = m
@@ -1035,14 +1040,7 @@ mod tests {
             })
             .collect();
         let model = Llama::from_tensors(cfg, sd, &opts, "biased").unwrap();
-        let requests: Vec<GenerationRequest> = groups(model.config().vocab_size, 2)
-            .into_iter()
-            .flat_map(|r| {
-                r.samples
-                    .into_iter()
-                    .map(move |params| GenerationRequest { prompt_ids: r.prompt_ids.clone(), params })
-            })
-            .collect();
+        let requests = flat_requests(model.config().vocab_size, 2);
         let gopts =
             GenerateOptions { eos_ids: m.eos_ids(), pad_id: m.pad_id(), max_batch: 0, ..Default::default() };
         let engine = model.generate(&m.tokenizer, &requests, &gopts, |_| {}).unwrap();

@@ -710,6 +710,18 @@ fn dot4(w: &[f32], xs: &[f32], k: usize) -> [f32; 4] {
     ]
 }
 
+/// The `(m, n)` f32 matrix of a product computed transposed (`out_t` is `(n, m)`: one row per
+/// weight row, as the streaming kernels write it).
+pub(crate) fn untranspose(out_t: &[f32], m: usize, n: usize) -> (CpuStorage, Shape) {
+    let mut out = vec![0f32; m * n];
+    for (j, col) in out_t.chunks(m.max(1)).enumerate() {
+        for (i, &v) in col.iter().enumerate() {
+            out[i * n + j] = v;
+        }
+    }
+    (CpuStorage::F32(out), Shape::from((m, n)))
+}
+
 impl CustomOp2 for MatmulTSmall {
     fn name(&self) -> &'static str {
         "swerl-matmul-t-small"
@@ -758,13 +770,7 @@ impl CustomOp2 for MatmulTSmall {
                 );
             });
         }
-        let mut out = vec![0f32; m * n];
-        for (j, col) in out_t.chunks(m.max(1)).enumerate() {
-            for (i, &v) in col.iter().enumerate() {
-                out[i * n + j] = v;
-            }
-        }
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        Ok(untranspose(&out_t, m, n))
     }
 }
 

@@ -126,13 +126,7 @@ impl CustomOp2 for MatmulTHalf {
                 rows(format, w, x, m, k, o);
             });
         }
-        let mut out = vec![0f32; m * n];
-        for (j, col) in out_t.chunks(m.max(1)).enumerate() {
-            for (i, &v) in col.iter().enumerate() {
-                out[i * n + j] = v;
-            }
-        }
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        Ok(crate::kernels::untranspose(&out_t, m, n))
     }
 }
 

@@ -91,7 +91,7 @@ impl LayerWeights {
     /// Models with biases on some of q/k/v (or gate/up) but not all keep separate products.
     pub(crate) fn fused(mut self) -> Result<Self> {
         fn stack(ws: &[&Tensor]) -> Result<Tensor> {
-            Ok(Tensor::cat(ws, 0)?.contiguous()?)
+            Ok(Tensor::cat(ws, 0)?)
         }
         fn stack_bias(bs: &[&Option<Tensor>]) -> Result<Option<Option<Tensor>>> {
             if bs.iter().all(|b| b.is_none()) {

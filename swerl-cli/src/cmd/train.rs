@@ -46,7 +46,7 @@ pub(crate) struct Args {
     /// Precision of the weights rollouts are sampled with: `model` (the --dtype), `f32`, `bf16`
     /// or `f16`. On the CPU, bf16 decodes about 1.7x faster than f32 (activations and sums stay
     /// f32); training and the master weights keep --dtype.
-    #[arg(long, default_value = "model", value_parser = parse_weights)]
+    #[arg(long, default_value = "model")]
     rollout_dtype: swerl_model::WeightDtype,
 
     #[command(flatten)]
@@ -163,10 +163,6 @@ struct Overrides {
     /// Held-out check every N steps (needs --eval-data), 0: never.
     #[arg(long)]
     eval_steps: Option<u64>,
-}
-
-fn parse_weights(s: &str) -> Result<swerl_model::WeightDtype, String> {
-    s.parse().map_err(|e: swerl_model::Error| e.to_string())
 }
 
 pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
