@@ -36,6 +36,18 @@ fn completion(path: &str, search: &str, replace: &str) -> String {
     )
 }
 
+/// The `(start, len)` of the old and the new side of a hunk header line `@@ -a,b +c,d @@`.
+fn hunk_header(line: &str) -> Option<((usize, usize), (usize, usize))> {
+    let mut ranges = line.strip_prefix("@@ -")?.split(' ');
+    let range = |r: &str| {
+        let mut parts = r.split(',');
+        let start: usize = parts.next().unwrap().parse().unwrap();
+        (start, parts.next().map_or(1, |l| l.parse().unwrap()))
+    };
+    let old = range(ranges.next().unwrap());
+    Some((old, range(ranges.next().unwrap().strip_prefix('+').unwrap())))
+}
+
 /// Applies a `git diff` made by [`git_diff`] to `old` (one file), the way `git apply` would.
 fn apply_git_patch(old: &str, patch: &str) -> String {
     let old_lines: Vec<&str> = old.split_inclusive('\n').collect();
@@ -43,11 +55,7 @@ fn apply_git_patch(old: &str, patch: &str) -> String {
     let mut pos = 0; // next old line to copy
     let mut lines = patch.split_inclusive('\n').peekable();
     while let Some(line) = lines.next() {
-        let Some(header) = line.strip_prefix("@@ -") else { continue };
-        let range = header.split(' ').next().unwrap();
-        let mut parts = range.split(',');
-        let start: usize = parts.next().unwrap().parse().unwrap();
-        let len: usize = parts.next().map_or(1, |l| l.parse().unwrap());
+        let Some(((start, len), _)) = hunk_header(line) else { continue };
         let first = if len == 0 { start } else { start - 1 };
         while pos < first {
             out.push_str(old_lines[pos]);
@@ -176,13 +184,8 @@ proptest! {
 fn hunk_lines(patch: &str, text: &str, old: bool) -> String {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut out = String::new();
-    for header in patch.lines().filter_map(|l| l.strip_prefix("@@ -")) {
-        let mut ranges = header.split(' ');
-        let old_range = ranges.next().unwrap();
-        let new_range = ranges.next().unwrap().strip_prefix('+').unwrap();
-        let mut parts = if old { old_range } else { new_range }.split(',');
-        let start: usize = parts.next().unwrap().parse().unwrap();
-        let len: usize = parts.next().map_or(1, |l| l.parse().unwrap());
+    for (old_range, new_range) in patch.lines().filter_map(hunk_header) {
+        let (start, len) = if old { old_range } else { new_range };
         if len > 0 {
             out.extend(lines[start - 1..start - 1 + len].iter().copied());
         }
@@ -232,13 +235,10 @@ fn apply_git_patch_at_one(partial_old: &str, patch: &str) -> String {
     let mut shifted = String::new();
     let (mut old_at, mut new_at) = (1, 1);
     for line in patch.split_inclusive('\n') {
-        let Some(header) = line.strip_prefix("@@ -") else {
+        let Some(((_, old_len), (_, new_len))) = hunk_header(line) else {
             shifted.push_str(line);
             continue;
         };
-        let mut ranges = header.split(' ');
-        let len = |r: &str| r.split(',').nth(1).map_or(1, |l| l.parse::<usize>().unwrap());
-        let (old_len, new_len) = (len(ranges.next().unwrap()), len(&ranges.next().unwrap()[1..]));
         let start = |at: usize, len: usize| if len == 0 { at - 1 } else { at };
         shifted.push_str(&format!(
             "@@ -{},{old_len} +{},{new_len} @@\n",
