@@ -15,15 +15,23 @@ Who runs what:
   HF         transformers `generate` on the HF-layout model in float32 (group:
              num_return_sequences=16); no server, so no http16
 
+Same precision on every side: give `--gguf` an F32 or BF16 GGUF (swerl-model's
+`benches/requant_gguf.py` writes them) and the matching `--dtype`; swerl then samples in that
+precision (`swerl serve --dtype`), llama.cpp computes in the GGUF's, and HF loads the model in
+`torch.float32` or `torch.bfloat16`. The load average is printed at the start and the end: a busy
+machine makes every figure, llama.cpp's spinning threads most of all, unreliable.
+
 Tokens/s = generated tokens (as each system reports them) / wall seconds, prompt processing
 included. Ratios are swerl / peer per repetition; printed as median [min, max] over repetitions.
 
 Setup (PyPI only):
-  python3 -m venv bench && bench/bin/pip install 'llama-cpp-python[server]==0.3.36' openai==3.51.0
+  python3 -m venv bench && bench/bin/pip install 'llama-cpp-python[server]==0.3.36' openai==3.51.0 gguf numpy
   cargo build --release -p swerl-cli
-  bench/bin/python swerl-cli/benches/serve_bench.py \\
-      --gguf "$(../shared/tools/smollm2.sh)" --hf-dir "$(../shared/tools/smollm2-hf.sh)" \\
+  bench/bin/python swerl-model/benches/requant_gguf.py "$(../shared/tools/smollm2.sh)" smollm2-f32.gguf f32
+  bench/bin/python swerl-cli/benches/serve_bench.py --gguf smollm2-f32.gguf --dtype f32 \\
+      --hf-dir "$(../shared/tools/smollm2-hf.sh)" \\
       --hf-python ~/.cache/swerl/pyenv/bin/python   # a Python with torch and transformers
+  (and the same with bf16)
 """
 
 import argparse
@@ -120,7 +128,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 cfg = json.load(sys.stdin)
 torch.set_num_threads(cfg["threads"])
 tok = AutoTokenizer.from_pretrained(cfg["dir"])
-model = AutoModelForCausalLM.from_pretrained(cfg["dir"], dtype=torch.float32).eval()
+model = AutoModelForCausalLM.from_pretrained(cfg["dir"], dtype=getattr(torch, cfg["dtype"])).eval()
 def gen(prompt, n, tokens, seed):
     ids = tok(prompt, return_tensors="pt").input_ids
     torch.manual_seed(seed)
@@ -144,7 +152,8 @@ print(json.dumps(res))
 
 
 def run_hf(args, group_prompt):
-    cfg = {"dir": args.hf_dir, "threads": args.threads, "reps": args.reps, "single_prompt": story(TOPICS[0]),
+    cfg = {"dir": args.hf_dir, "dtype": {"f32": "float32", "bf16": "bfloat16"}[args.dtype], "threads": args.threads,
+           "reps": args.reps, "single_prompt": story(TOPICS[0]),
            "single_tokens": args.single_tokens, "group_prompt": group_prompt, "group_tokens": args.group_tokens}
     out = subprocess.run([args.hf_python, "-c", HF_SCRIPT], input=json.dumps(cfg), capture_output=True, text=True)
     if out.returncode != 0:
@@ -164,6 +173,8 @@ def main():
     ap.add_argument("--gguf", required=True)
     ap.add_argument("--hf-dir", required=True)
     ap.add_argument("--hf-python", required=True)
+    ap.add_argument("--dtype", choices=("f32", "bf16"), default="f32",
+                    help="swerl's sampling precision (`swerl serve --dtype`) and HF's; match it to the GGUF's")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--single-tokens", type=int, default=128)
@@ -172,6 +183,7 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated systems to leave out: hf,llama")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    print(f"load average at start: {os.getloadavg()}; dtype {args.dtype}; gguf {args.gguf}", flush=True)
     from llama_cpp import Llama
 
     results = {}  # (system, workload) -> [(tokens, seconds)] per repetition
@@ -183,7 +195,7 @@ def main():
     port = free_port()
     log = open("serve_bench.swerl.log", "w")
     proc = subprocess.Popen([args.swerl, "serve", "--model", args.gguf, "--port", str(port), "--max-batch", "32",
-                             "--served-model-name", "smollm2"], stdout=subprocess.DEVNULL, stderr=log)
+                             "--dtype", args.dtype, "--served-model-name", "smollm2"], stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_http(f"http://127.0.0.1:{port}/v1/models", proc, "swerl serve")
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
@@ -238,7 +250,7 @@ def main():
         print(f"HF: {hf}", flush=True)
 
     print(f"\nmachine: {os.cpu_count()} cores; threads {args.threads}; {args.reps} repetitions; "
-          f"median [min, max]")
+          f"dtype {args.dtype}; median [min, max]; load average at end: {os.getloadavg()}")
     print(f"{'workload':8} {'system':10} {'tokens/s':>24}   swerl / system")
     for w in ("single", "group", "http16"):
         base = [t / s for t, s in results[("swerl", w)]]
