@@ -159,10 +159,15 @@ fn environment_yml(repo: &str, clone: &Path, commit: &str) -> Result<Vec<String>
 /// Bumped whenever the way environments are built changes, so old builds are not reused.
 const RECIPE: &str = "swerl-env-3 (uv --compile-bytecode, pip<24)";
 
-/// The content key of an environment.
-pub fn content_key(interpreter: &Interpreter, groups: &[Vec<String>]) -> String {
+/// The content key of an environment: the recipe, the interpreter, the requirement groups and
+/// the PyPI cut-off date (`exclude_newer`) when there is one.
+pub fn content_key(interpreter: &Interpreter, groups: &[Vec<String>], exclude_newer: Option<&str>) -> String {
     let mut h = Sha256::new();
     h.update(RECIPE.as_bytes());
+    if let Some(date) = exclude_newer {
+        h.update(b"\x02exclude-newer\0");
+        h.update(date.as_bytes());
+    }
     h.update(interpreter.version.as_bytes());
     h.update(b"\0");
     h.update(interpreter.path.as_os_str().as_encoded_bytes());
@@ -232,14 +237,19 @@ pub fn find_or_install_uv(cache: &Path) -> Result<PathBuf, EnvError> {
 }
 
 /// Builds the environment, or reuses the cached one with the same content key.
+///
+/// With `exclude_newer` (a date or RFC 3339 time, uv's `--exclude-newer`), uv resolves only
+/// distributions uploaded before it, as an environment built on that day would have; pip (the
+/// installer for Python < 3.8) cannot filter by date, which the build log then says.
 pub fn ensure_shared_env(
     cache: &Path,
     name: &str,
     interpreter: &Interpreter,
     groups: &[Vec<String>],
     installer: Installer,
+    exclude_newer: Option<&str>,
 ) -> Result<SharedEnv, EnvError> {
-    let key = content_key(interpreter, groups);
+    let key = content_key(interpreter, groups, exclude_newer);
     let envs = cache.join("envs");
     fs_err::create_dir_all(&envs)?;
     let stem = format!("{}-{key}", name.replace(['/', ' '], "__"));
@@ -248,8 +258,7 @@ pub fn ensure_shared_env(
     let log_path = envs.join(format!("{stem}.build.log"));
     let lock = fs_err::File::create(envs.join(format!("{stem}.lock")))?;
     lock.file().lock().map_err(|e| format!("lock {stem}: {e}"))?;
-    let py_minor = minor(&interpreter.version);
-    let old = py_minor.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m < 8);
+    let old = !interpreter.supports_uv();
     let use_uv = match installer {
         Installer::Uv => true,
         Installer::Pip => false,
@@ -283,26 +292,31 @@ pub fn ensure_shared_env(
     if use_uv {
         let uv = find_or_install_uv(cache)?;
         let uv_cache = cache.join("uv-cache");
-        run_logged(
-            Command::new(&uv)
-                .args(["venv", "--seed", "--python"])
-                .arg(&interpreter.path)
-                .arg(&dir)
-                .env("UV_CACHE_DIR", &uv_cache),
-            &mut log,
-        )?;
+        let uv_cmd = || {
+            let mut cmd = Command::new(&uv);
+            cmd.env("UV_CACHE_DIR", &uv_cache);
+            match exclude_newer {
+                Some(date) => cmd.env("UV_EXCLUDE_NEWER", date),
+                None => cmd.env_remove("UV_EXCLUDE_NEWER"),
+            };
+            cmd
+        };
+        run_logged(uv_cmd().args(["venv", "--seed", "--python"]).arg(&interpreter.path).arg(&dir), &mut log)?;
         for file in &files {
             run_logged(
-                Command::new(&uv)
+                uv_cmd()
                     .args(["pip", "install", "--compile-bytecode", "--python"])
                     .arg(&python)
                     .arg("-r")
-                    .arg(file)
-                    .env("UV_CACHE_DIR", &uv_cache),
+                    .arg(file),
                 &mut log,
             )?;
         }
     } else {
+        if let Some(date) = exclude_newer {
+            let _ =
+                writeln!(log, "note: pip cannot resolve by upload date; --exclude-newer {date} not applied");
+        }
         run_logged(Command::new(&interpreter.path).args(["-m", "venv"]).arg(&dir), &mut log)?;
         let pip_pin = if old { "pip<22" } else { "pip" };
         run_logged(Command::new(&python).args(["-m", "pip", "install", "-q", "-U", pip_pin]), &mut log)?;
@@ -320,6 +334,112 @@ pub fn ensure_shared_env(
         installer: tool.into(),
         log: log_path,
     })
+}
+
+/// The requirements a pip install command names (`python -m pip install ARGS` or
+/// `pip install ARGS`), as requirement lines (`-e .[test]`, `-r file`, `name>=1`); `None` when
+/// the command is not one plain pip install, installs without dependencies, or names nothing.
+pub fn pip_install_requirements(install: &str) -> Option<Vec<String>> {
+    if install.contains(['\n', ';', '&', '|', '$', '`', '\'', '"', '<', '>']) {
+        return None;
+    }
+    let words: Vec<&str> = install.split_whitespace().collect();
+    let rest = match words.as_slice() {
+        [py, "-m", "pip", "install", rest @ ..] if py.starts_with("python") => rest,
+        ["pip" | "pip3", "install", rest @ ..] => rest,
+        _ => return None,
+    };
+    // pip install's options that take a value (the value is skipped with them).
+    const WITH_VALUE: &[&str] = &[
+        "-i",
+        "--index-url",
+        "--extra-index-url",
+        "-f",
+        "--find-links",
+        "-C",
+        "--config-settings",
+        "--global-option",
+        "--install-option",
+        "-t",
+        "--target",
+        "--prefix",
+        "--root",
+        "--upgrade-strategy",
+        "--progress-bar",
+        "--log",
+        "--no-binary",
+        "--only-binary",
+        "--src",
+        "--platform",
+        "--python-version",
+        "--implementation",
+        "--abi",
+        "--cache-dir",
+        "--timeout",
+        "--retries",
+        "--proxy",
+        "--trusted-host",
+        "--cert",
+        "--client-cert",
+        "--exists-action",
+        "--report",
+        "--root-user-action",
+    ];
+    let mut reqs = Vec::new();
+    let mut it = rest.iter();
+    while let Some(&word) = it.next() {
+        match word {
+            "--no-deps" => return None,
+            "-e" | "--editable" => reqs.push(format!("-e {}", it.next()?)),
+            "-r" | "--requirement" => reqs.push(format!("-r {}", it.next()?)),
+            "-c" | "--constraint" => reqs.push(format!("-c {}", it.next()?)),
+            w if WITH_VALUE.contains(&w) => {
+                it.next()?;
+            }
+            w if w.starts_with("--editable=") => reqs.push(format!("-e {}", &w["--editable=".len()..])),
+            w if w.starts_with('-') => {}
+            w => reqs.push(w.to_owned()),
+        }
+    }
+    (!reqs.is_empty()).then_some(reqs)
+}
+
+/// Filters `uv pip compile`'s output (argument 1) down to the distributions the interpreter does
+/// not already have, written as pip constraints (argument 2). Python 3.8+ (`importlib.metadata`).
+const DATED_FILTER: &str = r#"import re, sys
+from importlib.metadata import distributions
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+have = {norm(d.metadata["Name"]) for d in distributions() if d.metadata["Name"]}
+keep = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+    if m and " @ " not in line and norm(m.group(0)) not in have:
+        keep.append(line)
+open(sys.argv[2], "w").write("".join(x + "\n" for x in keep))
+print("swerl: dated constraints for the install step:", " ".join(keep) or "(none)")
+"#;
+
+/// Shell lines for the instance's setup script, run in its venv after `pre_install` and before
+/// the install step: resolve what `install` (a pip command) would add with `uv pip compile` as
+/// of `date`, and hand the distributions the environment does not have yet to pip as
+/// constraints (`PIP_CONSTRAINT`), so the install step picks what it would have picked that day
+/// while the environment's own pins stay. If the dated resolution fails, the install step runs
+/// undated and the log says so. `None` when `install` is not a plain pip install.
+pub fn dated_install_lines(install: &str, uv: &Path, date: &str) -> Option<String> {
+    let reqs = pip_install_requirements(install)?;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let printf = reqs.iter().map(|r| quote(r)).collect::<Vec<_>>().join(" ");
+    Some(format!(
+        "swerl_dated=$(mktemp -d)\n\
+         if printf '%s\\n' {printf} | {uv} pip compile --quiet --no-header --no-annotate --python \"$VIRTUAL_ENV/bin/python\" \
+         --exclude-newer {date} -o \"$swerl_dated/resolved.txt\" - && \
+         python - \"$swerl_dated/resolved.txt\" \"$swerl_dated/constraints.txt\" <<'SWERL_DATED_PY'\n{DATED_FILTER}SWERL_DATED_PY\n\
+         then export PIP_CONSTRAINT=\"$swerl_dated/constraints.txt\"\n\
+         else echo 'swerl: the dated resolution failed; the install step resolves from today'\\''s PyPI'; fi\n",
+        uv = quote(&uv.display().to_string()),
+        date = quote(date),
+    ))
 }
 
 /// The site-packages directory of a venv at `root` made from `interpreter`.
@@ -418,12 +538,57 @@ mod tests {
     }
 
     #[test]
+    fn pip_install_commands_name_their_requirements() {
+        let reqs = |s: &str| pip_install_requirements(s);
+        assert_eq!(reqs("python -m pip install -e .[test] --verbose").unwrap(), ["-e .[test]"]);
+        assert_eq!(reqs("pip install -v -r requirements.txt .").unwrap(), ["-r requirements.txt", "."]);
+        assert_eq!(
+            reqs("python3 -m pip install --no-build-isolation --config-settings x=y -e . 'a'"),
+            None,
+            "quotes: not a plain command"
+        );
+        assert_eq!(
+            reqs("python3 -m pip install --no-build-isolation --config-settings x=y --editable=. -c c.txt")
+                .unwrap(),
+            ["-e .", "-c c.txt"]
+        );
+        assert_eq!(reqs("python -m pip install --no-deps -e ."), None);
+        assert_eq!(reqs("python setup.py develop"), None);
+        assert_eq!(reqs("pip install -e . && make"), None);
+        assert_eq!(reqs("pip install --verbose"), None);
+        assert_eq!(reqs("pip install -e"), None);
+    }
+
+    #[test]
+    fn dated_lines_are_valid_shell() {
+        let lines =
+            dated_install_lines("python -m pip install -e .[test]", Path::new("/opt/it's/uv"), "2024-10-31")
+                .unwrap();
+        assert!(lines.contains("'/opt/it'\\''s/uv' pip compile"), "{lines}");
+        assert!(lines.contains("--exclude-newer '2024-10-31'"), "{lines}");
+        let out = Command::new("bash").arg("-n").arg("-c").arg(&lines).output().unwrap();
+        assert!(out.status.success(), "{}\n{lines}", String::from_utf8_lossy(&out.stderr));
+        assert!(dated_install_lines("python setup.py develop", Path::new("/uv"), "2024-10-31").is_none());
+    }
+
+    #[test]
+    fn uv_supports_python_3_8_and_later() {
+        let i = |v: &str| Interpreter { path: "/p".into(), version: v.into(), source: "pyenv".into() };
+        assert!(i("3.8.18").supports_uv() && i("3.13.1").supports_uv() && i("3.10").supports_uv());
+        assert!(!i("3.7.17").supports_uv() && !i("2.7.18").supports_uv() && !i("3.6").supports_uv());
+        assert!(!i("garbage").supports_uv());
+    }
+
+    #[test]
     fn keys_depend_on_inputs() {
         let i = Interpreter { path: "/p".into(), version: "3.9.1".into(), source: "pyenv".into() };
-        let a = content_key(&i, &[vec!["x==1".into()]]);
+        let a = content_key(&i, &[vec!["x==1".into()]], None);
         assert_eq!(a.len(), 16);
-        assert_ne!(a, content_key(&i, &[vec!["x==2".into()]]));
-        assert_ne!(a, content_key(&i, &[vec![], vec!["x==1".into()]]));
+        assert_ne!(a, content_key(&i, &[vec!["x==2".into()]], None));
+        assert_ne!(a, content_key(&i, &[vec![], vec!["x==1".into()]], None));
+        let dated = content_key(&i, &[vec!["x==1".into()]], Some("2024-10-31"));
+        assert_ne!(a, dated);
+        assert_ne!(dated, content_key(&i, &[vec!["x==1".into()]], Some("2024-11-01")));
         assert_eq!(minor("3.11.7"), "3.11");
     }
 }

@@ -15,6 +15,14 @@ pub struct Interpreter {
     pub source: String,
 }
 
+impl Interpreter {
+    /// Whether uv can install into it: CPython 3.8 or newer.
+    pub fn supports_uv(&self) -> bool {
+        let mut parts = self.version.split('.').map(|p| p.parse::<u32>().ok());
+        matches!((parts.next(), parts.next()), (Some(Some(3)), Some(Some(minor))) if minor >= 8)
+    }
+}
+
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }

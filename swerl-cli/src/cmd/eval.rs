@@ -228,6 +228,13 @@ pub(crate) struct EnvArgs {
     /// What builds the environments.
     #[arg(long, value_enum, default_value = "auto")]
     installer: InstallerArg,
+    /// Resolve packages from PyPI as of this date (YYYY-MM-DD or an RFC 3339 time, uv's
+    /// --exclude-newer), as an environment built that day would: the environments and what the
+    /// install step adds. Upstream's images froze PyPI when they were built (2024-10-31 comes
+    /// close to the published ones); without it, open-ended requirements get today's releases.
+    /// Python >= 3.8 only (older environments resolve undated).
+    #[arg(long, value_name = "DATE", value_parser = parse_exclude_newer)]
+    exclude_newer: Option<String>,
     /// Specs for repositories or versions the built-in table lacks, consulted first: a JSON
     /// file {"owner/name": {"version": {python, packages, pip_packages, install, test_cmd, ...}}}.
     #[arg(long)]
@@ -239,6 +246,27 @@ pub(crate) struct EnvArgs {
     /// upstream tests need it (requests' call httpbin.org).
     #[arg(long)]
     allow_test_network: bool,
+}
+
+/// `YYYY-MM-DD`, optionally followed by an RFC 3339 time (`T12:00:00Z`).
+fn parse_exclude_newer(value: &str) -> std::result::Result<String, String> {
+    let b = value.as_bytes();
+    let date_ok = b.len() >= 10
+        && b[..10]
+            .iter()
+            .enumerate()
+            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+    let rest_ok = || {
+        b.len() == 10
+            || (b[10] == b'T' && value[11..].bytes().all(|c| c.is_ascii_digit() || b":.+-Z".contains(&c)))
+    };
+    if date_ok && rest_ok() {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a date: expected YYYY-MM-DD or an RFC 3339 time (2024-10-31T00:00:00Z)"
+        ))
+    }
 }
 
 impl EnvArgs {
@@ -260,6 +288,7 @@ impl EnvArgs {
                 InstallerArg::Pip => Installer::Pip,
             },
             keep_worktrees: self.keep_worktrees,
+            exclude_newer: self.exclude_newer.clone(),
             extra_specs,
             test_network: self.allow_test_network,
             ..base

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{Bucket, Context, EXTRAS_FILE, HarnessConfig, InstanceOutcome, Progress, Stage, Timings};
-use crate::checkout::{commit_setup, find_clone, fresh_checkout};
+use crate::checkout::{commit_setup, find_clone, fresh_checkout, local_submodules};
 use crate::dataset::Instance;
-use crate::env::{EnvError, SharedEnv, ensure_shared_env, make_instance_venv, requirements};
+use crate::env::{
+    EnvError, SharedEnv, dated_install_lines, ensure_shared_env, find_or_install_uv, make_instance_venv,
+    requirements,
+};
 use crate::error::{Error, Result};
 use crate::grading::GradingMode;
 use crate::parsers::LogParser;
@@ -125,8 +128,15 @@ fn environment(
             &instance.environment_setup_commit
         };
         let reqs = requirements(&instance.repo, spec, clone, commit)?;
-        ensure_shared_env(&cfg.cache_dir, &name, &interpreter, &reqs, cfg.installer)
-            .map_err(|e| EnvError::Build(format!("environment build failed: {e}")))
+        ensure_shared_env(
+            &cfg.cache_dir,
+            &name,
+            &interpreter,
+            &reqs,
+            cfg.installer,
+            cfg.exclude_newer.as_deref(),
+        )
+        .map_err(|e| EnvError::Build(format!("environment build failed: {e}")))
     })();
     result.map_err(|error| {
         // The reason, in words, is what the report and later instances of this environment see.
@@ -225,6 +235,9 @@ pub(super) fn prepare(
     let testbed = work.join("testbed");
     let venv = work.join("venv");
     fresh_checkout(&clone, &instance.base_commit, &testbed).map_err(infra)?;
+    for line in local_submodules(&cfg.repos_dir, &testbed) {
+        log.line(&line);
+    }
     let prepared = Prepared { spec, clone, env, testbed, venv };
     let place = prepared.place();
     make_instance_venv(&prepared.env, &prepared.venv)
@@ -237,12 +250,38 @@ pub(super) fn prepare(
             setup.push_str(&format!("{line}\n"));
         }
     }
+    let mut extra_ro = Vec::new();
+    let mut uv_cache = None;
+    if let (Some(date), Some(install)) = (&cfg.exclude_newer, &prepared.spec.install) {
+        let dated = if prepared.env.interpreter.supports_uv() {
+            let uv = find_or_install_uv(&cfg.cache_dir)
+                .map_err(|e| Failure(Bucket::EnvironmentUnavailable, e.to_string()))?;
+            dated_install_lines(install, &uv, date).map(|lines| (lines, uv))
+        } else {
+            None
+        };
+        match dated {
+            Some((lines, uv)) => {
+                setup.push_str(&lines);
+                extra_ro.extend(uv.parent().and_then(Path::parent).map(Path::to_path_buf));
+                uv_cache = Some(cfg.cache_dir.join("uv-cache"));
+            }
+            None => log.line(&format!(
+                "--exclude-newer {date}: the install step resolves undated (needs a pip install command and Python >= 3.8)"
+            )),
+        }
+    }
     setup.push_str("set -e\n");
     if let Some(install) = &prepared.spec.install {
         setup.push_str(&format!("{install}\n"));
     }
-    let mut cmd = sandbox_for(cfg, setup, &place, vec![]);
+    let mut cmd = sandbox_for(cfg, setup, &place, extra_ro);
     cmd.network = true;
+    if let Some(dir) = uv_cache {
+        fs_err::create_dir_all(&dir).map_err(io)?;
+        cmd.writable.push(dir.clone());
+        cmd.env.push(("UV_CACHE_DIR".into(), dir.display().to_string()));
+    }
     // A pip cache shared by the install steps (they run before the untrusted patch is applied):
     // build isolation then reuses downloaded wheels instead of fetching them per instance.
     let pip_cache = cfg.cache_dir.join("pip-cache");

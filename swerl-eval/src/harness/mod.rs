@@ -56,6 +56,13 @@ pub struct HarnessConfig {
     pub clone_missing: bool,
     /// uv or pip for environments.
     pub installer: Installer,
+    /// Resolve from PyPI as of this date (`YYYY-MM-DD` or an RFC 3339 time; uv's
+    /// `--exclude-newer`), as an environment built that day would have: the environments, and
+    /// the packages the install step adds (a dated resolution passed to pip as constraints).
+    /// Upstream's images froze PyPI when they were built; without a date, open-ended
+    /// requirements resolve to today's releases (sphinx 3.x then gets a docutils without
+    /// `docutils.utils.roman`). Needs Python >= 3.8 (uv); older environments resolve undated.
+    pub exclude_newer: Option<String>,
     /// Keep checkouts after grading (for debugging).
     pub keep_worktrees: bool,
     /// Specs consulted before the built-in table: repo -> version -> spec.
@@ -86,6 +93,7 @@ impl Default for HarnessConfig {
             force: false,
             clone_missing: false,
             installer: Installer::Auto,
+            exclude_newer: None,
             keep_worktrees: false,
             extra_specs: BTreeMap::new(),
             limits: Limits::default(),

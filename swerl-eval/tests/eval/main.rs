@@ -4,6 +4,7 @@
 //! model.
 
 mod agentless;
+mod dated;
 mod e2e;
 mod golden;
 mod testbed;
