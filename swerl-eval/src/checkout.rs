@@ -63,6 +63,24 @@ pub fn fresh_checkout(clone: &Path, commit: &str, dst: &Path) -> Result<()> {
         });
     }
     git(dst, &["checkout", "--quiet", "--detach", commit], "checkout base_commit")?;
+    // git checks out what it can and exits 0 when the clone lacks some blobs (snapshots that
+    // leave out large files): the tree would be tested without them.
+    let missing = git(dst, &["ls-files", "--deleted"], "checkout base_commit")?;
+    if !missing.trim().is_empty() {
+        let files: Vec<&str> = missing.lines().collect();
+        return Err(Error::Command {
+            step: "checkout base_commit".into(),
+            command: format!("git checkout {commit}"),
+            status: "incomplete".into(),
+            stderr: format!(
+                "{} does not hold every file of {commit}: {} missing ({}{}); use a complete clone",
+                clone.display(),
+                files.len(),
+                files.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if files.len() > 3 { ", ..." } else { "" }
+            ),
+        });
+    }
     git(dst, &["config", "user.email", "setup@swebench.config"], "git config")?;
     git(dst, &["config", "user.name", "SWE-bench"], "git config")?;
     git(dst, &["config", "core.fileMode", "false"], "git config")?;
@@ -228,6 +246,28 @@ mod tests {
         let lines = local_submodules(&d.path().join("elsewhere"), &tree2);
         assert!(lines[0].contains("left to the install step"), "{lines:?}");
         assert!(!tree2.join("astropy_helpers/ah.py").exists());
+    }
+
+    #[test]
+    fn a_clone_without_some_blobs_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = d.path().join("repo");
+        fs_err::create_dir_all(&repo).unwrap();
+        for args in [&["init", "-q"][..], &["config", "user.email", "t@t"], &["config", "user.name", "t"]] {
+            git(&repo, args, "setup").unwrap();
+        }
+        fs_err::write(repo.join("big.dat"), "large data\n").unwrap();
+        fs_err::write(repo.join("code.py"), "x = 1\n").unwrap();
+        git(&repo, &["add", "."], "add").unwrap();
+        git(&repo, &["commit", "-qm", "c"], "commit").unwrap();
+        let head = git(&repo, &["rev-parse", "HEAD"], "head").unwrap();
+        fresh_checkout(&repo, head.trim(), &d.path().join("ok")).unwrap();
+
+        let blob = git(&repo, &["rev-parse", "HEAD:big.dat"], "blob").unwrap();
+        let blob = blob.trim();
+        fs_err::remove_file(repo.join(".git/objects").join(&blob[..2]).join(&blob[2..])).unwrap();
+        let err = fresh_checkout(&repo, head.trim(), &d.path().join("broken")).unwrap_err().to_string();
+        assert!(err.contains("1 missing (big.dat)") && err.contains("complete clone"), "{err}");
     }
 
     #[test]

@@ -571,7 +571,9 @@ mod tests {
         for ok in ["2024-10-31", "2024-10-31T00:00:00Z", "2024-10-31T12:30:00+02:00"] {
             assert_eq!(parse_exclude_newer(ok).as_deref(), Ok(ok));
         }
-        for bad in ["", "2024", "2024-1-31", "31-10-2024", "2024-10-31 12:00", "2024-10-31Tnoon", "2024-10-3é"] {
+        for bad in
+            ["", "2024", "2024-1-31", "31-10-2024", "2024-10-31 12:00", "2024-10-31Tnoon", "2024-10-3é"]
+        {
             let err = parse_exclude_newer(bad).unwrap_err();
             assert!(err.contains("YYYY-MM-DD"), "{bad}: {err}");
         }
