@@ -214,6 +214,11 @@ pub(crate) struct HarnessArgs {
     /// Mirror repositories missing from --repos from GitHub (needs the network).
     #[arg(long)]
     clone_missing: bool,
+    /// Keep each prepared instance (checkout and install step done) in the cache, as upstream
+    /// keeps instance images: reruns and other models' predictions start from a fresh copy of
+    /// it and skip the install step. Costs a checkout and venv of disk per instance.
+    #[arg(long)]
+    cache_instances: bool,
 }
 
 /// Environments and sandboxed test runs (shared by `eval harness` and `eval agentless`).
@@ -326,6 +331,7 @@ fn harness(a: HarnessArgs) -> Result<ExitCode> {
         grading: a.grading,
         force: a.force,
         clone_missing: a.clone_missing,
+        cache_instances: a.cache_instances,
         ..HarnessConfig::default()
     })?;
     let bars = StageBars::new();

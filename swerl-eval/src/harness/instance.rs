@@ -183,6 +183,62 @@ pub(super) struct Prepared {
     pub(super) env: SharedEnv,
     pub(super) testbed: PathBuf,
     pub(super) venv: PathBuf,
+    /// The cached instance's slot, held (locked) while this preparation is in use.
+    slot: Option<InstanceSlot>,
+}
+
+/// A prepared instance kept in the cache (`cache_instances`), as upstream keeps instance
+/// images: `<cache>/instances/<id>-<key>/pristine` is the tree and venv right after the install
+/// step and is never given to a sandbox; each use copies it to `run/` beside it (the same
+/// absolute paths, which the venv and editable installs record), where the patch and the tests
+/// run, and `run/` is removed when the slot is dropped. The lock serialises uses of one instance.
+struct InstanceSlot {
+    run: PathBuf,
+    keep: bool,
+    _lock: fs_err::File,
+}
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs_err::remove_dir_all(&self.run);
+        }
+    }
+}
+
+/// The cache key of a prepared instance: what the checkout and the install step depend on.
+fn instance_key(instance: &Instance, spec: &Spec, env: &SharedEnv) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let pre_install = spec.pre_install.join("\n");
+    for part in [
+        "swerl-instance-1",
+        instance.instance_id.as_str(),
+        instance.repo.as_str(),
+        instance.base_commit.as_str(),
+        env.key.as_str(),
+        pre_install.as_str(),
+        spec.install.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `cp -a src dst` (symlinks, modes and times kept).
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let out = std::process::Command::new("cp").arg("-a").arg(src).arg(dst).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "cp -a {} {}: {}",
+            src.display(),
+            dst.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
 }
 
 impl Prepared {
@@ -232,13 +288,42 @@ pub(super) fn prepare(
     // 2. Preparation.
     on_stage(Stage::Prepare);
     let t = Instant::now();
+    let mut slot = None;
+    let mut work = work.to_path_buf();
+    if cfg.cache_instances {
+        let key = instance_key(instance, &spec, &env);
+        let root = cfg.cache_dir.join("instances").join(format!("{}-{key}", instance.instance_id));
+        fs_err::create_dir_all(&root).map_err(io)?;
+        let lock = fs_err::File::create(root.join("lock")).map_err(io)?;
+        lock.file().lock().map_err(io)?;
+        let run = root.join("run");
+        if run.exists() {
+            fs_err::remove_dir_all(&run).map_err(io)?;
+        }
+        let pristine = root.join("pristine");
+        if root.join("complete").is_file() {
+            copy_tree(&pristine, &run).map_err(io)?;
+            log.line(&format!("Prepared instance: copied from the cache ({})", pristine.display()));
+            timings.prepare = t.elapsed().as_secs_f64();
+            return Ok(Prepared {
+                testbed: run.join("testbed"),
+                venv: run.join("venv"),
+                spec,
+                clone,
+                env,
+                slot: Some(InstanceSlot { run, keep: cfg.keep_worktrees, _lock: lock }),
+            });
+        }
+        work.clone_from(&run);
+        slot = Some(InstanceSlot { run, keep: cfg.keep_worktrees, _lock: lock });
+    }
     let testbed = work.join("testbed");
     let venv = work.join("venv");
     fresh_checkout(&clone, &instance.base_commit, &testbed).map_err(infra)?;
     for line in local_submodules(&cfg.repos_dir, &testbed) {
         log.line(&line);
     }
-    let prepared = Prepared { spec, clone, env, testbed, venv };
+    let prepared = Prepared { spec, clone, env, testbed, venv, slot };
     let place = prepared.place();
     make_instance_venv(&prepared.env, &prepared.venv)
         .map_err(|e| Failure(Bucket::EnvironmentUnavailable, e.to_string()))?;
@@ -300,6 +385,17 @@ pub(super) fn prepare(
         ));
     }
     commit_setup(&prepared.testbed).map_err(infra)?;
+    if let Some(slot) = &prepared.slot {
+        // Keep the prepared state before any patch touches it: copy, then mark it complete.
+        let root = slot.run.parent().unwrap_or(Path::new("."));
+        let pristine = root.join("pristine");
+        if pristine.exists() {
+            fs_err::remove_dir_all(&pristine).map_err(io)?;
+        }
+        copy_tree(&slot.run, &pristine).map_err(io)?;
+        fs_err::write(root.join("complete"), "").map_err(io)?;
+        log.line(&format!("Prepared instance: kept in the cache ({})", pristine.display()));
+    }
     timings.prepare = t.elapsed().as_secs_f64();
     Ok(prepared)
 }
@@ -350,6 +446,7 @@ fn pipeline(
         outcome.reason = Some(violation.to_string());
         return Ok(());
     }
+    fs_err::create_dir_all(&work).map_err(io)?;
     let patch_file = work.join("patch.diff");
     fs_err::write(&patch_file, patch).map_err(io)?;
     let cmd = sandbox_for(cfg, apply_script(cfg.grading, &patch_file), &place, vec![patch_file.clone()]);

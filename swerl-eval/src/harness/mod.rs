@@ -65,6 +65,12 @@ pub struct HarnessConfig {
     pub exclude_newer: Option<String>,
     /// Keep checkouts after grading (for debugging).
     pub keep_worktrees: bool,
+    /// Keep each prepared instance (checkout and install step done) under
+    /// `<cache_dir>/instances`, as upstream keeps instance images, and start later runs of the
+    /// instance from a copy of it: reruns and other models' predictions skip the install step.
+    /// Costs a tree and venv of disk per instance. The copy the patch runs in is fresh each time;
+    /// the kept one is never given to a sandbox.
+    pub cache_instances: bool,
     /// Specs consulted before the built-in table: repo -> version -> spec.
     pub extra_specs: BTreeMap<String, BTreeMap<String, Spec>>,
     /// Sandbox rlimits.
@@ -95,6 +101,7 @@ impl Default for HarnessConfig {
             installer: Installer::Auto,
             exclude_newer: None,
             keep_worktrees: false,
+            cache_instances: false,
             extra_specs: BTreeMap::new(),
             limits: Limits::default(),
             max_output: 32 << 20,

@@ -7,4 +7,5 @@ mod agentless;
 mod dated;
 mod e2e;
 mod golden;
+mod instance_cache;
 mod testbed;
