@@ -75,6 +75,10 @@ if allt:
     if second:
         again = [o["timings"]["total"] for o in second.values() if o["bucket"] != "environment_unavailable"]
         print(f"mean total per instance in the second run (environments cached): {statistics.mean(again):.1f} s "
-              f"over {len(again)} instances")
+              f"over {len(again)} instances ({statistics.mean(again) / 60:.2f} worker-minutes)")
+        ran = [o["timings"] for o in second.values() if o["bucket"] != "environment_unavailable"]
+        stages = ", ".join(f"{k} {statistics.mean(t[k] for t in ran):.1f}"
+                           for k in ("environment", "prepare", "apply", "test"))
+        print(f"  of which, mean s per stage: {stages}")
 print("\n| instance | bucket | reason |\n|---|---|---|")
 print("\n".join(reasons))
