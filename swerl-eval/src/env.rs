@@ -178,6 +178,11 @@ pub fn content_key(interpreter: &Interpreter, groups: &[Vec<String>], exclude_ne
             h.update(r.as_bytes());
         }
     }
+    short_key(h)
+}
+
+/// The 16-hex-digit cache key of a hashed content (environments, prepared instances).
+pub(crate) fn short_key(h: Sha256) -> String {
     h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -12,7 +12,7 @@ use crate::checkout::{commit_setup, find_clone, fresh_checkout, local_submodules
 use crate::dataset::Instance;
 use crate::env::{
     EnvError, SharedEnv, dated_install_lines, ensure_shared_env, find_or_install_uv, make_instance_venv,
-    requirements,
+    requirements, short_key,
 };
 use crate::error::{Error, Result};
 use crate::grading::GradingMode;
@@ -193,23 +193,33 @@ pub(super) struct Prepared {
 /// absolute paths, which the venv and editable installs record), where the patch and the tests
 /// run, and `run/` is removed when the slot is dropped. The lock serialises uses of one instance.
 struct InstanceSlot {
-    run: PathBuf,
+    root: PathBuf,
     keep: bool,
     _lock: fs_err::File,
+}
+
+impl InstanceSlot {
+    fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    fn pristine(&self) -> PathBuf {
+        self.root.join("pristine")
+    }
 }
 
 impl Drop for InstanceSlot {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = fs_err::remove_dir_all(&self.run);
+            let _ = fs_err::remove_dir_all(self.run());
         }
     }
 }
 
 /// The cache key of a prepared instance: what the checkout and the install step depend on.
 fn instance_key(instance: &Instance, spec: &Spec, env: &SharedEnv) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
     let pre_install = spec.pre_install.join("\n");
     for part in [
         "swerl-instance-1",
@@ -223,7 +233,7 @@ fn instance_key(instance: &Instance, spec: &Spec, env: &SharedEnv) -> String {
         h.update(part.as_bytes());
         h.update(b"\0");
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    short_key(h)
 }
 
 /// `cp -a src dst` (symlinks, modes and times kept).
@@ -296,14 +306,15 @@ pub(super) fn prepare(
         fs_err::create_dir_all(&root).map_err(io)?;
         let lock = fs_err::File::create(root.join("lock")).map_err(io)?;
         lock.file().lock().map_err(io)?;
-        let run = root.join("run");
+        let cached = root.join("complete").is_file();
+        let kept = InstanceSlot { root, keep: cfg.keep_worktrees, _lock: lock };
+        let run = kept.run();
         if run.exists() {
             fs_err::remove_dir_all(&run).map_err(io)?;
         }
-        let pristine = root.join("pristine");
-        if root.join("complete").is_file() {
-            copy_tree(&pristine, &run).map_err(io)?;
-            log.line(&format!("Prepared instance: copied from the cache ({})", pristine.display()));
+        if cached {
+            copy_tree(&kept.pristine(), &run).map_err(io)?;
+            log.line(&format!("Prepared instance: copied from the cache ({})", kept.pristine().display()));
             timings.prepare = t.elapsed().as_secs_f64();
             return Ok(Prepared {
                 testbed: run.join("testbed"),
@@ -311,11 +322,11 @@ pub(super) fn prepare(
                 spec,
                 clone,
                 env,
-                slot: Some(InstanceSlot { run, keep: cfg.keep_worktrees, _lock: lock }),
+                slot: Some(kept),
             });
         }
-        work.clone_from(&run);
-        slot = Some(InstanceSlot { run, keep: cfg.keep_worktrees, _lock: lock });
+        work = run;
+        slot = Some(kept);
     }
     let testbed = work.join("testbed");
     let venv = work.join("venv");
@@ -387,13 +398,12 @@ pub(super) fn prepare(
     commit_setup(&prepared.testbed).map_err(infra)?;
     if let Some(slot) = &prepared.slot {
         // Keep the prepared state before any patch touches it: copy, then mark it complete.
-        let root = slot.run.parent().unwrap_or(Path::new("."));
-        let pristine = root.join("pristine");
+        let pristine = slot.pristine();
         if pristine.exists() {
             fs_err::remove_dir_all(&pristine).map_err(io)?;
         }
-        copy_tree(&slot.run, &pristine).map_err(io)?;
-        fs_err::write(root.join("complete"), "").map_err(io)?;
+        copy_tree(&slot.run(), &pristine).map_err(io)?;
+        fs_err::write(slot.root.join("complete"), "").map_err(io)?;
         log.line(&format!("Prepared instance: kept in the cache ({})", pristine.display()));
     }
     timings.prepare = t.elapsed().as_secs_f64();
