@@ -2,7 +2,9 @@
 # SmolLM2-135M-Instruct on CPU: base -> SFT -> GRPO from the SFT model (without, then with
 # dynamic sampling), and GRPO from the base model with dynamic sampling (GRPO_FROM_BASE=1), each
 # checked on the same held-out set (greedy answers with the
-# oracle files; format-correct rate and mean reward with 95% bootstrap intervals).
+# oracle files; format-correct rate and mean reward with 95% bootstrap intervals). The base model
+# and each stage's final model are also checked on SWE-bench Lite dev (LITEDEV, the second held-out
+# set: the files as far as the gold patches' hunks show them).
 #
 #   DATA=dir/with/train.jsonl+heldout.jsonl OUT=runs/smollm2 swerl-grpo/experiments/smollm2/run.sh
 #
@@ -21,11 +23,11 @@ OUT=${OUT:-runs/smollm2}
 HELDOUT_PER_REPO=${HELDOUT_PER_REPO:-8}   # held-out instances per repository
 PROMPT=${PROMPT:-1536}                    # prompt budget (tokens)
 ANSWER=${ANSWER:-384}                     # generated tokens per answer
-SFT_EPOCHS=${SFT_EPOCHS:-1}
-SFT_STEPS=${SFT_STEPS:-32}                # 0: SFT_EPOCHS over the data
+SFT_EPOCHS=${SFT_EPOCHS:-2}
+SFT_STEPS=${SFT_STEPS:-0}                 # 0: SFT_EPOCHS over the data (262 examples: 66 steps each)
 SFT_BATCH=${SFT_BATCH:-4}
 SFT_LR=${SFT_LR:-1e-4}
-SFT_EVAL=${SFT_EVAL:-16}                  # SFT steps between held-out checks
+SFT_EVAL=${SFT_EVAL:-33}                  # SFT steps between held-out checks (and checkpoints)
 GRPO_STEPS=${GRPO_STEPS:-2}
 GRPO_EVAL=${GRPO_EVAL:-2}
 GRPO_PROMPTS=${GRPO_PROMPTS:-2}
@@ -36,6 +38,7 @@ DS_STEPS=${DS_STEPS:-4}                   # GRPO with dynamic sampling (from the
 DS_ROUNDS=${DS_ROUNDS:-6}
 GRPO_FROM_BASE=${GRPO_FROM_BASE:-0}       # 1 adds GRPO from the base model (dynamic sampling)
 DEVICE=${DEVICE:-cpu}
+LITEDEV=${LITEDEV:-tests/data/swebench/lite-dev.json}   # second held-out set; empty: skip it
 
 mkdir -p "$OUT"
 # The held-out set: the first HELDOUT_PER_REPO instances of each held-out repository.
@@ -57,13 +60,21 @@ common=(--device "$DEVICE")
 check=(--eval-data "$OUT/heldout.jsonl" --eval-max-new-tokens "$ANSWER")
 t0=$(date +%s)
 stamp() { echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
+# litedev NAME MODEL: the second held-out check (greedy, oracle files), once per NAME.
+litedev() {
+    [ -n "$LITEDEV" ] || return 0
+    [ -f "$OUT/litedev/$1/summary.json" ] && return 0
+    stamp "Lite dev check: $1"
+    "$SWERL" eval repair --model "$2" "${common[@]}" --data "$LITEDEV" --oracle-files \
+        --max-prompt-tokens "$PROMPT" --max-new-tokens "$ANSWER" --out "$OUT/litedev/$1"
+}
 
 # The SFT run's check at step 0 is the base model's.
 stamp "SFT"
 "$SWERL" sft --model "$MODEL" "${common[@]}" --data "$DATA/train.jsonl" --out "$OUT/sft" --resume \
     --epochs "$SFT_EPOCHS" --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --learning-rate "$SFT_LR" --warmup-steps 3 \
     --max-prompt-tokens "$PROMPT" --max-answer-tokens "$ANSWER" --save-steps "$SFT_EVAL" \
-    --eval-steps "$SFT_EVAL" "${check[@]}"
+    --save-total-limit 2 --eval-steps "$SFT_EVAL" "${check[@]}"
 
 grpo=(--data "$DATA/train.jsonl" --prompts-per-step "$GRPO_PROMPTS" --group-size "$GRPO_GROUP"
       --max-new-tokens "$GRPO_ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
@@ -76,6 +87,7 @@ stamp "GRPO from the SFT model"
 stamp "GRPO from the SFT model, dynamic sampling"
 "$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft_ds" "${grpo[@]}" \
     --steps "$DS_STEPS" --eval-steps "$DS_STEPS" --save-steps "$DS_STEPS" --max-sampling-rounds "$DS_ROUNDS"
+litedev grpo_sft_ds "$OUT/grpo_sft_ds/checkpoint-$DS_STEPS"
 
 runs=("$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_sft_ds")
 if [ "$GRPO_FROM_BASE" != 0 ]; then
@@ -84,6 +96,8 @@ if [ "$GRPO_FROM_BASE" != 0 ]; then
         --max-sampling-rounds "$DS_ROUNDS"
     runs+=("$OUT/grpo_base")
 fi
+
+litedev base "$MODEL"
 
 stamp "curves"
 "$SWERL" plot "${runs[@]}" --out "$OUT/curves.png"
