@@ -35,7 +35,10 @@ GRPO_GROUP=${GRPO_GROUP:-4}
 GRPO_ANSWER=${GRPO_ANSWER:-256}           # sampled tokens per GRPO completion
 GRPO_LR=${GRPO_LR:-5e-6}
 DS_STEPS=${DS_STEPS:-4}                   # GRPO with dynamic sampling (from the SFT model)
-DS_ROUNDS=${DS_ROUNDS:-6}
+DS_PROMPTS=${DS_PROMPTS:-4}               # its prompts per step
+DS_ROUNDS=${DS_ROUNDS:-4}                 # its extra sampling rounds at most
+DS_EVAL=${DS_EVAL:-4}                     # its steps between held-out checks (and checkpoints)
+DS_ROLLOUT=${DS_ROLLOUT:-bf16}            # its rollout weights (and held-out checks): model, bf16, f16
 GRPO_FROM_BASE=${GRPO_FROM_BASE:-0}       # 1 adds GRPO from the base model (dynamic sampling)
 DEVICE=${DEVICE:-cpu}
 LITEDEV=${LITEDEV:-tests/data/swebench/lite-dev.json}   # second held-out set; empty: skip it
@@ -75,18 +78,20 @@ stamp "SFT"
     --epochs "$SFT_EPOCHS" --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --learning-rate "$SFT_LR" --warmup-steps 3 \
     --max-prompt-tokens "$PROMPT" --max-answer-tokens "$ANSWER" --save-steps "$SFT_EVAL" \
     --save-total-limit 2 --eval-steps "$SFT_EVAL" "${check[@]}"
+litedev sft "$OUT/sft/final"
 
-grpo=(--data "$DATA/train.jsonl" --prompts-per-step "$GRPO_PROMPTS" --group-size "$GRPO_GROUP"
+grpo=(--data "$DATA/train.jsonl" --group-size "$GRPO_GROUP"
       --max-new-tokens "$GRPO_ANSWER" --max-prompt-tokens "$PROMPT" --learning-rate "$GRPO_LR"
       --generation-batch-size 16 --micro-batch-size 2 --resume "${check[@]}")
-plain=(--steps "$GRPO_STEPS" --eval-steps "$GRPO_EVAL" --save-steps "$GRPO_EVAL")
+plain=(--prompts-per-step "$GRPO_PROMPTS" --steps "$GRPO_STEPS" --eval-steps "$GRPO_EVAL" --save-steps "$GRPO_EVAL")
 
 stamp "GRPO from the SFT model"
 "$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft" "${grpo[@]}" "${plain[@]}"
 
 stamp "GRPO from the SFT model, dynamic sampling"
 "$SWERL" train --model "$OUT/sft/final" "${common[@]}" --out "$OUT/grpo_sft_ds" "${grpo[@]}" \
-    --steps "$DS_STEPS" --eval-steps "$DS_STEPS" --save-steps "$DS_STEPS" --max-sampling-rounds "$DS_ROUNDS"
+    --prompts-per-step "$DS_PROMPTS" --steps "$DS_STEPS" --eval-steps "$DS_EVAL" --save-steps "$DS_EVAL" \
+    --max-sampling-rounds "$DS_ROUNDS" --rollout-dtype "$DS_ROLLOUT"
 litedev grpo_sft_ds "$OUT/grpo_sft_ds/checkpoint-$DS_STEPS"
 
 runs=("$OUT/sft" "$OUT/grpo_sft" "$OUT/grpo_sft_ds")
