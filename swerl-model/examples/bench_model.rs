@@ -7,6 +7,7 @@
 //! cargo run --release -p swerl-model --example bench_model -- sample --config smollm2 --batch 8
 //! cargo run --release -p swerl-model --example bench_model -- decode --config M.gguf --batch 8 --weights bf16
 //! cargo run --release -p swerl-model --example bench_model -- bandwidth
+//! cargo run --release -p swerl-model --example bench_model -- products --seq 512
 //! ```
 //! Options: `--config tiny|smollm2|<HF dir or .gguf>`, `--seq N`, `--batch N`, `--iters N`,
 //! `--new N` (sampling), `--prompt-len N` (sampling), `--recompute auto|always|never`,
@@ -16,7 +17,8 @@
 //! decoding separately (a run with one new token per sequence times the prefill), with the bytes
 //! of weights each decoding step reads and the bandwidth that makes. `bandwidth` measures the
 //! machine's memory bandwidth the way STREAM does (copy and a read-only sum over arrays far
-//! larger than the caches, all cores, best of 5).
+//! larger than the caches, all cores, best of 5). `products` times the matrix products of one
+//! SmolLM2 training step by shape and layout.
 #![allow(clippy::print_stdout)] // an example program: its stdout is the result
 
 use std::collections::HashMap;
@@ -74,6 +76,9 @@ fn main() -> Result<()> {
     let num = |k: &str, d: usize| -> Result<usize> { Ok(get(k, &d.to_string()).parse()?) };
     if mode == "bandwidth" {
         return bandwidth();
+    }
+    if mode == "products" {
+        return products(num("seq", 512)?, num("iters", 5)?);
     }
     let model_opts = ModelOptions {
         device: swerl_model::parse_device(&get("device", "cpu"))?,
@@ -233,6 +238,56 @@ fn main() -> Result<()> {
             );
         }
         other => bail!("unknown mode {other} (train | sample | decode | bandwidth)"),
+    }
+    Ok(())
+}
+
+/// GFLOP/s of the matrix products of one SmolLM2-135M training step at `seq` tokens, each in
+/// the layout the training pass uses (`x @ W^T` with `W^T` a transposed view, `dy @ W`,
+/// `dy^T @ x`), with the transposed operand already contiguous, and with its copy timed too:
+/// which shapes run below gemm's peak, and whether a layout would fix them. Best of `iters`.
+fn products(seq: usize, iters: usize) -> Result<()> {
+    use candle_core::{Device, Tensor};
+    let dev = Device::Cpu;
+    let c = ModelConfig::default();
+    let (h, i, kv) = (c.hidden_size, c.intermediate_size, c.num_key_value_heads * c.head_dim);
+    // (name, n_out, n_in) of each weight `W` (n_out x n_in).
+    let shapes = [("qkv", h + 2 * kv, h), ("o", h, h), ("gate_up", 2 * i, h), ("down", h, i)];
+    let best = |f: &dyn Fn() -> Result<Tensor>| -> Result<f64> {
+        f()?; // warm-up
+        let mut t = f64::INFINITY;
+        for _ in 0..iters {
+            let s = Instant::now();
+            f()?;
+            t = t.min(s.elapsed().as_secs_f64());
+        }
+        Ok(t)
+    };
+    for (name, n_out, n_in) in shapes {
+        let x = Tensor::randn(0f32, 1., (seq, n_in), &dev)?;
+        let w = Tensor::randn(0f32, 1., (n_out, n_in), &dev)?;
+        let dy = Tensor::randn(0f32, 1., (seq, n_out), &dev)?;
+        let wt = w.t()?.contiguous()?;
+        let dyt = dy.t()?.contiguous()?;
+        let flops = 2.0 * (seq * n_in * n_out) as f64;
+        let rows = [
+            ("x @ W^T (view)", best(&|| Ok(x.matmul(&w.t()?)?))?),
+            ("x @ W^T (contiguous)", best(&|| Ok(x.matmul(&wt)?))?),
+            ("x @ W^T (copied)", best(&|| Ok(x.matmul(&w.t()?.contiguous()?)?))?),
+            ("dy @ W", best(&|| Ok(dy.matmul(&w)?))?),
+            ("dy^T @ x (view)", best(&|| Ok(dy.t()?.matmul(&x)?))?),
+            ("dy^T @ x (contiguous)", best(&|| Ok(dyt.matmul(&x)?))?),
+            ("dy^T @ x (copied)", best(&|| Ok(dy.t()?.contiguous()?.matmul(&x)?))?),
+        ];
+        for (what, secs) in rows {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "impl": "swerl", "mode": "products", "seq": seq, "weight": name,
+                    "shape": [n_out, n_in], "product": what, "gflop_per_s": flops / secs / 1e9,
+                })
+            );
+        }
     }
     Ok(())
 }

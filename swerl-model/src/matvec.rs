@@ -10,6 +10,10 @@
 //! other. Rows of the weight matrix are split over threads, and the loops are plain Rust compiled
 //! for the CPU's widest SIMD level (AVX-512 here) chosen at run time through `pulp`.
 //!
+//! On CPUs with AVX512-BF16, bf16 weights take `vdpbf16ps` instead (module `bf16dot`): the
+//! activations are rounded to bf16 once per product and each instruction does 32 products with
+//! f32 sums, as llama.cpp computes with bf16 weights; the weights are not widened at all.
+//!
 //! Larger products (a prompt's prefill) widen the whole weight matrix and run in gemm: there the
 //! arithmetic, not the memory, decides the time.
 
@@ -122,6 +126,17 @@ impl CustomOp2 for MatmulTHalf {
         let mut out_t = vec![0f32; n * m];
         if m > 0 && k > 0 {
             let per_task = (TASK_ELEMS / k).max(1);
+            #[cfg(target_arch = "x86_64")]
+            if format == Format::Bf16
+                && let Some(dot) = bf16dot::Bf16Dot::detect()
+            {
+                // Activations rounded to bf16 once per call (m * k values against n * k weights).
+                let xb = dot.round(x);
+                out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
+                    dot.rows(w, &xb, m, k, o);
+                });
+                return Ok(crate::kernels::untranspose(&out_t, m, n));
+            }
             out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
                 rows(format, w, x, m, k, o);
             });
@@ -290,6 +305,149 @@ mod v4 {
     }
 }
 
+/// bf16 x bf16 dot products with f32 sums through AVX512-BF16's `vdpbf16ps` (32 products per
+/// instruction, twice the fused multiply-adds of widened weights), as llama.cpp multiplies bf16
+/// weights: the activations are rounded to bf16 once per product.
+///
+/// This is the crate's one use of `unsafe`: pulp 0.22 has no AVX512-BF16 token, so the kernel
+/// is a `#[target_feature]` function entered after a run-time check of the CPU's features, and
+/// reinterprets 32 `u16` values as the intrinsic's `__m512bh` operand (both are 64 bytes of
+/// plain data; every bit pattern is a valid value of either).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod bf16dot {
+    use std::arch::x86_64::{
+        __m512, __m512bh, _mm512_add_ps, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_reduce_add_ps,
+        _mm512_setzero_ps,
+    };
+
+    /// bf16 values per operand register.
+    const W: usize = 32;
+
+    /// Proof that the CPU runs AVX-512F and AVX512-BF16 instructions.
+    #[derive(Clone, Copy)]
+    pub(super) struct Bf16Dot(());
+
+    impl Bf16Dot {
+        pub(super) fn detect() -> Option<Self> {
+            (std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bf16"))
+            .then_some(Bf16Dot(()))
+        }
+
+        /// `x` rounded to bf16 (to nearest, ties to even), 32 values per instruction.
+        pub(super) fn round(self, x: &[f32]) -> Vec<u16> {
+            let mut out = vec![0u16; x.len()];
+            // SAFETY: as in `rows`.
+            unsafe { round_impl(x, &mut out) };
+            out
+        }
+
+        /// Dot products of the bf16 weight rows `w` (`k` values each) with the `m` bf16 rows of
+        /// `x`, into `out` (`m` values per weight row).
+        pub(super) fn rows(self, w: &[u16], x: &[u16], m: usize, k: usize, out: &mut [f32]) {
+            assert!(x.len() == m * k && out.len() == w.len() / k * m, "bf16 dot: mismatched sizes");
+            // SAFETY: `Bf16Dot` exists only where `detect` found both CPU features `rows_impl`
+            // enables; everything else it does is bounds-checked slice access.
+            unsafe { rows_impl(w, x, m, k, out) }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn rows_impl(w: &[u16], x: &[u16], m: usize, k: usize, out: &mut [f32]) {
+        for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
+            // Eight activation rows share each load of the weight row (16 accumulators).
+            let mut r = 0;
+            while r + 8 <= m {
+                o[r..r + 8].copy_from_slice(&dots::<8>(wrow, &x[r * k..(r + 8) * k], k));
+                r += 8;
+            }
+            let rest = &x[r * k..m * k];
+            let o = &mut o[r..];
+            match m - r {
+                7 => o.copy_from_slice(&dots::<7>(wrow, rest, k)),
+                6 => o.copy_from_slice(&dots::<6>(wrow, rest, k)),
+                5 => o.copy_from_slice(&dots::<5>(wrow, rest, k)),
+                4 => o.copy_from_slice(&dots::<4>(wrow, rest, k)),
+                3 => o.copy_from_slice(&dots::<3>(wrow, rest, k)),
+                2 => o.copy_from_slice(&dots::<2>(wrow, rest, k)),
+                1 => o.copy_from_slice(&dots::<1>(wrow, rest, k)),
+                _ => {}
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn round_impl(x: &[f32], out: &mut [u16]) {
+        let (xc, xtail) = x.as_chunks::<W>();
+        let (oc, otail) = out.as_chunks_mut::<W>();
+        for (o, x) in oc.iter_mut().zip(xc) {
+            let (lo, hi) = x.split_at(W / 2);
+            // SAFETY: `[f32; 16]` and `__m512` are both 64 bytes of plain data.
+            let (lo, hi) = unsafe {
+                (
+                    std::mem::transmute::<[f32; W / 2], __m512>(lo.try_into().expect("16 values")),
+                    std::mem::transmute::<[f32; W / 2], __m512>(hi.try_into().expect("16 values")),
+                )
+            };
+            // The second operand fills the low half of the result.
+            let b = _mm512_cvtne2ps_pbh(hi, lo);
+            // SAFETY: as in `load`.
+            *o = unsafe { std::mem::transmute::<__m512bh, [u16; W]>(b) };
+        }
+        for (o, &v) in otail.iter_mut().zip(xtail) {
+            *o = half::bf16::from_f32(v).to_bits();
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn load(v: &[u16; W]) -> __m512bh {
+        // SAFETY: `[u16; 32]` and `__m512bh` are both 64 bytes of plain data (see the module).
+        unsafe { std::mem::transmute::<[u16; W], __m512bh>(*v) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn dots<const R: usize>(w: &[u16], x: &[u16], k: usize) -> [f32; R] {
+        let (wc, wtail) = w[..k].as_chunks::<W>();
+        // Plain loops, not `std::array::from_fn`: its closures would not inherit this function's
+        // target features, and were not inlined.
+        let mut xc: [&[[u16; W]]; R] = [&[]; R];
+        for (r, xc) in xc.iter_mut().enumerate() {
+            *xc = x[r * k..(r + 1) * k].as_chunks::<W>().0;
+        }
+        let (mut a0, mut a1): ([__m512; R], [__m512; R]) =
+            ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
+        let pairs = wc.len() / 2;
+        for i in 0..pairs {
+            let w0 = load(&wc[2 * i]);
+            let w1 = load(&wc[2 * i + 1]);
+            for r in 0..R {
+                a0[r] = _mm512_dpbf16_ps(a0[r], w0, load(&xc[r][2 * i]));
+                a1[r] = _mm512_dpbf16_ps(a1[r], w1, load(&xc[r][2 * i + 1]));
+            }
+        }
+        if wc.len() % 2 == 1 {
+            let i = wc.len() - 1;
+            let w0 = load(&wc[i]);
+            for r in 0..R {
+                a0[r] = _mm512_dpbf16_ps(a0[r], w0, load(&xc[r][i]));
+            }
+        }
+        let full = k - wtail.len();
+        let mut out = [0f32; R];
+        for (r, o) in out.iter_mut().enumerate() {
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+            for (j, &b) in wtail.iter().enumerate() {
+                s += super::bf16_to_f32(b) * super::bf16_to_f32(x[r * k + full + j]);
+            }
+            *o = s;
+        }
+        out
+    }
+}
+
 /// The reference the kernel is tested against: each weight row widened into a buffer, then
 /// plain dot products.
 #[cfg(test)]
@@ -327,7 +485,13 @@ mod tests {
             {
                 let x = Tensor::randn(0f32, 1., (m, k), &dev).unwrap();
                 let w = Tensor::randn(0f32, 1., (n, k), &dev).unwrap().to_dtype(dtype).unwrap();
-                let want = x.matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap()).unwrap();
+                // Where the CPU has AVX512-BF16, small bf16 products round the activations too.
+                let x_seen = if dtype == DType::BF16 && m <= HALF_SMALL_ROWS && bf16_dot_here() {
+                    x.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap()
+                } else {
+                    x.clone()
+                };
+                let want = x_seen.matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap()).unwrap();
                 let got = matmul_t_half(&x, &w).unwrap();
                 assert_eq!(got.dims(), &[m, n]);
                 assert_eq!(got.dtype(), DType::F32);
@@ -374,6 +538,63 @@ mod tests {
             for ((a, b), c) in a.iter().zip(&b).zip(&c) {
                 assert!((a - c).abs() < 1e-4 && (b - c).abs() < 1e-4, "{format:?}: {a}, {b} vs {c}");
             }
+        }
+    }
+
+    fn bf16_dot_here() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return bf16dot::Bf16Dot::detect().is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// `vdpbf16ps` against plain f32 loops over the same bf16 values: every row count of the
+    /// blocked loop (1..=8 and past it) and inner sizes with odd register counts and tails.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_bf16_dot_kernel_agrees_with_plain_loops() {
+        let Some(dot) = bf16dot::Bf16Dot::detect() else {
+            return; // no AVX512-BF16 on this CPU: the kernel is never selected
+        };
+        let bf = |v: f32| half::bf16::from_f32(v).to_bits();
+        for (m, k, n) in
+            [(1, 576, 7), (3, 96, 5), (8, 64, 4), (9, 33, 3), (13, 100, 6), (16, 1536, 2), (5, 31, 3)]
+        {
+            let x: Vec<u16> = (0..m * k).map(|i| bf(((i * 37 % 101) as f32 - 50.0) / 25.0)).collect();
+            let w: Vec<u16> = (0..n * k).map(|i| bf(((i * 53 % 97) as f32 - 48.0) / 30.0)).collect();
+            let mut got = vec![0f32; n * m];
+            dot.rows(&w, &x, m, k, &mut got);
+            for (j, wrow) in w.chunks(k).enumerate() {
+                for (r, xrow) in x.chunks(k).enumerate() {
+                    let want: f64 = wrow
+                        .iter()
+                        .zip(xrow)
+                        .map(|(&a, &b)| f64::from(bf16_to_f32(a)) * f64::from(bf16_to_f32(b)))
+                        .sum();
+                    let g = got[j * m + r];
+                    assert!(
+                        (f64::from(g) - want).abs() < 1e-4 * (k as f64).sqrt(),
+                        "{m}x{k}x{n} [{j},{r}]: {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The vectorised rounding of activations to bf16 equals `half`'s (nearest, ties to even),
+    /// including values next to ties, tails and special values.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn bf16_rounding_of_activations_equals_half() {
+        let Some(dot) = bf16dot::Bf16Dot::detect() else {
+            return;
+        };
+        let mut x: Vec<f32> =
+            (0..4099u32).map(|i| f32::from_bits(0x3f80_0000 + i * 0x4001 + (i % 3) * 0x7fff)).collect();
+        x.extend([0.0, -0.0, 1e-40, -3.3e38, f32::INFINITY, f32::NEG_INFINITY, f32::from_bits(0x3f80_8000)]);
+        let got = dot.round(&x);
+        for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
+            assert_eq!(g, half::bf16::from_f32(v).to_bits(), "{i}: {v:e}");
         }
     }
 

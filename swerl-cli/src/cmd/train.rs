@@ -44,8 +44,8 @@ pub(crate) struct Args {
     #[arg(long)]
     resume: bool,
     /// Precision of the weights rollouts are sampled with: `model` (the --dtype), `f32`, `bf16`
-    /// or `f16`. On the CPU, bf16 decodes about 1.7x faster than f32 (activations and sums stay
-    /// f32); training and the master weights keep --dtype.
+    /// or `f16`. On the CPU, bf16 decodes 1.2-2.4x faster than f32 (sums stay f32); training
+    /// (with the log-probs it computes) and the master weights keep --dtype.
     #[arg(long, default_value = "model")]
     rollout_dtype: swerl_model::WeightDtype,
 
