@@ -63,8 +63,8 @@ pub const F16_LOGPROB_TOL: f32 = 0.01;
 /// f16 weights halve the bytes each decoding step reads (decoding is bound by memory), and a
 /// dedicated kernel widens them in registers. The one exception: on CPUs with AVX512-BF16, the
 /// products of up to 16 rows with bf16 weights (decoding steps) round their input activations
-/// to bf16 and multiply with `vdpbf16ps`, summing in f32 (see [`BF16_LOGPROB_TOL`]). On a GPU the whole forward pass runs in the
-/// weights' dtype, as candle's kernels do.
+/// to bf16 and multiply with `vdpbf16ps`, summing in f32 (see [`BF16_LOGPROB_TOL`]). On a GPU
+/// the whole forward pass runs in the weights' dtype, as candle's kernels do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {

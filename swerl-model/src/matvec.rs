@@ -126,18 +126,15 @@ impl CustomOp2 for MatmulTHalf {
         let mut out_t = vec![0f32; n * m];
         if m > 0 && k > 0 {
             let per_task = (TASK_ELEMS / k).max(1);
+            // bf16 weights on CPUs with AVX512-BF16: the activations rounded to bf16 once per
+            // call (m * k values against n * k weights) for `vdpbf16ps`.
             #[cfg(target_arch = "x86_64")]
-            if format == Format::Bf16
-                && let Some(dot) = bf16dot::Bf16Dot::detect()
-            {
-                // Activations rounded to bf16 once per call (m * k values against n * k weights).
-                let xb = dot.round(x);
-                out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
-                    dot.rows(w, &xb, m, k, o);
-                });
-                return Ok(crate::kernels::untranspose(&out_t, m, n));
-            }
+            let dot = bf16dot::Bf16Dot::detect().filter(|_| format == Format::Bf16).map(|d| (d, d.round(x)));
             out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
+                #[cfg(target_arch = "x86_64")]
+                if let Some((dot, xb)) = &dot {
+                    return dot.rows(w, xb, m, k, o);
+                }
                 rows(format, w, x, m, k, o);
             });
         }
@@ -382,14 +379,8 @@ mod bf16dot {
         let (xc, xtail) = x.as_chunks::<W>();
         let (oc, otail) = out.as_chunks_mut::<W>();
         for (o, x) in oc.iter_mut().zip(xc) {
-            let (lo, hi) = x.split_at(W / 2);
-            // SAFETY: `[f32; 16]` and `__m512` are both 64 bytes of plain data.
-            let (lo, hi) = unsafe {
-                (
-                    std::mem::transmute::<[f32; W / 2], __m512>(lo.try_into().expect("16 values")),
-                    std::mem::transmute::<[f32; W / 2], __m512>(hi.try_into().expect("16 values")),
-                )
-            };
+            // SAFETY: `[f32; 32]` and `[__m512; 2]` are both 128 bytes of plain data.
+            let [lo, hi] = unsafe { std::mem::transmute::<[f32; W], [__m512; 2]>(*x) };
             // The second operand fills the low half of the result.
             let b = _mm512_cvtne2ps_pbh(hi, lo);
             // SAFETY: as in `load`.
