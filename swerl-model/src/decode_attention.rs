@@ -9,7 +9,6 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::kernels::{MASKED, ScoreRows, dot, exp, simd};
@@ -157,7 +156,7 @@ impl CustomOp3 for Direct<'_> {
         if b * heads * n * keys * hd < PARALLEL_WORK {
             out.chunks_mut(n * width).enumerate().for_each(task);
         } else {
-            out.par_chunks_mut(n * width).enumerate().for_each(task);
+            crate::spin::chunks_mut(&mut out, n * width, |i, o| task((i, o)));
         }
         Ok((CpuStorage::F32(out), Shape::from((b, heads, n, width))))
     }

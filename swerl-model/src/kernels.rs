@@ -658,8 +658,8 @@ impl CustomOp3 for SwigluBackward {
 pub(crate) const SMALL_ROWS: usize = 16;
 
 /// `x @ w.T` for a CPU f32 `x` of shape `(m, k)` with `m <=` [`SMALL_ROWS`] and `w` of shape
-/// `(n, k)`, both contiguous: one streaming pass over `w` in parallel row blocks, each row dotted
-/// with the `m` rows of `x` while in cache.
+/// `(n, k)`, both contiguous: one streaming pass over `w` in parallel row blocks (on the
+/// [`crate::spin`] pool), each row dotted with the `m` rows of `x` while in cache.
 pub(crate) fn matmul_t_small(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(x.apply_op2_no_bwd(w, &MatmulTSmall)?)
 }
@@ -750,7 +750,9 @@ impl CustomOp2 for MatmulTSmall {
         let mut out_t = vec![0f32; n * m];
         if m > 0 && k > 0 {
             let per_task = (TASK_ELEMS / k).max(1);
-            out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
+            let w_chunk = per_task * k;
+            crate::spin::chunks_mut(&mut out_t, per_task * m, |i, o| {
+                let w = &w[i * w_chunk..((i + 1) * w_chunk).min(w.len())];
                 simd(
                     #[inline(always)]
                     || {

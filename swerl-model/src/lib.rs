@@ -121,6 +121,9 @@ mod kernels;
 mod layer;
 mod matvec;
 mod rope;
+// The pool hands borrowed closures to its threads (see the module's docs).
+#[allow(unsafe_code)]
+mod spin;
 
 pub use batch::TokenBatch;
 pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};

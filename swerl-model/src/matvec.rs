@@ -20,7 +20,6 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
 
 use crate::error::Result;
 
@@ -130,7 +129,9 @@ impl CustomOp2 for MatmulTHalf {
             // call (m * k values against n * k weights) for `vdpbf16ps`.
             #[cfg(target_arch = "x86_64")]
             let dot = bf16dot::Bf16Dot::detect().filter(|_| format == Format::Bf16).map(|d| (d, d.round(x)));
-            out_t.par_chunks_mut(per_task * m).zip(w.par_chunks(per_task * k)).for_each(|(o, w)| {
+            let w_chunk = per_task * k;
+            crate::spin::chunks_mut(&mut out_t, per_task * m, |i, o| {
+                let w = &w[i * w_chunk..((i + 1) * w_chunk).min(w.len())];
                 #[cfg(target_arch = "x86_64")]
                 if let Some((dot, xb)) = &dot {
                     return dot.rows(w, xb, m, k, o);
