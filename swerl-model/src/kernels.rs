@@ -753,6 +753,10 @@ impl CustomOp2 for MatmulTSmall {
             let w_chunk = per_task * k;
             crate::spin::chunks_mut(&mut out_t, per_task * m, |i, o| {
                 let w = &w[i * w_chunk..((i + 1) * w_chunk).min(w.len())];
+                #[cfg(target_arch = "x86_64")]
+                if let Some(v4) = pulp::x86::V4::try_new() {
+                    return crate::matvec::v4::rows_f32(v4, w, x, m, k, o);
+                }
                 simd(
                     #[inline(always)]
                     || {

@@ -220,11 +220,11 @@ fn dots<const BF16: bool, const R: usize>(w: &[u16], x: &[f32], k: usize) -> [f3
     out
 }
 
-/// The AVX-512 kernel, written with pulp's safe intrinsics: 16 weights per load widened in a
-/// register (`vpmovzxwd` + `vpslld` for bf16, `vcvtph2ps` for f16), fused multiply-adds into two
-/// accumulators per activation row.
+/// The AVX-512 kernel, written with pulp's safe intrinsics: 16 weights per load (widened in a
+/// register for bf16, `vpmovzxwd` + `vpslld`, and f16, `vcvtph2ps`; loaded as they are for f32),
+/// fused multiply-adds into two accumulators per activation row, several rows per load.
 #[cfg(target_arch = "x86_64")]
-mod v4 {
+pub(crate) mod v4 {
     use pulp::x86::V4;
     use pulp::{cast, f32x16, u16x16};
 
@@ -240,23 +240,88 @@ mod v4 {
     ) {
         simd.vectorize(
             #[inline(always)]
-            || {
-                for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
-                    let mut r = 0;
-                    while r + 4 <= m {
-                        o[r..r + 4].copy_from_slice(&dots::<BF16, 4>(simd, wrow, &x[r * k..(r + 4) * k], k));
-                        r += 4;
-                    }
-                    let rest = &x[r * k..m * k];
-                    match m - r {
-                        3 => o[r..].copy_from_slice(&dots::<BF16, 3>(simd, wrow, rest, k)),
-                        2 => o[r..].copy_from_slice(&dots::<BF16, 2>(simd, wrow, rest, k)),
-                        1 => o[r..].copy_from_slice(&dots::<BF16, 1>(simd, wrow, rest, k)),
-                        _ => {}
-                    }
-                }
-            },
+            || rows_with::<u16>(simd, w, x, m, k, out, Half::<BF16>(simd)),
         )
+    }
+
+    /// [`rows`] for f32 weights (the decoding products of f32 models).
+    pub(crate) fn rows_f32(simd: V4, w: &[f32], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
+        simd.vectorize(
+            #[inline(always)]
+            || rows_with::<f32>(simd, w, x, m, k, out, Single),
+        )
+    }
+
+    /// How a weight format becomes f32 lanes. The methods are `#[inline(always)]` (closures
+    /// could not be) so that they inline into pulp's `#[target_feature]` function.
+    trait Load<T>: Copy {
+        /// 16 weights as f32.
+        fn load(self, c: &[T; W]) -> f32x16;
+        /// One weight as f32 (the row's tail).
+        fn scalar(self, v: T) -> f32;
+    }
+
+    /// bf16 (`BF16`) or f16 weights, widened.
+    #[derive(Clone, Copy)]
+    struct Half<const BF16: bool>(V4);
+
+    impl<const BF16: bool> Load<u16> for Half<BF16> {
+        #[inline(always)]
+        fn load(self, c: &[u16; W]) -> f32x16 {
+            widen::<BF16>(self.0, c)
+        }
+
+        #[inline(always)]
+        fn scalar(self, b: u16) -> f32 {
+            if BF16 { super::bf16_to_f32(b) } else { super::f16_to_f32(b) }
+        }
+    }
+
+    /// f32 weights.
+    #[derive(Clone, Copy)]
+    struct Single;
+
+    impl Load<f32> for Single {
+        #[inline(always)]
+        fn load(self, c: &[f32; W]) -> f32x16 {
+            cast(*c)
+        }
+
+        #[inline(always)]
+        fn scalar(self, v: f32) -> f32 {
+            v
+        }
+    }
+
+    /// Dot products of the weight rows `w` (`k` values each) with the `m` rows of `x`, into
+    /// `out` (`m` values per weight row), four activation rows at a time. Not more: with
+    /// eight-row blocks (and their seven remainders) the closure grew past what LLVM inlines
+    /// into pulp's `#[target_feature]` function, and every multiply-add became a call (3x
+    /// slower).
+    #[inline(always)]
+    fn rows_with<T: Copy>(
+        simd: V4,
+        w: &[T],
+        x: &[f32],
+        m: usize,
+        k: usize,
+        out: &mut [f32],
+        fmt: impl Load<T>,
+    ) {
+        for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
+            let mut r = 0;
+            while r + 4 <= m {
+                o[r..r + 4].copy_from_slice(&dots::<T, 4>(simd, wrow, &x[r * k..(r + 4) * k], k, fmt));
+                r += 4;
+            }
+            let (rest, o) = (&x[r * k..m * k], &mut o[r..]);
+            match m - r {
+                3 => o.copy_from_slice(&dots::<T, 3>(simd, wrow, rest, k, fmt)),
+                2 => o.copy_from_slice(&dots::<T, 2>(simd, wrow, rest, k, fmt)),
+                1 => o.copy_from_slice(&dots::<T, 1>(simd, wrow, rest, k, fmt)),
+                _ => {}
+            }
+        }
     }
 
     #[inline(always)]
@@ -270,15 +335,15 @@ mod v4 {
     }
 
     #[inline(always)]
-    fn dots<const BF16: bool, const R: usize>(simd: V4, w: &[u16], x: &[f32], k: usize) -> [f32; R] {
+    fn dots<T: Copy, const R: usize>(simd: V4, w: &[T], x: &[f32], k: usize, fmt: impl Load<T>) -> [f32; R] {
         let (wc, wtail) = w[..k].as_chunks::<W>();
         let xc: [&[[f32; W]]; R] = std::array::from_fn(|r| x[r * k..(r + 1) * k].as_chunks::<W>().0);
         let zero = simd.splat_f32x16(0.0);
         let (mut a0, mut a1) = ([zero; R], [zero; R]);
         let pairs = wc.len() / 2;
         for i in 0..pairs {
-            let w0 = widen::<BF16>(simd, &wc[2 * i]);
-            let w1 = widen::<BF16>(simd, &wc[2 * i + 1]);
+            let w0 = fmt.load(&wc[2 * i]);
+            let w1 = fmt.load(&wc[2 * i + 1]);
             for r in 0..R {
                 a0[r] = simd.mul_add_f32x16(w0, cast(xc[r][2 * i]), a0[r]);
                 a1[r] = simd.mul_add_f32x16(w1, cast(xc[r][2 * i + 1]), a1[r]);
@@ -286,7 +351,7 @@ mod v4 {
         }
         if wc.len() % 2 == 1 {
             let i = wc.len() - 1;
-            let w0 = widen::<BF16>(simd, &wc[i]);
+            let w0 = fmt.load(&wc[i]);
             for r in 0..R {
                 a0[r] = simd.mul_add_f32x16(w0, cast(xc[r][i]), a0[r]);
             }
@@ -295,8 +360,7 @@ mod v4 {
         std::array::from_fn(|r| {
             let mut s = pulp::Simd::reduce_sum_f32s(simd, simd.add_f32x16(a0[r], a1[r]));
             for (j, &b) in wtail.iter().enumerate() {
-                let wv = if BF16 { super::bf16_to_f32(b) } else { super::f16_to_f32(b) };
-                s += wv * x[r * k + full + j];
+                s += fmt.scalar(b) * x[r * k + full + j];
             }
             s
         })
