@@ -751,10 +751,13 @@ impl CustomOp2 for MatmulTSmall {
         if m > 0 && k > 0 {
             let per_task = (TASK_ELEMS / k).max(1);
             let w_chunk = per_task * k;
+            // The CPU's AVX-512 check once per product, not once per task.
+            #[cfg(target_arch = "x86_64")]
+            let v4 = pulp::x86::V4::try_new();
             crate::spin::chunks_mut(&mut out_t, per_task * m, |i, o| {
                 let w = &w[i * w_chunk..((i + 1) * w_chunk).min(w.len())];
                 #[cfg(target_arch = "x86_64")]
-                if let Some(v4) = pulp::x86::V4::try_new() {
+                if let Some(v4) = v4 {
                     return crate::matvec::v4::rows_f32(v4, w, x, m, k, o);
                 }
                 simd(

@@ -371,10 +371,10 @@ pub(crate) mod v4 {
 /// instruction, twice the fused multiply-adds of widened weights), as llama.cpp multiplies bf16
 /// weights: the activations are rounded to bf16 once per product.
 ///
-/// This is one of the crate's two uses of `unsafe` (with `crate::spin`): pulp 0.22 has no AVX512-BF16 token, so the kernel
-/// is a `#[target_feature]` function entered after a run-time check of the CPU's features, and
-/// reinterprets 32 `u16` values as the intrinsic's `__m512bh` operand (both are 64 bytes of
-/// plain data; every bit pattern is a valid value of either).
+/// This is one of the crate's two uses of `unsafe` (with `crate::spin`): pulp 0.22 has no
+/// AVX512-BF16 token, so the kernel is a `#[target_feature]` function entered after a run-time
+/// check of the CPU's features, and reinterprets 32 `u16` values as the intrinsic's `__m512bh`
+/// operand (both are 64 bytes of plain data; every bit pattern is a valid value of either).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod bf16dot {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 /// How long a helper spins for the next loop before it parks.
-pub(crate) const SPIN: Duration = Duration::from_millis(2);
+const SPIN: Duration = Duration::from_millis(2);
 
 /// Runs `f(i, chunk)` for every `chunk_len`-element chunk of `data` (the last may be shorter),
 /// in parallel, and returns once every call has returned. A panic in `f` is resumed on the
