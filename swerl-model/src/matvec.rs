@@ -238,18 +238,12 @@ pub(crate) mod v4 {
         k: usize,
         out: &mut [f32],
     ) {
-        simd.vectorize(
-            #[inline(always)]
-            || rows_with::<u16>(simd, w, x, m, k, out, Half::<BF16>(simd)),
-        )
+        rows_with::<u16>(simd, w, x, m, k, out, Half::<BF16>(simd))
     }
 
     /// [`rows`] for f32 weights (the decoding products of f32 models).
     pub(crate) fn rows_f32(simd: V4, w: &[f32], x: &[f32], m: usize, k: usize, out: &mut [f32]) {
-        simd.vectorize(
-            #[inline(always)]
-            || rows_with::<f32>(simd, w, x, m, k, out, Single),
-        )
+        rows_with::<f32>(simd, w, x, m, k, out, Single)
     }
 
     /// How a weight format becomes f32 lanes. The methods are `#[inline(always)]` so that they
@@ -294,11 +288,13 @@ pub(crate) mod v4 {
     }
 
     /// Dot products of the weight rows `w` (`k` values each) with the `m` rows of `x`, into
-    /// `out` (`m` values per weight row), four activation rows at a time. Eight-row blocks
-    /// measured no faster for eight f32 sequences. With eight-row blocks and seven remainder
-    /// arms, the closure grew past what LLVM inlines into pulp's `#[target_feature]` function:
-    /// every multiply-add became a call, 3x slower. Keep this function small.
-    #[inline(always)]
+    /// `out` (`m` values per weight row), four activation rows at a time.
+    ///
+    /// Each block of rows enters pulp's `#[target_feature]` function on its own ([`block`]),
+    /// so every such function stays small. When this whole loop ran inside one, the
+    /// intrinsics inlined or not depending on how large it was: an eight-row arm, or a
+    /// prefetch call, tipped LLVM over its limits and every multiply-add became a call,
+    /// 3-10x slower.
     fn rows_with<T: Copy>(
         simd: V4,
         w: &[T],
@@ -308,20 +304,49 @@ pub(crate) mod v4 {
         out: &mut [f32],
         fmt: impl Load<T>,
     ) {
-        for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
+        for (j, (o, wrow)) in out.chunks_mut(m).zip(w.chunks_exact(k)).enumerate() {
+            super::prefetch::row_ahead(w, j, k);
             let mut r = 0;
             while r + 4 <= m {
-                o[r..r + 4].copy_from_slice(&dots::<T, 4>(simd, wrow, &x[r * k..(r + 4) * k], k, fmt));
+                block::<T, 4>(simd, wrow, &x[r * k..(r + 4) * k], k, fmt, &mut o[r..r + 4]);
                 r += 4;
             }
             let (rest, o) = (&x[r * k..m * k], &mut o[r..]);
             match m - r {
-                3 => o.copy_from_slice(&dots::<T, 3>(simd, wrow, rest, k, fmt)),
-                2 => o.copy_from_slice(&dots::<T, 2>(simd, wrow, rest, k, fmt)),
-                1 => o.copy_from_slice(&dots::<T, 1>(simd, wrow, rest, k, fmt)),
+                3 => block::<T, 3>(simd, wrow, rest, k, fmt, o),
+                2 => block::<T, 2>(simd, wrow, rest, k, fmt, o),
+                1 => block::<T, 1>(simd, wrow, rest, k, fmt, o),
                 _ => {}
             }
         }
+    }
+
+    /// [`dots`] of `R` activation rows under AVX-512, into `o`.
+    #[inline(always)]
+    fn block<T: Copy, const R: usize>(
+        simd: V4,
+        w: &[T],
+        x: &[f32],
+        k: usize,
+        fmt: impl Load<T>,
+        o: &mut [f32],
+    ) {
+        o.copy_from_slice(&simd.vectorize(
+            #[inline(always)]
+            || dots::<T, R>(simd, w, x, k, fmt),
+        ));
+    }
+
+    /// The sum of 16 lanes, pairwise, in plain code: pulp's `reduce_sum_f32s` and
+    /// `std::array::from_fn` are calls that LLVM may leave out of line in this kernel.
+    #[inline(always)]
+    fn hsum(v: [f32; W]) -> f32 {
+        let mut h = [0f32; 8];
+        for i in 0..8 {
+            h[i] = v[i] + v[i + 8];
+        }
+        let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
+        (q[0] + q[2]) + (q[1] + q[3])
     }
 
     #[inline(always)]
@@ -337,7 +362,10 @@ pub(crate) mod v4 {
     #[inline(always)]
     fn dots<T: Copy, const R: usize>(simd: V4, w: &[T], x: &[f32], k: usize, fmt: impl Load<T>) -> [f32; R] {
         let (wc, wtail) = w[..k].as_chunks::<W>();
-        let xc: [&[[f32; W]]; R] = std::array::from_fn(|r| x[r * k..(r + 1) * k].as_chunks::<W>().0);
+        let mut xc: [&[[f32; W]]; R] = [&[]; R];
+        for (r, xc) in xc.iter_mut().enumerate() {
+            *xc = x[r * k..(r + 1) * k].as_chunks::<W>().0;
+        }
         let zero = simd.splat_f32x16(0.0);
         let (mut a0, mut a1) = ([zero; R], [zero; R]);
         let pairs = wc.len() / 2;
@@ -357,13 +385,58 @@ pub(crate) mod v4 {
             }
         }
         let full = k - wtail.len();
-        std::array::from_fn(|r| {
-            let mut s = pulp::Simd::reduce_sum_f32s(simd, simd.add_f32x16(a0[r], a1[r]));
+        let mut out = [0f32; R];
+        for (r, out) in out.iter_mut().enumerate() {
+            let mut s = hsum(cast(simd.add_f32x16(a0[r], a1[r])));
             for (j, &b) in wtail.iter().enumerate() {
                 s += fmt.scalar(b) * x[r * k + full + j];
             }
-            s
-        })
+            *out = s;
+        }
+        out
+    }
+}
+
+/// Software prefetch for the streaming kernels: while row `j` of a weight matrix is multiplied,
+/// the cache lines of a row about 4 KiB further on are requested, so that later rows arrive from
+/// memory while this one is computed. The hardware prefetcher alone left decoding short of the
+/// bandwidth. On the 2-core development machine (Xeon, AVX-512; alternated runs, 3 each), it
+/// took decoding of 1 and 8 sequences from about 30.5 and 110 to 33 and 130 tok/s with f32
+/// weights, and from about 59 and 197 to 66 and 227 tok/s with bf16 weights.
+/// `SWERL_PREFETCH=0` turns it off, for such comparisons.
+///
+/// `unsafe` here only calls `_mm_prefetch`, a `#[target_feature(enable = "sse")]` intrinsic, from
+/// code the compiler cannot see has SSE; see the SAFETY note.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod prefetch {
+    /// How far ahead of the row being multiplied the requested row starts.
+    const AHEAD_BYTES: usize = 4096;
+
+    fn enabled() -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("SWERL_PREFETCH").is_none_or(|v| v != "0"))
+    }
+
+    /// Requests the cache lines of the row of `w` (rows of `k` values) that starts at least
+    /// [`AHEAD_BYTES`] after row `j`, if there is one. Kept out of line so that the kernels that
+    /// call it stay small enough to inline.
+    #[inline(never)]
+    pub(super) fn row_ahead<T>(w: &[T], j: usize, k: usize) {
+        let row_bytes = (k * std::mem::size_of::<T>()).max(1);
+        let start = (j + AHEAD_BYTES.div_ceil(row_bytes)) * k;
+        let Some(row) = w.get(start..(start + k).min(w.len())) else { return };
+        if !enabled() {
+            return;
+        }
+        for line in row.chunks(64 / std::mem::size_of::<T>().clamp(1, 64)) {
+            // SAFETY: SSE is part of every x86_64 target, so the intrinsic's target feature is
+            // present. A prefetch is a hint: it neither faults nor changes memory, and the
+            // address lies inside `w` anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
+            }
+        }
     }
 }
 
@@ -417,7 +490,8 @@ mod bf16dot {
 
     #[target_feature(enable = "avx512f,avx512bf16")]
     fn rows_impl(w: &[u16], x: &[u16], m: usize, k: usize, out: &mut [f32]) {
-        for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
+        for (j, (o, wrow)) in out.chunks_mut(m).zip(w.chunks_exact(k)).enumerate() {
+            super::prefetch::row_ahead(w, j, k);
             // Eight activation rows share each load of the weight row (16 accumulators).
             let mut r = 0;
             while r + 8 <= m {
@@ -651,6 +725,18 @@ mod tests {
         let got = dot.round(&x);
         for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
             assert_eq!(g, half::bf16::from_f32(v).to_bits(), "{i}: {v:e}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn prefetching_rows_near_or_past_the_end_stays_in_bounds() {
+        for (len, k) in [(0, 1), (1, 1), (1000, 7), (4096, 576), (5000, 1536), (64, 0)] {
+            let (w32, w16) = (vec![0f32; len], vec![0u16; len]);
+            for j in 0..len / k.max(1) + 3 {
+                super::prefetch::row_ahead(&w32, j, k);
+                super::prefetch::row_ahead(&w16, j, k);
+            }
         }
     }
 
