@@ -399,14 +399,16 @@ pub(crate) mod v4 {
 
 /// Software prefetch for the streaming kernels: while row `j` of a weight matrix is multiplied,
 /// the cache lines of a row about 4 KiB further on are requested, so that later rows arrive from
-/// memory while this one is computed. The hardware prefetcher alone left decoding short of the
-/// bandwidth. On the 2-core development machine (Xeon, AVX-512; alternated runs, 3 each), it
-/// took decoding of 1 and 8 sequences from about 30.5 and 110 to 33 and 130 tok/s with f32
-/// weights, and from about 59 and 197 to 66 and 227 tok/s with bf16 weights.
-/// `SWERL_PREFETCH=0` turns it off, for such comparisons.
+/// memory while this one is computed. The hardware prefetcher alone left the kernels waiting on
+/// their weight loads. On the 2-core development machine (Xeon, AVX-512; alternated runs, 3
+/// each, medians), it took decoding of 1 and 8 sequences from 31.1 and 118.8 to 33.7 and 143.5
+/// tok/s with f32 weights, and from 50.3 and 201.9 to 63.5 and 235.2 with bf16 weights. Rows
+/// 8 KiB ahead, and `_MM_HINT_T1` instead of `T0`, measured the same. `SWERL_PREFETCH=0` turns
+/// it off, for such comparisons.
 ///
-/// `unsafe` here only calls `_mm_prefetch`, a `#[target_feature(enable = "sse")]` intrinsic, from
-/// code the compiler cannot see has SSE; see the SAFETY note.
+/// This is one of the crate's three uses of `unsafe` (with `bf16dot` and `crate::spin`): it
+/// calls `_mm_prefetch`, a `#[target_feature(enable = "sse")]` intrinsic, from code that the
+/// compiler does not treat as having SSE; see the SAFETY note.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod prefetch {
@@ -444,7 +446,7 @@ mod prefetch {
 /// instruction, twice the fused multiply-adds of widened weights), as llama.cpp multiplies bf16
 /// weights: the activations are rounded to bf16 once per product.
 ///
-/// This is one of the crate's two uses of `unsafe` (with `crate::spin`): pulp 0.22 has no
+/// This is one of the crate's three uses of `unsafe` (with `prefetch` and `crate::spin`): pulp 0.22 has no
 /// AVX512-BF16 token, so the kernel is a `#[target_feature]` function entered after a run-time
 /// check of the CPU's features, and reinterprets 32 `u16` values as the intrinsic's `__m512bh`
 /// operand (both are 64 bytes of plain data; every bit pattern is a valid value of either).
