@@ -304,8 +304,7 @@ pub(crate) mod v4 {
         out: &mut [f32],
         fmt: impl Load<T>,
     ) {
-        for (j, (o, wrow)) in out.chunks_mut(m).zip(w.chunks_exact(k)).enumerate() {
-            super::prefetch::row_ahead(w, j, k);
+        for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
             let mut r = 0;
             while r + 4 <= m {
                 block::<T, 4>(simd, wrow, &x[r * k..(r + 4) * k], k, fmt, &mut o[r..r + 4]);
@@ -370,6 +369,7 @@ pub(crate) mod v4 {
         let (mut a0, mut a1) = ([zero; R], [zero; R]);
         let pairs = wc.len() / 2;
         for i in 0..pairs {
+            super::prefetch::ahead(&wc[2 * i]);
             let w0 = fmt.load(&wc[2 * i]);
             let w1 = fmt.load(&wc[2 * i + 1]);
             for r in 0..R {
@@ -397,14 +397,15 @@ pub(crate) mod v4 {
     }
 }
 
-/// Software prefetch for the streaming kernels: while row `j` of a weight matrix is multiplied,
-/// the cache lines of a row about 4 KiB further on are requested, so that later rows arrive from
-/// memory while this one is computed. The hardware prefetcher alone left the kernels waiting on
+/// Software prefetch for the streaming kernels: with each pair of weight registers a kernel
+/// loads, it requests the cache lines 4 KiB further on, so that later weights arrive from
+/// memory while these are multiplied. The hardware prefetcher alone left the kernels waiting on
 /// their weight loads. On the 2-core development machine (Xeon, AVX-512; alternated runs, 3
-/// each, medians), it took decoding of 1 and 8 sequences from 31.1 and 118.8 to 33.7 and 143.5
-/// tok/s with f32 weights, and from 50.3 and 201.9 to 63.5 and 235.2 with bf16 weights. Rows
-/// 8 KiB ahead, and `_MM_HINT_T1` instead of `T0`, measured the same. `SWERL_PREFETCH=0` turns
-/// it off, for such comparisons.
+/// each, medians), it took decoding of 1 and 8 sequences from 32.5 and 119.6 to 38.9 and 151.3
+/// tok/s with f32 weights, and from 56.6 and 197.4 to 72.1 and 262.6 with bf16 weights.
+/// Requesting a whole row before multiplying it gained about half as much for 8 sequences; 8 KiB
+/// ahead, and `_MM_HINT_T1` instead of `T0`, measured the same. `SWERL_PREFETCH=0` turns it off,
+/// for such comparisons.
 ///
 /// This is one of the crate's three uses of `unsafe` (with `bf16dot` and `crate::spin`): it
 /// calls `_mm_prefetch`, a `#[target_feature(enable = "sse")]` intrinsic, from code that the
@@ -412,31 +413,47 @@ pub(crate) mod v4 {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod prefetch {
-    /// How far ahead of the row being multiplied the requested row starts.
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// How far ahead of the weights being multiplied the requested ones lie.
     const AHEAD_BYTES: usize = 4096;
 
+    /// 0 before the first call, then 1 (on) or 2 (off, `SWERL_PREFETCH=0`).
+    static STATE: AtomicU8 = AtomicU8::new(0);
+
+    /// One relaxed load in the kernels' inner loops; the environment is read once.
+    #[inline(always)]
     fn enabled() -> bool {
-        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *ON.get_or_init(|| std::env::var_os("SWERL_PREFETCH").is_none_or(|v| v != "0"))
+        match STATE.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => read_env(),
+        }
     }
 
-    /// Requests the cache lines of the row of `w` (rows of `k` values) that starts at least
-    /// [`AHEAD_BYTES`] after row `j`, if there is one. Kept out of line so that the kernels that
-    /// call it stay small enough to inline.
+    #[cold]
     #[inline(never)]
-    pub(super) fn row_ahead<T>(w: &[T], j: usize, k: usize) {
-        let row_bytes = (k * std::mem::size_of::<T>()).max(1);
-        let start = (j + AHEAD_BYTES.div_ceil(row_bytes)) * k;
-        let Some(row) = w.get(start..(start + k).min(w.len())) else { return };
+    fn read_env() -> bool {
+        let on = std::env::var_os("SWERL_PREFETCH").is_none_or(|v| v != "0");
+        STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+        on
+    }
+
+    /// Requests the cache lines of the next pair of registers' worth of weights, [`AHEAD_BYTES`]
+    /// past `c`, the first register of the pair a kernel loads next.
+    #[inline(always)]
+    pub(super) fn ahead<C>(c: &C) {
         if !enabled() {
             return;
         }
-        for line in row.chunks(64 / std::mem::size_of::<T>().clamp(1, 64)) {
-            // SAFETY: SSE is part of every x86_64 target, so the intrinsic's target feature is
-            // present. A prefetch is a hint: it neither faults nor changes memory, and the
-            // address lies inside `w` anyway.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast());
+        let p = (c as *const C).cast::<i8>().wrapping_add(AHEAD_BYTES);
+        // SAFETY: SSE is part of every x86_64 target, so the intrinsic's target feature is
+        // present. A prefetch is a hint: it neither faults nor changes memory, whatever the
+        // address, so the pointer need not be in bounds (`wrapping_add` makes it without UB).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
+            if 2 * std::mem::size_of::<C>() > 64 {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(64));
             }
         }
     }
@@ -446,10 +463,11 @@ mod prefetch {
 /// instruction, twice the fused multiply-adds of widened weights), as llama.cpp multiplies bf16
 /// weights: the activations are rounded to bf16 once per product.
 ///
-/// This is one of the crate's three uses of `unsafe` (with `prefetch` and `crate::spin`): pulp 0.22 has no
-/// AVX512-BF16 token, so the kernel is a `#[target_feature]` function entered after a run-time
-/// check of the CPU's features, and reinterprets 32 `u16` values as the intrinsic's `__m512bh`
-/// operand (both are 64 bytes of plain data; every bit pattern is a valid value of either).
+/// This is one of the crate's three uses of `unsafe` (with `prefetch` and `crate::spin`): pulp
+/// 0.22 has no AVX512-BF16 token, so the kernel is a `#[target_feature]` function entered after
+/// a run-time check of the CPU's features, and reinterprets 32 `u16` values as the intrinsic's
+/// `__m512bh` operand (both are 64 bytes of plain data; every bit pattern is a valid value of
+/// either).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod bf16dot {
@@ -492,8 +510,7 @@ mod bf16dot {
 
     #[target_feature(enable = "avx512f,avx512bf16")]
     fn rows_impl(w: &[u16], x: &[u16], m: usize, k: usize, out: &mut [f32]) {
-        for (j, (o, wrow)) in out.chunks_mut(m).zip(w.chunks_exact(k)).enumerate() {
-            super::prefetch::row_ahead(w, j, k);
+        for (o, wrow) in out.chunks_mut(m).zip(w.chunks_exact(k)) {
             // Eight activation rows share each load of the weight row (16 accumulators).
             let mut r = 0;
             while r + 8 <= m {
@@ -553,6 +570,7 @@ mod bf16dot {
             ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
         let pairs = wc.len() / 2;
         for i in 0..pairs {
+            super::prefetch::ahead(&wc[2 * i]);
             let w0 = load(&wc[2 * i]);
             let w1 = load(&wc[2 * i + 1]);
             for r in 0..R {
@@ -730,16 +748,18 @@ mod tests {
         }
     }
 
+    /// The prefetch runs 4 KiB past the weights it is given, past the end of the allocation at
+    /// the end of a matrix: a hint there must neither fault nor change anything.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn prefetching_rows_near_or_past_the_end_stays_in_bounds() {
-        for (len, k) in [(0, 1), (1, 1), (1000, 7), (4096, 576), (5000, 1536), (64, 0)] {
-            let (w32, w16) = (vec![0f32; len], vec![0u16; len]);
-            for j in 0..len / k.max(1) + 3 {
-                super::prefetch::row_ahead(&w32, j, k);
-                super::prefetch::row_ahead(&w16, j, k);
-            }
+    fn prefetching_past_the_end_of_the_weights_is_harmless() {
+        let w = vec![[1.5f32; 16]; 3];
+        for c in &w {
+            super::prefetch::ahead(c);
         }
+        let h = [[7u16; 32]; 1];
+        super::prefetch::ahead(&h[0]);
+        assert_eq!((w[2][15], h[0][31]), (1.5, 7));
     }
 
     #[test]

@@ -17,8 +17,8 @@
 //!
 //! The pool hands the helpers a pointer to the caller's closure, whose lifetime the compiler
 //! cannot follow across threads: this module is one of the crate's three uses of `unsafe`
-//! (with `matvec::bf16dot` and `matvec::prefetch`), one lifetime erasure whose soundness rests on the caller not returning
-//! before every task has finished (see [`Pool::run`]).
+//! (with `matvec::bf16dot` and `matvec::prefetch`), one lifetime erasure whose soundness rests
+//! on the caller not returning before every task has finished (see [`Pool::run`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
