@@ -4,6 +4,7 @@
 Inputs:  mined/<owner>__<name>/{instances,prs}.jsonl and summary.json (one swerl run per repo),
          clones/<owner>__<name>.git (for commit messages).
 Outputs: rl/train.jsonl, rl/heldout.jsonl, rl/FUNNEL.md, rl/select_stats.json; bias report on stdout.
+         (CAP_TRAIN=N and RL_OUT=DIR in the environment: another training cap, another folder.)
 
 Git-only mining has no issue text (issues only come from GH Archive), so swerl's
 `problem_statement` is empty.  We fill it, SWE-bench style ("title\\nbody\\n"), from the PR
@@ -40,8 +41,13 @@ HELDOUT = ["encode/starlette", "pytest-dev/pluggy", "pyparsing/pyparsing"]
 MAX_PROMPT_CHARS = 5000
 MAX_CHANGED_LINES = 60
 MIN_TEXT = 15
-CAP_TRAIN = 36
+# Per-repository caps; CAP_TRAIN in the environment overrides the training one. The order is
+# fixed, so a larger cap selects a superset of a smaller one's training set, and the held-out
+# set does not change.
+CAP_TRAIN = int(os.environ.get("CAP_TRAIN", "36"))
 CAP_HELDOUT = 18
+# The output folder under DATA_DIR (RL_OUT in the environment; default rl).
+OUT_DIR = os.environ.get("RL_OUT", "rl")
 
 
 def key(repo):
@@ -253,10 +259,10 @@ def main():
             "rows": [m for _, m in rows],
         }
 
-    os.makedirs(os.path.join(ROOT, "rl"), exist_ok=True)
+    os.makedirs(os.path.join(ROOT, OUT_DIR), exist_ok=True)
     for (split, repos), (suffix, which) in [(s_, w_) for s_ in (("train", TRAIN), ("heldout", HELDOUT))
                                              for w_ in (("", kept), ("_fullfile", kept_full))]:
-        with open(os.path.join(ROOT, "rl", f"{split}{suffix}.jsonl"), "w", encoding="utf-8") as f:
+        with open(os.path.join(ROOT, OUT_DIR, f"{split}{suffix}.jsonl"), "w", encoding="utf-8") as f:
             for repo in repos:
                 for inst in which[repo]:
                     f.write(json.dumps(inst, ensure_ascii=False, sort_keys=False) + "\n")
@@ -301,12 +307,12 @@ def main():
         for inst in kept[repo]:
             src[(report[repo]["split"], inst["problem_statement_source"])] += 1
     stats = {repo: {k: v for k, v in r.items() if k != "rows"} for repo, r in report.items()}
-    with open(os.path.join(ROOT, "rl", "select_stats.json"), "w") as f:
+    with open(os.path.join(ROOT, OUT_DIR, "select_stats.json"), "w") as f:
         json.dump({"repos": stats, "problem_statement_sources": {f"{a}/{b}": n for (a, b), n in src.items()},
                    "params": {"max_prompt_chars": MAX_PROMPT_CHARS, "max_changed_lines": MAX_CHANGED_LINES,
                               "min_text": MIN_TEXT, "cap_train": CAP_TRAIN, "cap_heldout": CAP_HELDOUT}},
                   f, indent=1)
-    with open(os.path.join(ROOT, "rl", "bias.md"), "w") as f:
+    with open(os.path.join(ROOT, OUT_DIR, "bias.md"), "w") as f:
         f.write(bias + "\n")
     write_funnel(report, bias, src, kept, kept_full)
     for split in ("train", "heldout"):
@@ -366,7 +372,7 @@ def write_funnel(report, bias, src, kept, kept_full):
     p("\nproblem_statement sources of written instances: " +
       ", ".join(f"{a}/{b}: {n}" for (a, b), n in sorted(src.items())) + "\n")
     p(bias)
-    with open(os.path.join(ROOT, "rl", "FUNNEL.md"), "w") as f:
+    with open(os.path.join(ROOT, OUT_DIR, "FUNNEL.md"), "w") as f:
         f.write("\n".join(L) + "\n")
 
 
