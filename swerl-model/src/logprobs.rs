@@ -120,7 +120,7 @@ impl Llama {
             let o = attention::forward(&qkv.q, &qkv.k, &qkv.v, &p.mask)?.o;
             x = post_attention(&self.config, &w, &x, &o, Kernels::Fused)?;
         }
-        let (lp, ent, top1) = self.head_rows(&x, &p, opts, Track::NoGrad, Kernels::Fused)?;
+        let (lp, ent, top1) = self.head_rows(&x, &p, opts, Track::NoGrad, Kernels::Fused, None)?;
         // A NaN or infinite logit makes its row's log-sum-exp, hence the row's log-prob, NaN.
         // (A legitimately impossible token would be -inf; a finite model never gives one.)
         if lp.elem_count() > 0 && !lp.sum_all()?.to_scalar::<f32>()?.is_finite() {
@@ -145,7 +145,7 @@ impl Llama {
             let o = attention::forward_graph(&qkv.q, &qkv.k, &qkv.v, &p.mask)?;
             x = post_attention(&self.config, &w, &x, &o, Kernels::Differentiable)?;
         }
-        let (lp, ent, top1) = self.head_rows(&x, &p, opts, Track::Grad, Kernels::Differentiable)?;
+        let (lp, ent, top1) = self.head_rows(&x, &p, opts, Track::Grad, Kernels::Differentiable, None)?;
         self.scatter_scores(batch, &p, &lp, ent.as_ref(), &top1)
     }
 
@@ -173,6 +173,8 @@ impl Llama {
 
     /// Log-probs (and entropies) of the scored rows of `x` (`(batch, seq, hidden)`), chunk by
     /// chunk, and whether each target was the most likely token; results are `(n_scored,)` f32.
+    /// With `keep`, each chunk's f32 logits are pushed there when the fused kernels computed
+    /// them (CPU, f32 logits), for the training pass's backward.
     pub(crate) fn head_rows(
         &self,
         x: &Tensor,
@@ -180,6 +182,7 @@ impl Llama {
         opts: &ScoreOptions,
         track: Track,
         kernels: Kernels,
+        mut keep: Option<&mut Vec<Tensor>>,
     ) -> Result<(Tensor, Option<Tensor>, Tensor)> {
         let d = self.config.hidden_size;
         let (b, t, _) = x.dims3()?;
@@ -194,7 +197,10 @@ impl Llama {
             let len = chunk.min(n - start);
             let h = flat.index_select(&p.rows.narrow(0, start, len)?, 0)?;
             let targets = p.targets.narrow(0, start, len)?;
-            let (lp, ent, top1) = self.head_chunk(&h, &targets, &norm, &head, opts, kernels)?;
+            let (lp, ent, top1, logits) = self.head_chunk(&h, &targets, &norm, &head, opts, kernels)?;
+            if let (Some(keep), Some(logits)) = (keep.as_deref_mut(), logits) {
+                keep.push(logits);
+            }
             lps.push(lp);
             top1s.push(top1);
             ents.extend(ent);
@@ -211,7 +217,8 @@ impl Llama {
         Ok((cat(lps)?, ent, cat(top1s)?))
     }
 
-    /// Final norm, output projection and log-softmax for hidden rows `h` (`(n, hidden)`).
+    /// Final norm, output projection and log-softmax for hidden rows `h` (`(n, hidden)`); with
+    /// the fused kernels, also the logits they were computed from (left unchanged).
     pub(crate) fn head_chunk(
         &self,
         h: &Tensor,
@@ -220,12 +227,14 @@ impl Llama {
         head: &Tensor,
         opts: &ScoreOptions,
         kernels: Kernels,
-    ) -> Result<(Tensor, Option<Tensor>, Tensor)> {
+    ) -> Result<(Tensor, Option<Tensor>, Tensor, Option<Tensor>)> {
         let hn = rms_norm(h, norm, self.config.rms_norm_eps, self.compute_dtype, kernels)?;
         let mut logits = hn.matmul(&head.t()?)?.to_dtype(DType::F32)?;
         if matches!(kernels, Kernels::Fused) && crate::kernels::usable(&logits) {
             let targets = targets.to_vec1::<u32>()?;
-            return crate::kernels::head_scores(&logits, &targets, opts.temperature, opts.entropy);
+            let (lp, ent, top1) =
+                crate::kernels::head_scores(&logits, &targets, opts.temperature, opts.entropy)?;
+            return Ok((lp, ent, top1, Some(logits)));
         }
         if opts.temperature != 1.0 {
             logits = (logits / opts.temperature)?;
@@ -247,7 +256,7 @@ impl Llama {
         } else {
             None
         };
-        Ok((lp, ent, top1))
+        Ok((lp, ent, top1, None))
     }
 
     /// Places per-row results into `(batch, completion_len)` tensors (differentiably).

@@ -5,9 +5,11 @@
 //! attention result ([`Recompute::Always`]: the rest is recomputed block by block during the
 //! backward pass). The returned [`TrainForward`] exposes the log-probs and entropies as leaf
 //! tensors: build any loss from them, then [`TrainForward::backward`] propagates it through the
-//! output projection (chunk by chunk, recomputing each chunk's logits), the blocks (last to
-//! first, attention blockwise) and the embedding. Neither the full `(batch, seq, vocab)` logits
-//! nor a full attention matrix exists at any time.
+//! output projection (chunk by chunk), the blocks (last to first, attention blockwise) and the
+//! embedding. No full attention matrix exists at any time. The scored rows' logits are kept from
+//! the forward pass when activations are saved and they fit the same budget (on the CPU in f32;
+//! one output-projection product fewer, as PyTorch keeps them); otherwise each chunk's logits
+//! are recomputed in the backward pass and the full `(scored rows, vocab)` logits never exist.
 
 use candle_core::{D, DType, Tensor, Var};
 
@@ -24,15 +26,20 @@ use crate::model::{Llama, Track, view};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Recompute {
-    /// Recompute when the saved activations would exceed about 2 GiB (the default).
+    /// Recompute when the saved activations would exceed about 2 GiB (the default); keep the
+    /// scored rows' logits when they fit that budget too.
     #[default]
     Auto,
     /// Always recompute (least memory: one block's activations at a time, plus each block's
-    /// input and attention output; about one extra forward pass of compute).
+    /// input and attention output; about one extra forward pass of compute), the logits too.
     Always,
-    /// Save every block's activations (fastest; memory grows with tokens × layers).
+    /// Save every block's activations and the scored rows' logits (fastest; memory grows with
+    /// tokens × layers, and with scored tokens × vocabulary).
     Never,
 }
+
+/// Bytes of saved activations (and kept logits) above which [`Recompute::Auto`] recomputes.
+const SAVED_BUDGET: usize = 2 << 30;
 
 /// Options of [`Llama::forward_train`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,6 +64,8 @@ pub struct TrainForward<'m> {
     prepared: Prepared,
     opts: ScoreOptions,
     kept: Vec<Kept>,
+    /// Each output-projection chunk's f32 logits from the forward pass, or empty: recompute.
+    logits: Vec<Tensor>,
     last: Tensor,
     logprobs: Var,
     entropies: Var,
@@ -70,10 +79,12 @@ impl Llama {
     pub fn forward_train(&self, batch: &TokenBatch, opts: &TrainOptions) -> Result<TrainForward<'_>> {
         opts.score.check()?;
         let p = self.prepare(batch)?;
-        let keep = match opts.recompute {
-            Recompute::Always => false,
-            Recompute::Never => true,
-            Recompute::Auto => self.saved_bytes(batch.batch_size() * batch.seq_len()) < 2 << 30,
+        let saved = self.saved_bytes(batch.batch_size() * batch.seq_len());
+        let logits_bytes = p.rows.dim(0)? * self.config.vocab_size * DType::F32.size_in_bytes();
+        let (keep, keep_logits) = match opts.recompute {
+            Recompute::Always => (false, false),
+            Recompute::Never => (true, true),
+            Recompute::Auto => (saved < SAVED_BUDGET, saved + logits_bytes < SAVED_BUDGET),
         };
         let ctx = BlockCtx { cfg: &self.config, cos: &p.cos, sin: &p.sin, mask: &p.mask };
         let mut x = self.embed(&p.ids, batch.batch_size(), Track::NoGrad)?;
@@ -90,13 +101,16 @@ impl Llama {
             x = out;
         }
         let score = opts.score.clone();
-        let (lp, ent, top1) = self.head_rows(&x, &p, &score, Track::NoGrad, Kernels::Fused)?;
+        let mut logits = keep_logits.then(Vec::new);
+        let (lp, ent, top1) =
+            self.head_rows(&x, &p, &score, Track::NoGrad, Kernels::Fused, logits.as_mut())?;
         let scores = self.scatter_scores(batch, &p, &lp, ent.as_ref(), &top1)?;
         Ok(TrainForward {
             model: self,
             prepared: p,
             opts: score,
             kept,
+            logits: logits.unwrap_or_default(),
             last: x,
             logprobs: Var::from_tensor(&scores.logprobs)?,
             entropies: Var::from_tensor(&scores.entropies)?,
@@ -174,6 +188,9 @@ impl TrainForward<'_> {
         let (mut g_norm, mut g_head) = (None, None);
         let n = p.rows.dim(0)?;
         let chunk = self.opts.chunk(m.config.vocab_size);
+        // The forward pass's logits, when it kept every chunk's.
+        let chunks = n.div_ceil(chunk.max(1));
+        let mut kept_logits = if self.logits.len() == chunks { self.logits } else { Vec::new() }.into_iter();
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
@@ -190,6 +207,7 @@ impl TrainForward<'_> {
                 g_ent: g_ent.as_ref().map(|g| g.narrow(0, start, len)).transpose()?,
                 g_norm: &mut g_norm,
                 g_head: &mut g_head,
+                logits: kept_logits.next(),
             })?;
             dx = dx.index_add(&rows, &dh.to_dtype(DType::F32)?, 0)?;
             start += len;
@@ -237,15 +255,21 @@ struct HeadChunk<'a> {
     g_ent: Option<Tensor>,
     g_norm: &'a mut Option<Tensor>,
     g_head: &'a mut Option<Tensor>,
+    /// The chunk's f32 logits kept from the forward pass (overwritten with their gradient), or
+    /// `None`: recompute them.
+    logits: Option<Tensor>,
 }
 
-/// Recomputes a chunk's logits and back-propagates the gradients of its log-probs and
-/// entropies: `d logp_t / d z = onehot_t - p`, `d H / d z = -p (log p + H)`. Returns the
-/// gradient of the chunk's hidden rows.
-fn head_backward(c: HeadChunk<'_>) -> Result<Tensor> {
+/// Takes a chunk's logits (kept, or recomputed) and back-propagates the gradients of its
+/// log-probs and entropies: `d logp_t / d z = onehot_t - p`, `d H / d z = -p (log p + H)`.
+/// Returns the gradient of the chunk's hidden rows.
+fn head_backward(mut c: HeadChunk<'_>) -> Result<Tensor> {
     let dtype = c.head.dtype();
     let normed = norm_forward(c.h, c.norm, c.eps, dtype)?;
-    let mut z = normed.h.matmul(&c.head.t()?)?.to_dtype(DType::F32)?;
+    let mut z = match c.logits.take() {
+        Some(z) => z,
+        None => normed.h.matmul(&c.head.t()?)?.to_dtype(DType::F32)?,
+    };
     if crate::kernels::usable(&z) {
         // In place: the fresh logits become their gradient.
         let targets = c.targets.to_vec1::<u32>()?;
@@ -373,6 +397,10 @@ mod tests {
                     .unwrap();
                 assert!(max_rel_diff(fwd.logprobs(), &g.logprobs) < 1e-5);
                 assert!(max_rel_diff(fwd.entropies(), &g.entropies) < 1e-5);
+                // Saved activations keep the logits (8 scored rows in chunks of 3); recomputation
+                // recomputes them: both backward paths of the output projection are checked.
+                let kept = if recompute == Recompute::Never { 3 } else { 0 };
+                assert_eq!(fwd.logits.len(), kept, "{recompute:?}");
                 let l = loss(fwd.logprobs(), fwd.entropies());
                 let mut grads = Gradients::new();
                 fwd.backward(&l, &mut grads).unwrap();
