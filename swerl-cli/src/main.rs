@@ -60,6 +60,15 @@ fn command() -> clap::Command {
 }
 
 fn main() -> ExitCode {
+    // candle would otherwise count the CPU's cores in every matrix product
+    // (`swerl_model::rayon_threads_env`).
+    if let Some(n) = swerl_model::rayon_threads_env() {
+        // SAFETY: first thing in `main`, before any other thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", n)
+        };
+    }
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))

@@ -64,6 +64,14 @@ fn reset_peak() {
 }
 
 fn main() -> Result<()> {
+    // As `swerl` does: candle's thread count computed once, not in every product.
+    if let Some(n) = swerl_model::rayon_threads_env() {
+        // SAFETY: no other thread exists yet.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", n)
+        };
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().context("mode: train | sample")?.clone();
     let mut opts: HashMap<String, String> = HashMap::new();

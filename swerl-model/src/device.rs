@@ -40,6 +40,24 @@ pub fn parse_dtype(name: &str) -> Result<DType> {
     }
 }
 
+/// The value to give `RAYON_NUM_THREADS` at the start of a program, or `None` when it is
+/// already set.
+///
+/// candle (0.11) looks up its thread count in every CPU matrix product. Unless
+/// `RAYON_NUM_THREADS` is set, that count is the number of physical cores, parsed from
+/// `/proc/cpuinfo` on Linux each time: about 35 µs on a 2-core virtual machine, and a training
+/// step of SmolLM2-135M runs over a thousand products. The value returned is the count candle
+/// computes itself, so setting it changes nothing but how often it is computed. It also sizes
+/// rayon's global pool, which then has as many threads as candle's products use (rayon's own
+/// default counts logical CPUs). Set it before any other thread starts, as `std::env::set_var`
+/// requires; `swerl` does this first thing in `main`.
+pub fn rayon_threads_env() -> Option<String> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return None;
+    }
+    Some(candle_core::utils::get_num_threads().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +73,13 @@ mod tests {
         }
         assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
         assert!(parse_dtype("int8").is_err());
+    }
+
+    #[test]
+    fn rayon_threads_env_is_candles_count_or_nothing() {
+        match rayon_threads_env() {
+            Some(n) => assert_eq!(n, candle_core::utils::get_num_threads().to_string()),
+            None => assert!(std::env::var_os("RAYON_NUM_THREADS").is_some()),
+        }
     }
 }

@@ -124,11 +124,12 @@ mod rope;
 // The pool hands borrowed closures to its threads (see the module's docs).
 #[allow(unsafe_code)]
 mod spin;
+mod worker;
 
 pub use batch::TokenBatch;
 pub use chat::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{GenerationConfig, ModelConfig, RopeScaling, TokenIds};
-pub use device::{parse_device, parse_dtype};
+pub use device::{parse_device, parse_dtype, rayon_threads_env};
 pub use engine::{
     BF16_LOGPROB_TOL, Engine, EngineConfig, EngineEvent, EngineRequest, EngineStats, F16_LOGPROB_TOL,
     RequestId, WeightDtype,

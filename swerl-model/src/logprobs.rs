@@ -110,7 +110,12 @@ impl Llama {
 
     /// No-gradient log-probabilities of the scored tokens, with candle's fused kernels (old and
     /// reference policy log-probs).
+    /// Runs on a rayon worker, so that its parallel ops start from inside rayon's pool.
     pub fn score(&self, batch: &TokenBatch, opts: &ScoreOptions) -> Result<TokenScores> {
+        crate::worker::on_worker(|| self.score_here(batch, opts))
+    }
+
+    fn score_here(&self, batch: &TokenBatch, opts: &ScoreOptions) -> Result<TokenScores> {
         opts.check()?;
         let p = self.prepare(batch)?;
         let mut x = self.embed(&p.ids, batch.batch_size(), Track::NoGrad)?;

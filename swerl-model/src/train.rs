@@ -76,7 +76,12 @@ pub struct TrainForward<'m> {
 impl Llama {
     /// Training forward pass over `batch`: log-probs and entropies of its scored tokens as leaf
     /// tensors of a new autograd graph (see [`TrainForward`]).
+    /// Runs on a rayon worker, so that its parallel ops start from inside rayon's pool.
     pub fn forward_train(&self, batch: &TokenBatch, opts: &TrainOptions) -> Result<TrainForward<'_>> {
+        crate::worker::on_worker(|| self.forward_train_here(batch, opts))
+    }
+
+    fn forward_train_here(&self, batch: &TokenBatch, opts: &TrainOptions) -> Result<TrainForward<'_>> {
         opts.score.check()?;
         let p = self.prepare(batch)?;
         let saved = self.saved_bytes(batch.batch_size() * batch.seq_len());
@@ -155,7 +160,12 @@ impl TrainForward<'_> {
 
     /// Back-propagates `loss` (a scalar built from [`Self::logprobs`] and/or
     /// [`Self::entropies`]) through the model and adds every parameter's gradient to `grads`.
+    /// Runs on a rayon worker, so that its parallel ops start from inside rayon's pool.
     pub fn backward(self, loss: &Tensor, grads: &mut Gradients) -> Result<()> {
+        crate::worker::on_worker(|| self.backward_here(loss, grads))
+    }
+
+    fn backward_here(self, loss: &Tensor, grads: &mut Gradients) -> Result<()> {
         if loss.elem_count() != 1 {
             return Err(Error::arg("loss", format!("must be a scalar, found shape {:?}", loss.dims())));
         }
