@@ -110,6 +110,7 @@ impl Llama {
 
     /// No-gradient log-probabilities of the scored tokens, with candle's fused kernels (old and
     /// reference policy log-probs).
+    ///
     /// Runs on a rayon worker, so that its parallel ops start from inside rayon's pool.
     pub fn score(&self, batch: &TokenBatch, opts: &ScoreOptions) -> Result<TokenScores> {
         crate::worker::on_worker(|| self.score_here(batch, opts))

@@ -76,6 +76,7 @@ pub struct TrainForward<'m> {
 impl Llama {
     /// Training forward pass over `batch`: log-probs and entropies of its scored tokens as leaf
     /// tensors of a new autograd graph (see [`TrainForward`]).
+    ///
     /// Runs on a rayon worker, so that its parallel ops start from inside rayon's pool.
     pub fn forward_train(&self, batch: &TokenBatch, opts: &TrainOptions) -> Result<TrainForward<'_>> {
         crate::worker::on_worker(|| self.forward_train_here(batch, opts))
@@ -160,6 +161,7 @@ impl TrainForward<'_> {
 
     /// Back-propagates `loss` (a scalar built from [`Self::logprobs`] and/or
     /// [`Self::entropies`]) through the model and adds every parameter's gradient to `grads`.
+    ///
     /// Runs on a rayon worker, so that its parallel ops start from inside rayon's pool.
     pub fn backward(self, loss: &Tensor, grads: &mut Gradients) -> Result<()> {
         crate::worker::on_worker(|| self.backward_here(loss, grads))
